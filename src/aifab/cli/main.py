@@ -1,0 +1,57 @@
+"""Entry point of the ``aifab`` command."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from aifab import __version__
+from aifab.cli import config_cmd, models
+from aifab.cli.up import up
+from aifab.errors import AifabError
+
+app = typer.Typer(
+    name="aifab",
+    help="aifab: a self-hostable AI factory. Start with `aifab up`.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+app.command("up")(up)
+app.add_typer(models.app, name="models")
+app.add_typer(config_cmd.app, name="config")
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", help="print the version and exit", is_eager=True),
+) -> None:
+    if version:
+        typer.echo(f"aifab {__version__}")
+        raise typer.Exit()
+
+
+def main() -> None:
+    """Run the CLI; an aifab error is one line on stderr and exit code 1."""
+    try:
+        app(standalone_mode=False)
+    except AifabError as exc:
+        typer.echo(f"aifab: error: {exc.message}", err=True)
+        sys.exit(1)
+    except typer.Abort:
+        typer.echo("aifab: aborted", err=True)
+        sys.exit(130)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except Exception as exc:  # click usage errors and the like
+        import click
+
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        raise
+
+
+if __name__ == "__main__":
+    main()

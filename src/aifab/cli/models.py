@@ -1,0 +1,69 @@
+"""``aifab models``: the model registry."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from aifab.cli.common import ConfigOpt, DataDirOpt, JsonOpt, open_registry, print_json, settings_from
+
+app = typer.Typer(help="List, inspect, import and remove model packages.", no_args_is_help=True)
+
+
+@app.command("list")
+def list_models(config: ConfigOpt = None, data_dir: DataDirOpt = None, as_json: JsonOpt = False) -> None:
+    """List registered models."""
+    packages = open_registry(settings_from(config, data_dir)).list()
+    if as_json:
+        print_json([p.to_dict() for p in packages])
+        return
+    table = Table("name", "kind", "format", "context", "license", "sha256")
+    for p in packages:
+        table.add_row(p.name, p.kind, p.format, str(p.context_length), p.license or "-", p.sha256[:12])
+    Console(width=None if sys.stdout.isatty() else 160).print(table)
+
+
+@app.command("show")
+def show(name: str, config: ConfigOpt = None, data_dir: DataDirOpt = None, as_json: JsonOpt = False) -> None:
+    """Show one model package: files, template, special tokens, defaults, lineage."""
+    pkg = open_registry(settings_from(config, data_dir)).get(name)
+    data = pkg.to_dict()
+    if as_json:
+        print_json(data)
+        return
+    for key, value in data.items():
+        if key == "chat_template" and value:
+            value = f"<{len(value)} characters>"
+        typer.echo(f"{key:22} {value}")
+
+
+@app.command("import")
+def import_model(
+    path: Annotated[Path, typer.Argument(help="a .gguf file or a model directory (safetensors + tokenizer)")],
+    name: Annotated[str, typer.Option("--name", "-n", help="registry name")],
+    no_copy: Annotated[bool, typer.Option("--no-copy", help="register in place instead of copying")] = False,
+    config: ConfigOpt = None,
+    data_dir: DataDirOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Import a model package into the registry (copied under the data directory)."""
+    pkg = open_registry(settings_from(config, data_dir)).import_path(path, name, copy=not no_copy)
+    if as_json:
+        print_json(pkg.to_dict())
+    else:
+        typer.echo(f"imported {pkg.name} ({pkg.kind}, {pkg.format}, sha256 {pkg.sha256[:12]})")
+
+
+@app.command("remove")
+def remove(name: str, config: ConfigOpt = None, data_dir: DataDirOpt = None, as_json: JsonOpt = False) -> None:
+    """Remove a model from the registry (and its copied files)."""
+    open_registry(settings_from(config, data_dir)).remove(name)
+    if as_json:
+        print_json({"removed": name})
+    else:
+        typer.echo(f"removed {name}")

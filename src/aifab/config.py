@@ -1,0 +1,122 @@
+"""Settings: one object, built once at start-up and passed down.
+
+Sources, lowest to highest precedence: defaults < ``aifab.toml`` (working directory, or ``--config``)
+< ``AIFAB_*`` environment variables (nested with ``__``: ``AIFAB_SERVE__PORT=9000``) < CLI flags.
+Nothing here is read at import time.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, Field, ValidationError
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from aifab.errors import ConfigError
+
+DEFAULT_CONFIG_FILE = "aifab.toml"
+
+
+class ServeSettings(BaseModel):
+    """The HTTP server."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=0, le=65535)
+    max_body_bytes: int = Field(2 * 1024 * 1024, gt=0, description="requests above this get 413")
+    max_queue: int = Field(64, ge=1, description="waiting requests per model before 429")
+    log_level: str = "info"
+
+
+class EngineSettings(BaseModel):
+    """Model runtimes."""
+
+    threads: int = Field(0, ge=0, description="CPU threads for decoding; 0 = all cores")
+    max_batch: int = Field(16, ge=1, description="sequences decoded together (continuous batching)")
+    context_per_sequence: int = Field(2048, ge=64, description="KV-cache tokens per sequence")
+    embedding_batch: int = Field(64, ge=1)
+
+
+class ModelSettings(BaseModel):
+    """Which registered models `aifab up` loads."""
+
+    chat: str = "smollm2-135m-instruct"
+    embedding: str = "all-minilm-l6-v2"
+    extra: list[str] = Field(default_factory=list, description="more registered models to load")
+
+
+class Settings(BaseSettings):
+    """The effective aifab configuration."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="AIFAB_",
+        env_nested_delimiter="__",
+        toml_file=DEFAULT_CONFIG_FILE,
+        extra="forbid",
+    )
+
+    data_dir: Path = Path(".aifab")
+    database_url: str | None = Field(
+        None, description="SQLAlchemy URL; default is SQLite under data_dir"
+    )
+    serve: ServeSettings = Field(default_factory=ServeSettings)
+    engines: EngineSettings = Field(default_factory=EngineSettings)
+    models: ModelSettings = Field(default_factory=ModelSettings)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls))
+
+    @property
+    def effective_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.data_dir.resolve() / 'aifab.db'}"
+
+    def threads(self) -> int:
+        return self.engines.threads or (os.cpu_count() or 1)
+
+
+def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
+    """Build the settings from the TOML file, the environment and ``overrides`` (CLI flags).
+
+    ``overrides`` may be nested dicts (``serve={"port": 9000}``); ``None`` values are ignored so that
+    an unset CLI flag does not hide the file or the environment.
+    """
+    path = Path(config_file) if config_file else Path(DEFAULT_CONFIG_FILE)
+    if config_file and not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    cls: type[Settings] = type(
+        "Settings", (Settings,), {"model_config": {**Settings.model_config, "toml_file": path}}
+    )
+    try:
+        return cls(**_drop_none(overrides))
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise ConfigError(f"invalid setting {where}: {first['msg']}") from exc
+    except (OSError, ValueError) as exc:  # tomllib.TOMLDecodeError is a ValueError
+        raise ConfigError(f"cannot read {path}: {exc}") from exc
+
+
+def _drop_none(values: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in values.items():
+        if isinstance(value, dict):
+            nested = _drop_none(value)
+            if nested:
+                out[key] = nested
+        elif value is not None:
+            out[key] = value
+    return out

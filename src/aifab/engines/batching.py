@@ -1,0 +1,258 @@
+"""Continuous batching, shared by every token-generating engine.
+
+One scheduler thread owns the model runtime. Each step it admits waiting requests into free slots,
+feeds every live sequence (a chunk of its prompt, or its last sampled token) to the runtime as ONE
+batch, and streams the sampled tokens back to the asyncio side. New requests join between steps;
+finished or cancelled ones leave between steps, so a disconnected client frees its slot at once.
+
+The runtime (llama.cpp, torch) only implements :class:`Runtime`; stop strings, UTF-8 assembly,
+limits, queueing and the asyncio bridge live here once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import codecs
+import logging
+import queue
+import threading
+from collections import deque
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from aifab.engines.protocol import Delta, FinishReason, GenerationRequest
+from aifab.errors import EngineError, Overloaded
+
+log = logging.getLogger(__name__)
+
+
+class Runtime(Protocol):
+    """What a model runtime gives the scheduler."""
+
+    max_batch: int
+
+    def start(self, seq: Sequence) -> None:
+        """Prepare per-sequence state (sampler, cache slot ``seq.slot``)."""
+
+    max_step_tokens: int  # tokens one forward pass may carry
+
+    def step(self, seqs: list[Sequence], feeds: list[list[int]]) -> list[int | None]:
+        """Run one forward pass: ``seqs[i]`` feeds ``feeds[i]`` at positions from ``seqs[i].fed``.
+        Returns the sampled next token for each sequence whose feed reaches the end of its prompt
+        (``seq.completes(feed)``), None for those still prefilling."""
+
+    def release(self, seq: Sequence) -> None:
+        """Free the slot's cache and per-sequence state."""
+
+    def piece(self, token: int) -> bytes: ...
+
+    def is_end(self, token: int) -> bool: ...
+
+
+@dataclass
+class Sequence:
+    """One request being decoded: its tokens, its output text and how it ends."""
+
+    request: GenerationRequest
+    prompt_ids: list[int]
+    loop: asyncio.AbstractEventLoop
+    out: asyncio.Queue[Delta | BaseException]
+    prefill_chunk: int
+    slot: int = -1
+    fed: int = 0  # tokens (prompt, then generated) already in the runtime's cache
+    generated: list[int] = field(default_factory=list)
+    cancelled: bool = False
+    state: Any = None  # the runtime's per-sequence state
+    _decoder: Any = field(default_factory=lambda: codecs.getincrementaldecoder("utf-8")("replace"))
+    _held: str = ""  # text held back because it may be the start of a stop string
+
+    def pending(self, budget: int) -> list[int]:
+        """The tokens this sequence feeds in the next step, at most ``budget``."""
+        if self.fed < len(self.prompt_ids):
+            return self.prompt_ids[self.fed : self.fed + min(self.prefill_chunk, budget)]
+        return self.generated[-1:]
+
+    def completes(self, feed: list[int]) -> bool:
+        """Whether after ``feed`` the model has seen the whole prompt (so its logits are sampled)."""
+        return bool(feed) and self.fed + len(feed) >= len(self.prompt_ids)
+
+    @property
+    def prefilling(self) -> bool:
+        return self.fed < len(self.prompt_ids)
+
+    def emit(self, delta: Delta) -> None:
+        self.loop.call_soon_threadsafe(self.out.put_nowait, delta)
+
+    def accept(self, token: int, runtime: Runtime) -> tuple[str, FinishReason | None]:
+        """Add a sampled token; return the text that may be shown now and why the sequence ends."""
+        sp = self.request.sampling
+        if runtime.is_end(token):
+            return self._flush(), "stop"
+        self.generated.append(token)
+        text = self._held + self._decoder.decode(runtime.piece(token))
+        for stop in sp.stop:
+            at = text.find(stop)
+            if at >= 0:
+                self._held = ""
+                return text[:at], "stop"
+        keep = _partial_stop_suffix(text, sp.stop)
+        self._held = text[len(text) - keep :] if keep else ""
+        shown = text[: len(text) - keep]
+        if len(self.generated) >= (sp.max_tokens or 1):
+            return shown + self._flush(), "length"
+        return shown, None
+
+    def _flush(self) -> str:
+        text, self._held = self._held + self._decoder.decode(b"", final=True), ""
+        return text
+
+
+def _partial_stop_suffix(text: str, stops: list[str]) -> int:
+    """Length of the longest suffix of ``text`` that is a proper prefix of a stop string."""
+    best = 0
+    for stop in stops:
+        for n in range(min(len(stop) - 1, len(text)), best, -1):
+            if text.endswith(stop[:n]):
+                best = n
+                break
+    return best
+
+
+class BatchScheduler:
+    """Admits requests into ``runtime.max_batch`` slots and decodes them together."""
+
+    def __init__(self, runtime: Runtime, *, max_queue: int = 64, prefill_chunk: int = 512, name: str = "") -> None:
+        self.runtime = runtime
+        self.max_queue = max_queue
+        self.prefill_chunk = prefill_chunk
+        self._inbox: queue.Queue[Sequence | None] = queue.Queue()
+        self._waiting: deque[Sequence] = deque()
+        self._live: list[Sequence] = []
+        self._free = list(range(runtime.max_batch))[::-1]
+        self._closed = False
+        self._thread = threading.Thread(target=self._run, name=f"aifab-batch-{name}", daemon=True)
+        self._thread.start()
+
+    @property
+    def running(self) -> int:
+        return len(self._live)
+
+    @property
+    def waiting(self) -> int:
+        return len(self._waiting) + self._inbox.qsize()
+
+    async def submit(self, request: GenerationRequest, prompt_ids: list[int]) -> AsyncIterator[Delta]:
+        if self._closed:
+            raise EngineError("engine is shut down")
+        if self.waiting >= self.max_queue:
+            raise Overloaded(f"the queue for this model is full ({self.max_queue} waiting); retry shortly")
+        seq = Sequence(
+            request, prompt_ids, asyncio.get_running_loop(), asyncio.Queue(), prefill_chunk=self.prefill_chunk
+        )
+        self._inbox.put(seq)
+        return self._stream(seq)
+
+    async def _stream(self, seq: Sequence) -> AsyncIterator[Delta]:
+        try:
+            while True:
+                item = await seq.out.get()
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+                if item.finish_reason is not None:
+                    return
+        finally:
+            # A client that went away (or a caller that stopped iterating) frees the slot next step.
+            seq.cancelled = True
+
+    def close(self) -> None:
+        self._closed = True
+        self._inbox.put(None)
+        self._thread.join(timeout=10)
+
+    # --- the scheduler thread -------------------------------------------------------------------
+
+    def _run(self) -> None:
+        while not self._closed:
+            if not self._take_inbox(block=not self._live):
+                break
+            self._admit()
+            if not self._live:
+                continue
+            try:
+                self._step()
+            except Exception as exc:  # a runtime failure ends the batch, not the server
+                log.exception("decode step failed")
+                for seq in list(self._live):
+                    seq.loop.call_soon_threadsafe(seq.out.put_nowait, EngineError(f"decode failed: {exc}"))
+                    self._finish(seq)
+        for seq in self._live + list(self._waiting):
+            seq.loop.call_soon_threadsafe(seq.out.put_nowait, EngineError("engine is shut down"))
+
+    def _take_inbox(self, *, block: bool) -> bool:
+        try:
+            item = self._inbox.get(block=block)
+            while True:
+                if item is None:
+                    return False
+                self._waiting.append(item)
+                item = self._inbox.get_nowait()
+        except queue.Empty:
+            return True
+
+    def _admit(self) -> None:
+        while self._waiting and self._free:
+            seq = self._waiting.popleft()
+            if seq.cancelled:
+                continue
+            seq.slot = self._free.pop()
+            try:
+                self.runtime.start(seq)
+            except Exception as exc:
+                seq.loop.call_soon_threadsafe(seq.out.put_nowait, EngineError(f"cannot start: {exc}"))
+                self._free.append(seq.slot)
+                continue
+            self._live.append(seq)
+
+    def _step(self) -> None:
+        for seq in [s for s in self._live if s.cancelled]:
+            self._finish(seq)
+        if not self._live:
+            return
+        # Decoding sequences go first (one token each) so a long prompt never stalls them; prompts
+        # fill what is left of the step's token budget, in arrival order.
+        budget = self.runtime.max_step_tokens
+        batch, feeds = [], []
+        for seq in sorted(self._live, key=lambda s: s.prefilling):
+            feed = seq.pending(budget)
+            if not feed:
+                continue
+            budget -= len(feed)
+            batch.append(seq)
+            feeds.append(feed)
+        tokens = self.runtime.step(batch, feeds)
+        for seq, feed, token in zip(batch, feeds, tokens, strict=True):
+            seq.fed += len(feed)
+            if token is None:
+                continue
+            first = not seq.generated
+            text, reason = seq.accept(token, self.runtime)
+            if text or reason or first:
+                seq.emit(
+                    Delta(
+                        text=text,
+                        finish_reason=reason,
+                        prompt_tokens=len(seq.prompt_ids),
+                        completion_tokens=len(seq.generated),
+                        first_token=first,
+                    )
+                )
+            if reason is not None:
+                self._finish(seq)
+
+    def _finish(self, seq: Sequence) -> None:
+        if seq in self._live:
+            self._live.remove(seq)
+            self.runtime.release(seq)
+            self._free.append(seq.slot)

@@ -1,0 +1,38 @@
+"""``Engine`` for GGUF model packages, over :class:`LlamaCppRuntime`."""
+
+from __future__ import annotations
+
+from aifab.config import Settings
+from aifab.engines.generative import GenerativeEngine
+from aifab.engines.llamacpp.runtime import LlamaCppRuntime
+from aifab.engines.registry import register
+from aifab.registry.package import ModelPackage
+
+
+@register("llamacpp")
+class LlamaCppEngine(GenerativeEngine):
+    """GGUF models with continuous batching in llama.cpp; the default chat engine."""
+
+    def __init__(self, package: ModelPackage, settings: Settings) -> None:
+        ctx = min(package.context_length, settings.engines.context_per_sequence)
+        self.runtime = LlamaCppRuntime(
+            package.path,
+            max_batch=settings.engines.max_batch,
+            ctx_per_seq=ctx,
+            threads=settings.threads(),
+        )
+        super().__init__(package, self.runtime, context_length=ctx, max_queue=settings.serve.max_queue)
+        # The GGUF stores special tokens as ids; the chat template wants their text.
+        self._special = {
+            k: self.runtime.token_text(int(v)) for k, v in package.special_tokens.items() if str(v).isdigit()
+        }
+
+    def tokenize(self, text: str) -> list[int]:
+        return self.runtime.tokenize(text)
+
+    def special_tokens(self) -> dict[str, str]:
+        return self._special
+
+    def close(self) -> None:
+        super().close()
+        self.runtime.close()

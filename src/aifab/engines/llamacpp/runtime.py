@@ -1,0 +1,171 @@
+"""llama.cpp through its C API: one context, one KV stream per sequence, one ``llama_decode`` per step."""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import threading
+from typing import Any
+
+from aifab.engines.batching import Sequence
+from aifab.errors import EngineError, InvalidRequest
+
+try:
+    import llama_cpp as C
+    from llama_cpp.llama_grammar import JSON_GBNF, json_schema_to_gbnf
+except ImportError:  # pragma: no cover - llama-cpp-python is a core dependency
+    C = None
+
+_backend_lock = threading.Lock()
+_backend_ready = False
+
+
+@C.llama_log_callback if C else (lambda f: f)
+def _quiet_log(level: int, text: bytes, user_data: Any) -> None:
+    # Kept at module level: llama.cpp holds the pointer for the life of the process.
+    return None
+
+
+def _init_backend() -> None:
+    global _backend_ready
+    with _backend_lock:
+        if not _backend_ready:
+            C.llama_log_set(_quiet_log, ctypes.c_void_p())
+            C.llama_backend_init()
+            _backend_ready = True
+
+
+class LlamaCppRuntime:
+    """Owns a llama.cpp model and context. Only the scheduler thread calls ``step``."""
+
+    def __init__(self, path: str, *, max_batch: int, ctx_per_seq: int, threads: int, n_batch: int = 2048) -> None:
+        if C is None:
+            raise EngineError("llama-cpp-python is not installed: pip install llama-cpp-python")
+        _init_backend()
+        mparams = C.llama_model_default_params()
+        self.model = C.llama_model_load_from_file(path.encode(), mparams)
+        if not self.model:
+            raise EngineError(f"llama.cpp could not load {path}")
+        self.vocab = C.llama_model_get_vocab(self.model)
+        self.n_vocab = C.llama_vocab_n_tokens(self.vocab)
+        cparams = C.llama_context_default_params()
+        cparams.n_ctx = ctx_per_seq * max_batch
+        cparams.n_batch = n_batch
+        cparams.n_ubatch = min(512, n_batch)
+        cparams.n_seq_max = max_batch
+        cparams.n_threads = threads
+        cparams.n_threads_batch = threads
+        cparams.kv_unified = False  # a KV stream per sequence: faster batched decode, no cross-talk
+        cparams.no_perf = True
+        self.ctx = C.llama_init_from_model(self.model, cparams)
+        if not self.ctx:
+            C.llama_model_free(self.model)
+            raise EngineError("llama.cpp could not create a context (out of memory?)")
+        self.mem = C.llama_get_memory(self.ctx)
+        self.max_batch = max_batch
+        self.max_step_tokens = n_batch
+        self._batch = C.llama_batch_init(n_batch, 0, 1)
+        self._piece_buf = ctypes.create_string_buffer(256)
+        self._pieces: dict[int, bytes] = {}
+
+    # --- tokenizer ------------------------------------------------------------------------------
+
+    def tokenize(self, text: str, *, add_special: bool = True) -> list[int]:
+        data = text.encode("utf-8")
+        cap = len(data) + 16
+        buf = (C.llama_token * cap)()
+        n = C.llama_tokenize(self.vocab, data, len(data), buf, cap, add_special, True)
+        if n < 0:
+            raise EngineError(f"tokenization failed ({n})")
+        return list(buf[:n])
+
+    def piece(self, token: int) -> bytes:
+        cached = self._pieces.get(token)
+        if cached is None:
+            n = C.llama_token_to_piece(self.vocab, token, self._piece_buf, len(self._piece_buf), 0, False)
+            cached = self._piece_buf.raw[: max(n, 0)]
+            self._pieces[token] = cached
+        return cached
+
+    def token_text(self, token: int) -> str:
+        n = C.llama_token_to_piece(self.vocab, token, self._piece_buf, len(self._piece_buf), 0, True)
+        return self._piece_buf.raw[: max(n, 0)].decode("utf-8", errors="replace")
+
+    def is_end(self, token: int) -> bool:
+        return bool(C.llama_vocab_is_eog(self.vocab, token))
+
+    # --- per-sequence sampling ------------------------------------------------------------------
+
+    def grammar_for(self, schema: dict[str, Any] | None) -> str | None:
+        if schema is None:
+            return None
+        if not schema:
+            return JSON_GBNF
+        try:
+            return json_schema_to_gbnf(json.dumps(schema))
+        except Exception as exc:  # the converter raises plain exceptions on unsupported schemas
+            raise InvalidRequest(f"unsupported JSON schema: {exc}", param="response_format") from exc
+
+    def start(self, seq: Sequence) -> None:
+        sp = seq.request.sampling
+        chain = C.llama_sampler_chain_init(C.llama_sampler_chain_default_params())
+        grammar = self.grammar_for(sp.json_schema)
+        if grammar is not None:
+            g = C.llama_sampler_init_grammar(self.vocab, grammar.encode(), b"root")
+            if not g:
+                C.llama_sampler_free(chain)
+                raise InvalidRequest("the JSON schema could not be compiled to a grammar", param="response_format")
+            C.llama_sampler_chain_add(chain, g)
+        if sp.presence_penalty or sp.frequency_penalty:
+            C.llama_sampler_chain_add(
+                chain, C.llama_sampler_init_penalties(self.n_vocab, 64, 1.0, sp.frequency_penalty, sp.presence_penalty)
+            )
+        if sp.temperature <= 0:
+            C.llama_sampler_chain_add(chain, C.llama_sampler_init_greedy())
+        else:
+            if sp.top_p < 1.0:
+                C.llama_sampler_chain_add(chain, C.llama_sampler_init_top_p(sp.top_p, 1))
+            C.llama_sampler_chain_add(chain, C.llama_sampler_init_temp(sp.temperature))
+            seed = sp.seed if sp.seed is not None else C.LLAMA_DEFAULT_SEED
+            C.llama_sampler_chain_add(chain, C.llama_sampler_init_dist(seed & 0xFFFFFFFF))
+        seq.state = chain
+        C.llama_memory_seq_rm(self.mem, seq.slot, -1, -1)
+
+    def release(self, seq: Sequence) -> None:
+        C.llama_memory_seq_rm(self.mem, seq.slot, -1, -1)
+        if seq.state:
+            C.llama_sampler_free(seq.state)
+            seq.state = None
+
+    # --- one decode step ------------------------------------------------------------------------
+
+    def step(self, seqs: list[Sequence], feeds: list[list[int]]) -> list[int | None]:
+        b = self._batch
+        n = 0
+        logit_at: list[int | None] = []
+        for seq, feed in zip(seqs, feeds, strict=True):
+            for i, tok in enumerate(feed):
+                b.token[n] = tok
+                b.pos[n] = seq.fed + i
+                b.n_seq_id[n] = 1
+                b.seq_id[n][0] = seq.slot
+                b.logits[n] = False
+                n += 1
+            if seq.completes(feed):
+                b.logits[n - 1] = True
+                logit_at.append(n - 1)
+            else:
+                logit_at.append(None)
+        b.n_tokens = n
+        rc = C.llama_decode(self.ctx, b)
+        if rc != 0:
+            raise EngineError(f"llama_decode returned {rc}")
+        return [
+            None if idx is None else int(C.llama_sampler_sample(seq.state, self.ctx, idx))
+            for seq, idx in zip(seqs, logit_at, strict=True)
+        ]
+
+    def close(self) -> None:
+        C.llama_batch_free(self._batch)
+        C.llama_free(self.ctx)
+        C.llama_model_free(self.model)

@@ -1,0 +1,90 @@
+"""The ``Engine`` seam: what the server needs from a model runtime, and the plain data it exchanges."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol, runtime_checkable
+
+from aifab.registry.package import ModelPackage
+
+FinishReason = Literal["stop", "length", "cancelled"]
+
+
+@dataclass
+class SamplingParams:
+    """OpenAI sampling fields. ``temperature == 0`` is greedy. ``json_schema`` constrains the output
+    with a grammar: ``{}`` means any JSON object (``response_format: json_object``). ``max_tokens``
+    None means the model package's default, cut to what is left of the context."""
+
+    temperature: float = 0.7
+    top_p: float = 1.0
+    max_tokens: int | None = None
+    stop: list[str] = field(default_factory=list)
+    seed: int | None = None
+    presence_penalty: float = 0.0
+    frequency_penalty: float = 0.0
+    json_schema: dict[str, Any] | None = None
+
+
+@dataclass
+class GenerationRequest:
+    prompt: str
+    sampling: SamplingParams = field(default_factory=SamplingParams)
+    adapter: str | None = None  # a LoRA adapter loaded with ``load_adapter``
+    request_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    prompt_token_ids: list[int] | None = None  # set by the engine's ``validate``
+
+
+@dataclass
+class Delta:
+    """A piece of the answer. The last delta of a generation has ``finish_reason`` set."""
+
+    text: str
+    finish_reason: FinishReason | None = None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    first_token: bool = False
+
+
+@dataclass
+class Embeddings:
+    vectors: list[list[float]]
+    prompt_tokens: int
+
+
+@dataclass
+class EngineHealth:
+    ok: bool
+    running: int = 0  # sequences being decoded now
+    waiting: int = 0  # requests queued for a slot
+    detail: str = ""
+
+
+@runtime_checkable
+class Engine(Protocol):
+    """A loaded model. Generation is continuous-batched inside the engine: callers simply await many
+    ``generate`` iterators at once. Engines for embeddings raise ``InvalidRequest`` from ``generate``
+    and chat engines from ``embed``."""
+
+    package: ModelPackage
+
+    def count_tokens(self, text: str) -> int: ...
+
+    def render_chat(self, messages: list[dict[str, Any]]) -> str:
+        """The model's own chat template applied to OpenAI-style messages, ready for generation."""
+        ...
+
+    def generate(self, request: GenerationRequest) -> AsyncIterator[Delta]:
+        """Stream the answer. Raises ``ContextLengthExceeded`` before streaming if the prompt does not
+        fit, ``Overloaded`` if the queue is full. Closing the iterator early frees the slot."""
+        ...
+
+    async def embed(self, texts: list[str]) -> Embeddings: ...
+
+    def health(self) -> EngineHealth: ...
+
+    async def load_adapter(self, name: str, path: str) -> None: ...
+
+    def close(self) -> None: ...

@@ -1,0 +1,92 @@
+"""The one exception tree of aifab.
+
+Every error a user can cause or see derives from :class:`AifabError`. Each class carries the HTTP
+status and the OpenAI error ``type``/``code`` it maps to, so that the HTTP edge (``aifab.serve``)
+turns it into the OpenAI error envelope and the CLI turns it into one line, without either of them
+knowing the details of the block that raised it.
+
+    AifabError
+    ├── ConfigError            bad settings or aifab.toml
+    ├── InvalidRequest         400: a request that cannot be served as written
+    │   └── ContextLengthExceeded   400: prompt + max_tokens do not fit the model's context
+    ├── NotFound               404: unknown model, package or resource
+    ├── Conflict               409: the name is taken
+    ├── PayloadTooLarge        413: body over the configured limit
+    ├── Overloaded             429: queue full; carries ``retry_after`` seconds
+    ├── EngineError            500: the model runtime failed
+    └── MissingDependency      an optional extra is not installed; names the pip command
+"""
+
+from __future__ import annotations
+
+
+class AifabError(Exception):
+    """Base of every aifab error."""
+
+    status_code: int = 500
+    error_type: str = "server_error"
+    code: str | None = None
+
+    def __init__(self, message: str, *, param: str | None = None, code: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.param = param
+        if code is not None:
+            self.code = code
+
+
+class ConfigError(AifabError):
+    status_code = 500
+    error_type = "configuration_error"
+
+
+class InvalidRequest(AifabError):
+    status_code = 400
+    error_type = "invalid_request_error"
+
+
+class ContextLengthExceeded(InvalidRequest):
+    code = "context_length_exceeded"
+
+
+class NotFound(AifabError):
+    status_code = 404
+    error_type = "invalid_request_error"
+    code = "not_found"
+
+
+class Conflict(AifabError):
+    status_code = 409
+    error_type = "invalid_request_error"
+    code = "conflict"
+
+
+class PayloadTooLarge(AifabError):
+    status_code = 413
+    error_type = "invalid_request_error"
+    code = "payload_too_large"
+
+
+class Overloaded(AifabError):
+    status_code = 429
+    error_type = "rate_limit_error"
+    code = "queue_full"
+
+    def __init__(self, message: str, *, retry_after: float = 1.0) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class EngineError(AifabError):
+    status_code = 500
+    error_type = "server_error"
+    code = "engine_error"
+
+
+class MissingDependency(AifabError):
+    error_type = "configuration_error"
+
+    def __init__(self, module: str, extra: str) -> None:
+        super().__init__(f"{module} is not installed: pip install 'aifab[{extra}]'")
+        self.module = module
+        self.extra = extra

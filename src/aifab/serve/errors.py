@@ -1,0 +1,63 @@
+"""The OpenAI error envelope, produced here and only here: ``{"error": {message, type, param, code}}``.
+
+No stack trace ever reaches a client; unexpected errors are logged with their trace and answered 500.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from aifab.errors import AifabError, Overloaded
+
+log = logging.getLogger("aifab.serve")
+
+
+def envelope(
+    status: int, message: str, *, type_: str, param: str | None = None, code: str | None = None,
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
+    body = {"error": {"message": message, "type": type_, "param": param, "code": code}}
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+def from_aifab(exc: AifabError) -> JSONResponse:
+    headers = None
+    if isinstance(exc, Overloaded):
+        headers = {"Retry-After": str(max(1, round(exc.retry_after)))}
+    return envelope(exc.status_code, exc.message, type_=exc.error_type, param=exc.param, code=exc.code, headers=headers)
+
+
+def _validation_message(err: dict[str, Any]) -> tuple[str, str | None]:
+    loc = [str(p) for p in err.get("loc", ()) if p != "body"]
+    if err.get("type") == "json_invalid":
+        return f"the request body is not valid JSON: {err.get('ctx', {}).get('error', err.get('msg'))}", None
+    param = ".".join(loc) or None
+    where = f"'{param}'" if param else "the request body"
+    return f"invalid value for {where}: {err.get('msg')}", param
+
+
+def install(app: FastAPI) -> None:
+    @app.exception_handler(AifabError)
+    async def _aifab(_: Request, exc: AifabError) -> JSONResponse:
+        return from_aifab(exc)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        message, param = _validation_message(exc.errors()[0])
+        return envelope(400, message, type_="invalid_request_error", param=param, code="invalid_request")
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        type_ = "invalid_request_error" if exc.status_code < 500 else "server_error"
+        return envelope(exc.status_code, str(exc.detail), type_=type_, headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return envelope(500, "internal server error; see the server log", type_="server_error")

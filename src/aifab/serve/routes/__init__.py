@@ -1,0 +1,1 @@
+"""One module per endpoint family; handlers parse, call the service and map the result."""

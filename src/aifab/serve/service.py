@@ -1,0 +1,217 @@
+"""The OpenAI-compatible service: requests in, response dicts or SSE lines out. No HTTP here."""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from aifab.engines.protocol import Delta, Engine, GenerationRequest, SamplingParams
+from aifab.serve.metrics import Metrics
+from aifab.serve.pool import ModelPool
+from aifab.serve.schemas import ChatCompletionRequest, CompletionRequest, EmbeddingRequest, _Sampling
+
+
+@dataclass
+class _Kind:
+    """What differs between /v1/chat/completions and /v1/completions responses."""
+
+    prefix: str
+    object: str
+    chunk_object: str
+    chat: bool
+
+
+CHAT = _Kind("chatcmpl-", "chat.completion", "chat.completion.chunk", True)
+TEXT = _Kind("cmpl-", "text_completion", "text_completion", False)
+
+
+class OpenAIServing:
+    def __init__(self, pool: ModelPool, *, metrics: Metrics) -> None:
+        self.pool = pool
+        self.metrics = metrics
+
+    def list_models(self) -> dict[str, Any]:
+        data = []
+        for name, engine in self.pool.items():
+            pkg = engine.package
+            data.append(
+                {
+                    "id": name,
+                    "object": "model",
+                    "created": 0,
+                    "owned_by": "aifab",
+                    "kind": pkg.kind,
+                    "format": pkg.format,
+                    "context_length": pkg.context_length,
+                }
+            )
+        return {"object": "list", "data": data}
+
+    # --- generation -----------------------------------------------------------------------------
+
+    async def chat(self, req: ChatCompletionRequest) -> dict[str, Any] | AsyncIterator[str]:
+        engine = self.pool.get(req.model)
+        messages = [
+            {"role": "system" if m.role == "developer" else m.role, "content": m.text()} for m in req.messages
+        ]
+        prompt = engine.render_chat(messages)
+        sampling = _sampling(req, engine, req.max_completion_tokens or req.max_tokens)
+        rf = req.response_format
+        if rf is not None and rf.type == "json_object":
+            sampling.json_schema = {}
+        elif rf is not None and rf.type == "json_schema":
+            sampling.json_schema = rf.json_schema.schema_ if rf.json_schema else {}
+        return await self._generate(engine, req, GenerationRequest(prompt=prompt, sampling=sampling), CHAT)
+
+    async def complete(self, req: CompletionRequest) -> dict[str, Any] | AsyncIterator[str]:
+        engine = self.pool.get(req.model)
+        greq = GenerationRequest(prompt=req.prompt_text(), sampling=_sampling(req, engine, req.max_tokens))
+        return await self._generate(engine, req, greq, TEXT)
+
+    async def _generate(
+        self, engine: Engine, req: _Sampling, greq: GenerationRequest, kind: _Kind
+    ) -> dict[str, Any] | AsyncIterator[str]:
+        run = _Run(self.metrics, req.model, time.perf_counter())
+        gen = engine.generate(greq)
+        # Prime the stream: a bad request, a full queue or an over-long prompt raises here, before any
+        # byte is sent, so the client gets a proper status code even when it asked for a stream.
+        try:
+            first = await anext(gen)
+        except BaseException:
+            await gen.aclose()
+            raise
+        run.observe(first)
+        rid = kind.prefix + greq.request_id
+        if req.stream:
+            include_usage = bool(req.stream_options and req.stream_options.include_usage)
+            return _sse(kind, rid, req.model, first, gen, run, include_usage)
+        text, last = [first.text], first
+        try:
+            async for delta in gen:
+                run.observe(delta)
+                text.append(delta.text)
+                last = delta
+        finally:
+            await gen.aclose()
+        content = "".join(text)
+        choice: dict[str, Any] = {"index": 0, "finish_reason": last.finish_reason, "logprobs": None}
+        if kind.chat:
+            choice["message"] = {"role": "assistant", "content": content}
+        else:
+            choice["text"] = (req.prompt_text() if isinstance(req, CompletionRequest) and req.echo else "") + content
+        return {
+            "id": rid,
+            "object": kind.object,
+            "created": int(time.time()),
+            "model": req.model,
+            "choices": [choice],
+            "usage": _usage(last),
+        }
+
+    # --- embeddings -----------------------------------------------------------------------------
+
+    async def embed(self, req: EmbeddingRequest) -> dict[str, Any]:
+        engine = self.pool.get(req.model)
+        result = await engine.embed(req.texts())
+        self.metrics.tokens_in.labels(req.model).inc(result.prompt_tokens)
+        data = []
+        for i, vec in enumerate(result.vectors):
+            if req.dimensions is not None:
+                vec = _truncate(vec, req.dimensions)
+            value: Any = vec
+            if req.encoding_format == "base64":
+                value = base64.b64encode(np.asarray(vec, dtype="<f4").tobytes()).decode()
+            data.append({"object": "embedding", "index": i, "embedding": value})
+        usage = {"prompt_tokens": result.prompt_tokens, "total_tokens": result.prompt_tokens}
+        return {"object": "list", "data": data, "model": req.model, "usage": usage}
+
+
+def _sampling(req: _Sampling, engine: Engine, max_tokens: int | None) -> SamplingParams:
+    defaults = engine.package.generation
+    return SamplingParams(
+        temperature=defaults.temperature if req.temperature is None else req.temperature,
+        top_p=defaults.top_p if req.top_p is None else req.top_p,
+        max_tokens=max_tokens,
+        stop=req.stop_list(),
+        seed=req.seed,
+        presence_penalty=req.presence_penalty,
+        frequency_penalty=req.frequency_penalty,
+    )
+
+
+def _truncate(vec: list[float], dims: int) -> list[float]:
+    from aifab.errors import InvalidRequest
+
+    if dims > len(vec):
+        raise InvalidRequest(f"dimensions {dims} exceeds the model's {len(vec)}", param="dimensions")
+    cut = np.asarray(vec[:dims])
+    return (cut / (np.linalg.norm(cut) or 1.0)).tolist()
+
+
+def _usage(last: Delta) -> dict[str, int]:
+    return {
+        "prompt_tokens": last.prompt_tokens,
+        "completion_tokens": last.completion_tokens,
+        "total_tokens": last.prompt_tokens + last.completion_tokens,
+    }
+
+
+class _Run:
+    """Latency and token accounting of one generation."""
+
+    def __init__(self, metrics: Metrics, model: str, start: float) -> None:
+        self.metrics, self.model, self.last = metrics, model, start
+        self.first_seen = False
+
+    def observe(self, delta: Delta) -> None:
+        now = time.perf_counter()
+        if not self.first_seen:
+            self.metrics.ttft.labels(self.model).observe(now - self.last)
+            self.metrics.tokens_in.labels(self.model).inc(delta.prompt_tokens)
+            self.first_seen = True
+        else:
+            self.metrics.itl.labels(self.model).observe(now - self.last)
+        self.last = now
+        if delta.finish_reason is not None:
+            self.metrics.tokens_out.labels(self.model).inc(delta.completion_tokens)
+
+
+async def _sse(
+    kind: _Kind, rid: str, model: str, first: Delta, rest: AsyncIterator[Delta], run: _Run, include_usage: bool
+) -> AsyncIterator[str]:
+    created = int(time.time())
+
+    def chunk(delta: Delta | None, role: bool = False, usage: dict[str, int] | None = None) -> str:
+        body: dict[str, Any] = {"id": rid, "object": kind.chunk_object, "created": created, "model": model}
+        if delta is None:
+            body["choices"] = []
+        elif kind.chat:
+            d: dict[str, Any] = {"role": "assistant", "content": delta.text} if role else {"content": delta.text}
+            body["choices"] = [{"index": 0, "delta": d, "finish_reason": delta.finish_reason, "logprobs": None}]
+        else:
+            body["choices"] = [{"index": 0, "text": delta.text, "finish_reason": delta.finish_reason, "logprobs": None}]
+        if include_usage:
+            body["usage"] = usage
+        return f"data: {json.dumps(body, separators=(',', ':'))}\n\n"
+
+    last = first
+    try:
+        yield chunk(first, role=True)
+        if first.finish_reason is None:
+            async for delta in rest:
+                run.observe(delta)
+                last = delta
+                if delta.text or delta.finish_reason:
+                    yield chunk(delta)
+        if include_usage:
+            yield chunk(None, usage=_usage(last))
+        yield "data: [DONE]\n\n"
+    finally:
+        await rest.aclose()  # frees the engine slot at once when the client went away
+

@@ -1,0 +1,8 @@
+"""Test helpers for aifab and its users: fakes (``fakes.py``), conformance suites, small models.
+
+Imported by tests only, never by aifab itself.
+"""
+
+from aifab.testing.fakes import FakeEngine, FakeRuntime
+
+__all__ = ["FakeEngine", "FakeRuntime"]

@@ -1,0 +1,78 @@
+"""Fakes for tests (ours and users'): an engine that needs no model weights.
+
+``FakeEngine`` runs the real continuous-batching scheduler over ``FakeRuntime``, a byte-level "model"
+that answers with a fixed reply (or echoes the prompt), so everything above the runtime — stop
+strings, limits, streaming, cancellation, the HTTP layer — is exercised for real.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+from aifab.engines.batching import Sequence
+from aifab.engines.generative import GenerativeEngine
+from aifab.errors import InvalidRequest
+from aifab.registry.package import GenerationDefaults, ModelPackage
+
+EOS = 256
+_TEMPLATE = "{% for m in messages %}<|{{ m.role }}|>{{ m.content }}\n{% endfor %}{% if add_generation_prompt %}<|assistant|>{% endif %}"
+
+
+class FakeRuntime:
+    """Tokens are UTF-8 bytes plus EOS=256. The reply is ``reply`` (or the prompt, if None), then EOS.
+    ``step_delay`` makes each step take time, so tests can observe batching and cancellation."""
+
+    def __init__(self, reply: str | None = "Hello from the fake model.", *, max_batch: int = 4,
+                 step_delay: float = 0.0) -> None:
+        self.reply = reply
+        self.max_batch = max_batch
+        self.max_step_tokens = 4096
+        self.step_delay = step_delay
+        self.batch_sizes: list[int] = []  # sequences per step, for assertions
+        self.lock = threading.Lock()
+
+    def tokenize(self, text: str) -> list[int]:
+        return list(text.encode("utf-8"))
+
+    def start(self, seq: Sequence) -> None:
+        if seq.request.sampling.json_schema is not None:
+            raise InvalidRequest("the fake engine has no grammar support", param="response_format")
+        answer = self.reply if self.reply is not None else bytes(seq.prompt_ids).decode("utf-8", "replace")
+        seq.state = list(answer.encode("utf-8")) + [EOS]
+
+    def step(self, seqs: list[Sequence], feeds: list[list[int]]) -> list[int | None]:
+        with self.lock:
+            self.batch_sizes.append(len(seqs))
+        if self.step_delay:
+            time.sleep(self.step_delay)
+        out: list[int | None] = []
+        for seq, feed in zip(seqs, feeds, strict=True):
+            out.append(seq.state[len(seq.generated)] if seq.completes(feed) else None)
+        return out
+
+    def release(self, seq: Sequence) -> None:
+        seq.state = None
+
+    def piece(self, token: int) -> bytes:
+        return bytes([token])
+
+    def is_end(self, token: int) -> bool:
+        return token == EOS
+
+
+class FakeEngine(GenerativeEngine):
+    """A chat ``Engine`` with a tiny context, backed by :class:`FakeRuntime`."""
+
+    def __init__(self, name: str = "fake-chat", runtime: FakeRuntime | None = None, *,
+                 context_length: int = 512, max_queue: int = 16, **package_fields: Any) -> None:
+        self.runtime = runtime or FakeRuntime()
+        package = ModelPackage(
+            name=name, kind="chat", format="gguf", path="/nonexistent/fake.gguf", chat_template=_TEMPLATE,
+            context_length=context_length, generation=GenerationDefaults(max_tokens=64), **package_fields,
+        )
+        super().__init__(package, self.runtime, context_length=context_length, max_queue=max_queue)
+
+    def tokenize(self, text: str) -> list[int]:
+        return self.runtime.tokenize(text)
