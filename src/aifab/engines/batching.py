@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from aifab.engines.protocol import Delta, FinishReason, GenerationRequest
-from aifab.errors import EngineError, Overloaded
+from aifab.errors import AifabError, EngineError, Overloaded
 
 log = logging.getLogger(__name__)
 
@@ -81,8 +81,11 @@ class Sequence:
     def prefilling(self) -> bool:
         return self.fed < len(self.prompt_ids)
 
-    def emit(self, delta: Delta) -> None:
-        self.loop.call_soon_threadsafe(self.out.put_nowait, delta)
+    def emit(self, item: Delta | BaseException) -> None:
+        try:
+            self.loop.call_soon_threadsafe(self.out.put_nowait, item)
+        except RuntimeError:  # the caller's event loop is gone: nobody is listening any more
+            self.cancelled = True
 
     def accept(self, token: int, runtime: Runtime) -> tuple[str, FinishReason | None]:
         """Add a sampled token; return the text that may be shown now and why the sequence ends."""
@@ -131,6 +134,8 @@ class BatchScheduler:
         self._live: list[Sequence] = []
         self._free = list(range(runtime.max_batch))[::-1]
         self._closed = False
+        self._unadmitted = 0  # submitted, not yet admitted or dropped
+        self._count_lock = threading.Lock()
         self._thread = threading.Thread(target=self._run, name=f"aifab-batch-{name}", daemon=True)
         self._thread.start()
 
@@ -140,16 +145,22 @@ class BatchScheduler:
 
     @property
     def waiting(self) -> int:
-        return len(self._waiting) + self._inbox.qsize()
+        """Requests not yet given a slot (including those that will get a free one next step)."""
+        return self._unadmitted
+
+    def _queued_beyond_slots(self) -> int:
+        return self._unadmitted - len(self._free)
 
     async def submit(self, request: GenerationRequest, prompt_ids: list[int]) -> AsyncIterator[Delta]:
         if self._closed:
             raise EngineError("engine is shut down")
-        if self.waiting >= self.max_queue:
+        if self._queued_beyond_slots() >= self.max_queue:
             raise Overloaded(f"the queue for this model is full ({self.max_queue} waiting); retry shortly")
         seq = Sequence(
             request, prompt_ids, asyncio.get_running_loop(), asyncio.Queue(), prefill_chunk=self.prefill_chunk
         )
+        with self._count_lock:
+            self._unadmitted += 1
         self._inbox.put(seq)
         return self._stream(seq)
 
@@ -185,10 +196,10 @@ class BatchScheduler:
             except Exception as exc:  # a runtime failure ends the batch, not the server
                 log.exception("decode step failed")
                 for seq in list(self._live):
-                    seq.loop.call_soon_threadsafe(seq.out.put_nowait, EngineError(f"decode failed: {exc}"))
+                    seq.emit(EngineError(f"decode failed: {exc}"))
                     self._finish(seq)
         for seq in self._live + list(self._waiting):
-            seq.loop.call_soon_threadsafe(seq.out.put_nowait, EngineError("engine is shut down"))
+            seq.emit(EngineError("engine is shut down"))
 
     def _take_inbox(self, *, block: bool) -> bool:
         try:
@@ -204,13 +215,15 @@ class BatchScheduler:
     def _admit(self) -> None:
         while self._waiting and self._free:
             seq = self._waiting.popleft()
+            with self._count_lock:
+                self._unadmitted -= 1
             if seq.cancelled:
                 continue
             seq.slot = self._free.pop()
             try:
                 self.runtime.start(seq)
             except Exception as exc:
-                seq.loop.call_soon_threadsafe(seq.out.put_nowait, EngineError(f"cannot start: {exc}"))
+                seq.emit(exc if isinstance(exc, AifabError) else EngineError(f"cannot start: {exc}"))
                 self._free.append(seq.slot)
                 continue
             self._live.append(seq)

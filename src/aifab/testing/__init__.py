@@ -3,6 +3,7 @@
 Imported by tests only, never by aifab itself.
 """
 
+from aifab.testing.conformance import EngineConformance
 from aifab.testing.fakes import FakeEngine, FakeRuntime
 
-__all__ = ["FakeEngine", "FakeRuntime"]
+__all__ = ["EngineConformance", "FakeEngine", "FakeRuntime"]

@@ -1,12 +1,14 @@
 """Fakes for tests (ours and users'): an engine that needs no model weights.
 
 ``FakeEngine`` runs the real continuous-batching scheduler over ``FakeRuntime``, a byte-level "model"
-that answers with a fixed reply (or echoes the prompt), so everything above the runtime — stop
+that answers with a fixed reply (or echoes the prompt) after, when sampling, a number drawn from
+the seed, so everything above the runtime — stop
 strings, limits, streaming, cancellation, the HTTP layer — is exercised for real.
 """
 
 from __future__ import annotations
 
+import random
 import threading
 import time
 from typing import Any
@@ -39,7 +41,10 @@ class FakeRuntime:
     def start(self, seq: Sequence) -> None:
         if seq.request.sampling.json_schema is not None:
             raise InvalidRequest("the fake engine has no grammar support", param="response_format")
+        sp = seq.request.sampling
         answer = self.reply if self.reply is not None else bytes(seq.prompt_ids).decode("utf-8", "replace")
+        if sp.temperature > 0:  # "sampling": a number drawn from the seed, so seeds matter as they should
+            answer = f"{random.Random(sp.seed).randint(0, 10**6)} {answer}"
         seq.state = list(answer.encode("utf-8")) + [EOS]
 
     def step(self, seqs: list[Sequence], feeds: list[list[int]]) -> list[int | None]:

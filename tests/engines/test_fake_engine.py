@@ -1,0 +1,82 @@
+"""The conformance suite over the fake engine, and the scheduler's own behaviour."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from aifab.engines.protocol import GenerationRequest, SamplingParams
+from aifab.errors import Overloaded
+from aifab.testing import EngineConformance, FakeEngine, FakeRuntime
+from aifab.testing.conformance import collect
+
+
+class TestFakeEngine(EngineConformance):
+    supports_structured_output = False
+
+    @pytest.fixture(scope="class")
+    @classmethod
+    def engine(cls):
+        engine = FakeEngine(runtime=FakeRuntime("The quick brown fox jumps over the lazy dog.", step_delay=0.002))
+        yield engine
+        engine.close()
+
+
+@pytest.fixture
+def slow_engine():
+    engine = FakeEngine(runtime=FakeRuntime("abcdefghijklmnopqrstuvwxyz" * 4, max_batch=4, step_delay=0.005),
+                        max_queue=3)
+    yield engine
+    engine.close()
+
+
+async def test_concurrent_requests_share_decode_steps(slow_engine):
+    results = await asyncio.gather(*(collect(slow_engine, f"p{i}", temperature=0, max_tokens=50) for i in range(4)))
+    assert all(last.completion_tokens == 50 for _, last in results)
+    # Continuous batching: most steps carried several sequences, not one at a time.
+    assert max(slow_engine.runtime.batch_sizes) == 4
+
+
+async def test_late_request_joins_a_running_batch(slow_engine):
+    first = asyncio.create_task(collect(slow_engine, "first", temperature=0, max_tokens=80))
+    await asyncio.sleep(0.05)
+    steps_before = len(slow_engine.runtime.batch_sizes)
+    second = await collect(slow_engine, "second", temperature=0, max_tokens=5)
+    assert not first.done()  # the second request finished while the first was still decoding
+    assert second[1].completion_tokens == 5
+    assert 2 in slow_engine.runtime.batch_sizes[steps_before:]
+    await first
+
+
+async def test_stop_string_split_across_tokens_is_held_back():
+    engine = FakeEngine(runtime=FakeRuntime("Hello END world"))
+    try:
+        pieces = []
+        req = GenerationRequest(prompt="x", sampling=SamplingParams(temperature=0, stop=["END"], max_tokens=50))
+        async for delta in engine.generate(req):
+            pieces.append(delta.text)
+        assert "".join(pieces) == "Hello "
+        assert not any("E" in p for p in pieces)  # never streamed a partial stop string
+    finally:
+        engine.close()
+
+
+async def test_multibyte_characters_are_never_split():
+    engine = FakeEngine(runtime=FakeRuntime("héllo wörld ✓"))
+    try:
+        text, _ = await collect(engine, "x", temperature=0, max_tokens=50)
+        assert text == "héllo wörld ✓"
+    finally:
+        engine.close()
+
+
+async def test_full_queue_is_refused_with_overloaded(slow_engine):
+    # 4 slots busy, 3 waiting: the next request is refused at once rather than queued forever.
+    running = [asyncio.create_task(collect(slow_engine, f"r{i}", temperature=0, max_tokens=100)) for i in range(7)]
+    await asyncio.sleep(0.05)
+    with pytest.raises(Overloaded):
+        await collect(slow_engine, "one too many", temperature=0, max_tokens=5)
+    for task in running:
+        task.cancel()
+    await asyncio.gather(*running, return_exceptions=True)

