@@ -1,4 +1,3 @@
-#!/usr/bin/env python
 """Inference benchmark: aifab's server against named baselines, same run, same GGUF, same machine.
 
 Compares, one after the other (never concurrently):
@@ -32,7 +31,6 @@ import resource
 import shutil
 import signal
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -171,26 +169,30 @@ def child_raw_single(p: dict[str, Any]) -> dict[str, Any]:
     llm.generate = counting  # type: ignore[method-assign]
     vocab = llm._model.vocab
 
-    def one(prompt: str, max_tokens: int) -> dict[str, Any]:
+    def one(prompt: str, max_tokens: int, deadline: float) -> dict[str, Any]:
         produced.clear()
         first = last = None
         t0 = time.perf_counter()
-        for chunk in llm.create_completion(prompt, max_tokens=max_tokens, temperature=0, stream=True):
+        stream = llm.create_completion(prompt, max_tokens=max_tokens, temperature=0, stream=True)
+        for chunk in stream:
             now = time.perf_counter()
             if chunk["choices"] and chunk["choices"][0].get("text"):
                 first = first or now
                 last = now
+            if now > deadline:  # bounded even on a starved machine; the tokens so far still count
+                stream.close()
+                break
         t_end = time.perf_counter()
         n = min(sum(1 for t in produced if not C.llama_vocab_is_eog(vocab, t)), max_tokens)
         return {"n": n, "t0": t0, "t_first": first, "t_last": last, "t_end": t_end}
 
-    one(p["prompts"][0], 16)  # warm-up
-    deadline = time.monotonic() + p["budget_s"]
+    one(p["prompts"][0], 16, time.perf_counter() + 60)  # warm-up
+    deadline = time.perf_counter() + p["budget_s"]
     runs = []
     for prompt in p["prompts"]:
-        if time.monotonic() > deadline:
+        if time.perf_counter() > deadline:
             break
-        runs.append(one(prompt, p["max_tokens"]))
+        runs.append(one(prompt, p["max_tokens"], deadline))
     out = stream_stats(runs)
     out["peak_rss"] = _peak_rss_self()
     return out
@@ -293,8 +295,13 @@ def child_raw_batched(p: dict[str, Any]) -> dict[str, Any]:
                 steps += 1
             t_end = time.perf_counter()
             return [
-                {"n": counts[s], "t0": t0, "t_first": t_first if counts[s] else None,
-                 "t_last": last[s], "t_end": t_end}
+                {
+                    "n": counts[s],
+                    "t0": t0,
+                    "t_first": t_first if counts[s] else None,
+                    "t_last": last[s],
+                    "t_end": t_end,
+                }
                 for s in range(n_seq)
             ]
 
@@ -348,8 +355,11 @@ def child_torch_hf(p: dict[str, Any]) -> dict[str, Any]:
     torch.set_num_threads(p["threads"])
     tok = AutoTokenizer.from_pretrained(p["st_dir"])
     model = AutoModelForCausalLM.from_pretrained(p["st_dir"], dtype=torch.float32).eval()
-    eos = set(model.generation_config.eos_token_id if isinstance(model.generation_config.eos_token_id, list)
-              else [model.generation_config.eos_token_id, tok.eos_token_id])
+    eos = set(
+        model.generation_config.eos_token_id
+        if isinstance(model.generation_config.eos_token_id, list)
+        else [model.generation_config.eos_token_id, tok.eos_token_id]
+    )
 
     class Stamp(BaseStreamer):
         def __init__(self) -> None:
@@ -372,12 +382,23 @@ def child_torch_hf(p: dict[str, Any]) -> dict[str, Any]:
         st = Stamp()
         t0 = time.perf_counter()
         with torch.inference_mode():
-            model.generate(**enc, max_new_tokens=max_tokens, do_sample=False, streamer=st,
-                           pad_token_id=tok.eos_token_id)
+            model.generate(
+                **enc,
+                max_new_tokens=max_tokens,
+                do_sample=False,
+                streamer=st,
+                pad_token_id=tok.eos_token_id,
+                max_time=float(p["budget_s"]),
+            )
         t_end = time.perf_counter()
         kept = [t for i, t in zip(st.ids, st.times) if i not in eos][:max_tokens]
-        return {"n": len(kept), "t0": t0, "t_first": kept[0] if kept else None,
-                "t_last": kept[-1] if kept else None, "t_end": t_end}
+        return {
+            "n": len(kept),
+            "t0": t0,
+            "t_first": kept[0] if kept else None,
+            "t_last": kept[-1] if kept else None,
+            "t_end": t_end,
+        }
 
     one(p["prompts"][0], 8)  # warm-up
     deadline = time.monotonic() + p["budget_s"]
@@ -395,7 +416,9 @@ def child_torch_aifab(p: dict[str, Any]) -> dict[str, Any]:
     from aifab.registry.inspect import inspect_path
 
     data = tempfile.mkdtemp(prefix="aifab-bench-torch-")
-    settings = Settings(data_dir=Path(data), engines={"threads": p["threads"], "max_batch": max(16, len(p["prompts"]))})
+    settings = Settings(
+        data_dir=Path(data), engines={"threads": p["threads"], "max_batch": max(16, len(p["prompts"]))}
+    )
     engine = load_engine(inspect_path(Path(p["st_dir"]), "smol-st"), settings)
 
     async def one(prompt: str, max_tokens: int) -> dict[str, Any]:
@@ -423,7 +446,9 @@ def child_torch_aifab(p: dict[str, Any]) -> dict[str, Any]:
         single = []
         for x in p["single_prompts"]:
             single.append(await asyncio.wait_for(one(x, p["max_tokens"]), p["budget_s"]))
-        conc = await asyncio.wait_for(asyncio.gather(*(one(x, p["max_tokens"]) for x in p["prompts"])), p["budget_s"])
+        conc = await asyncio.wait_for(
+            asyncio.gather(*(one(x, p["max_tokens"]) for x in p["prompts"])), p["budget_s"]
+        )
         return {"single": stream_stats(single), "conc": group_stats([list(conc)])}
 
     try:
@@ -452,12 +477,12 @@ def run_child(kind: str, params: dict[str, Any], timeout: float) -> dict[str, An
     """Run one measurement in a fresh interpreter (no memory or threads shared with the others)."""
     cmd = [sys.executable, str(Path(__file__).resolve()), "--_child", kind, json.dumps(params)]
     try:
-        cp = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=str(REPO))
+        cp = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=str(REPO), check=False)
     except subprocess.TimeoutExpired as exc:
         raise ChildFailed(f"{kind}: timed out after {timeout:.0f}s") from exc
     for line in reversed(cp.stdout.splitlines()):
         if line.startswith(RESULT_TAG):
-            return json.loads(line[len(RESULT_TAG):])
+            return json.loads(line[len(RESULT_TAG) :])
     tail = "\n".join((cp.stderr or cp.stdout).strip().splitlines()[-25:])
     raise ChildFailed(f"{kind}: exit {cp.returncode}\n{tail}")
 
@@ -465,7 +490,7 @@ def run_child(kind: str, params: dict[str, Any], timeout: float) -> dict[str, An
 def child_main(kind: str, params_json: str) -> None:
     try:
         result = CHILDREN[kind](json.loads(params_json))
-    except Exception as exc:  # reported to the parent as the last lines of stderr
+    except Exception as exc:  # noqa: BLE001 - reported to the parent as the last lines of stderr
         import traceback
 
         traceback.print_exc()
@@ -509,6 +534,26 @@ class Contention:
         self.phases[phase] = foreign
         self._mark = now
         return foreign
+
+
+def wait_quiet(max_wait: float, log: Any, threshold: float = 0.3) -> float:
+    """Wait (at most ``max_wait`` s) until other processes use less than ``threshold`` cores; returns the
+    last measured load. On 2 cores llama.cpp's spinning thread barrier collapses under foreign load."""
+    import psutil
+
+    end = time.monotonic() + max_wait
+    told = False
+    while True:
+        busy = psutil.cpu_percent(interval=1.0) / 100.0 * (os.cpu_count() or 1)
+        if busy < threshold or time.monotonic() >= end:
+            if told:
+                log(f"  ...{'quiet' if busy < threshold else 'still busy, going on'} ({busy:.2f} cores busy)")
+            return busy
+        if not told:
+            log(
+                f"  other processes use {busy:.2f} cores; waiting up to {max_wait:.0f}s for a quiet machine..."
+            )
+            told = True
 
 
 def free_port() -> int:
@@ -571,20 +616,40 @@ class Server:
         import httpx
 
         exe = Path(sys.executable).with_name("aifab")
-        cmd = [str(exe) if exe.exists() else "aifab", "up", "--host", "127.0.0.1", "--port", str(self.port),
-               "--data-dir", str(self.data)]
-        env = {**os.environ, "AIFAB_ENGINES__MAX_BATCH": str(self.max_batch),
-               "AIFAB_ENGINES__THREADS": str(self.threads), "AIFAB_SERVE__LOG_LEVEL": "warning"}
+        cmd = [
+            str(exe) if exe.exists() else "aifab",
+            "up",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--data-dir",
+            str(self.data),
+        ]
+        env = {
+            **os.environ,
+            "AIFAB_ENGINES__MAX_BATCH": str(self.max_batch),
+            "AIFAB_ENGINES__THREADS": str(self.threads),
+            "AIFAB_SERVE__LOG_LEVEL": "warning",
+        }
         log = open(self.log_path, "wb")  # noqa: SIM115 - closed with the process
         t0 = time.perf_counter()
-        self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env,
-                                     cwd=str(self.data.parent), start_new_session=True)
+        self.proc = subprocess.Popen(
+            cmd,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=str(self.data.parent),
+            start_new_session=True,
+        )
         log.close()
         deadline = time.monotonic() + timeout
         with httpx.Client(timeout=5) as c:
             while time.monotonic() < deadline:
                 if self.proc.poll() is not None:
-                    raise RuntimeError(f"`aifab up` exited with code {self.proc.returncode} before ready:\n{self.log_tail()}")
+                    raise RuntimeError(
+                        f"`aifab up` exited with code {self.proc.returncode} before ready:\n{self.log_tail()}"
+                    )
                 with contextlib.suppress(httpx.HTTPError):
                     if c.get(self.base + "/readyz").status_code == 200:
                         return time.perf_counter() - t0
@@ -612,8 +677,14 @@ class Server:
 
 
 def _body(prompt: str, max_tokens: int) -> dict[str, Any]:
-    return {"model": CHAT_MODEL, "prompt": prompt, "max_tokens": max_tokens, "temperature": 0,
-            "stream": True, "stream_options": {"include_usage": True}}
+    return {
+        "model": CHAT_MODEL,
+        "prompt": prompt,
+        "max_tokens": max_tokens,
+        "temperature": 0,
+        "stream": True,
+        "stream_options": {"include_usage": True},
+    }
 
 
 class ApiError(RuntimeError):
@@ -641,45 +712,57 @@ def _consume(line: str, state: dict[str, Any]) -> bool:
 def _finish(state: dict[str, Any]) -> dict[str, Any]:
     if state["usage"] is None:
         raise ApiError("the stream carried no usage chunk (stream_options.include_usage ignored?)")
-    return {"n": int(state["usage"]["completion_tokens"]), "t0": state["t0"], "t_first": state["t_first"],
-            "t_last": state["t_last"], "t_end": time.perf_counter()}
+    return {
+        "n": int(state["usage"]["completion_tokens"]),
+        "t0": state["t0"],
+        "t_first": state["t_first"],
+        "t_last": state["t_last"],
+        "t_end": time.perf_counter(),
+    }
 
 
-def api_stream(client: Any, base: str, prompt: str, max_tokens: int) -> dict[str, Any]:
+def api_stream(client: Any, base: str, prompt: str, max_tokens: int, deadline: float) -> dict[str, Any]:
     state: dict[str, Any] = {"t0": time.perf_counter(), "t_first": None, "t_last": None, "usage": None}
     with client.stream("POST", base + "/v1/completions", json=_body(prompt, max_tokens)) as r:
         if r.status_code != 200:
-            raise ApiError(f"POST /v1/completions -> {r.status_code}: {r.read().decode(errors='replace')[:500]}")
+            raise ApiError(
+                f"POST /v1/completions -> {r.status_code}: {r.read().decode(errors='replace')[:500]}"
+            )
         for line in r.iter_lines():
-            if not _consume(line, state):
+            if not _consume(line, state) or time.perf_counter() > deadline:
                 break
     return _finish(state)
 
 
-async def api_stream_async(client: Any, base: str, prompt: str, max_tokens: int) -> dict[str, Any]:
+async def api_stream_async(
+    client: Any, base: str, prompt: str, max_tokens: int, deadline: float
+) -> dict[str, Any]:
     state: dict[str, Any] = {"t0": time.perf_counter(), "t_first": None, "t_last": None, "usage": None}
     async with client.stream("POST", base + "/v1/completions", json=_body(prompt, max_tokens)) as r:
         if r.status_code != 200:
             body = (await r.aread()).decode(errors="replace")[:500]
             raise ApiError(f"POST /v1/completions -> {r.status_code}: {body}")
         async for line in r.aiter_lines():
-            if not _consume(line, state):
+            if not _consume(line, state) or time.perf_counter() > deadline:
                 break
     return _finish(state)
 
 
-async def api_concurrent(base: str, prompts: list[str], max_tokens: int, rounds: int, budget_s: float) -> list[list[dict[str, Any]]]:
+async def api_concurrent(
+    base: str, prompts: list[str], max_tokens: int, rounds: int, budget_s: float
+) -> list[list[dict[str, Any]]]:
     import httpx
 
     out = []
-    deadline = time.monotonic() + budget_s
+    deadline = time.perf_counter() + budget_s
     limits = httpx.Limits(max_connections=len(prompts) + 4, max_keepalive_connections=len(prompts) + 4)
     async with httpx.AsyncClient(timeout=httpx.Timeout(180, connect=10), limits=limits) as client:
         for _ in range(rounds):
-            if time.monotonic() > deadline:
+            if time.perf_counter() > deadline:
                 break
             res = await asyncio.wait_for(
-                asyncio.gather(*(api_stream_async(client, base, p, max_tokens) for p in prompts)), budget_s + 60
+                asyncio.gather(*(api_stream_async(client, base, p, max_tokens, deadline) for p in prompts)),
+                budget_s + 60,
             )
             out.append(list(res))
     return out
@@ -702,15 +785,20 @@ def run_server_side(args: argparse.Namespace, work: Path, log: Any) -> dict[str,
         with httpx.Client(timeout=httpx.Timeout(180, connect=10)) as c:
             with contextlib.suppress(httpx.HTTPError):  # exercise the embedding model too (RSS)
                 c.post(srv.base + "/v1/embeddings", json={"model": "all-minilm-l6-v2", "input": ["warm up"]})
-            api_stream(c, srv.base, PROMPTS[0], 16)
+            api_stream(c, srv.base, PROMPTS[0], 16, time.perf_counter() + 60)
             asyncio.run(api_concurrent(srv.base, prompts_for(n), 8, 1, 120))
             log(f"  API single stream ({len(args.single_prompts)} prompts x {args.max_tokens} tokens)...")
-            deadline = time.monotonic() + args.budget_s
-            runs = [api_stream(c, srv.base, p, args.max_tokens) for p in args.single_prompts
-                    if time.monotonic() < deadline]
+            deadline = time.perf_counter() + args.budget_s
+            runs = [
+                api_stream(c, srv.base, p, args.max_tokens, deadline)
+                for p in args.single_prompts
+                if time.perf_counter() < deadline
+            ]
         out["single"] = stream_stats(runs)
         log(f"  API {n} concurrent streams ({args.rounds} rounds)...")
-        out["conc"] = group_stats(asyncio.run(api_concurrent(srv.base, prompts_for(n), args.max_tokens, args.rounds, args.budget_s)))
+        out["conc"] = group_stats(
+            asyncio.run(api_concurrent(srv.base, prompts_for(n), args.max_tokens, args.rounds, args.budget_s))
+        )
         out["peak_rss"] = mon.peak
     except BaseException as exc:
         out["error"] = f"{type(exc).__name__}: {exc}"
@@ -737,12 +825,27 @@ def _ratio(a: float | None, b: float | None) -> float | None:
     return a / b if a is not None and b else None
 
 
-def row(metric: str, aifab: float | None, baseline: float | None, target: float | None = None,
-        baseline_name: str = "", unit: str = "", ratio: bool = True) -> dict[str, Any]:
+def row(
+    metric: str,
+    aifab: float | None,
+    baseline: float | None,
+    target: float | None = None,
+    baseline_name: str = "",
+    unit: str = "",
+    ratio: bool = True,
+) -> dict[str, Any]:
     r = _ratio(aifab, baseline) if ratio else None
     met = None if target is None or r is None else r >= target
-    return {"metric": metric, "unit": unit, "aifab": aifab, "baseline": baseline, "baseline_name": baseline_name,
-            "ratio": r, "target": target, "met": met}
+    return {
+        "metric": metric,
+        "unit": unit,
+        "aifab": aifab,
+        "baseline": baseline,
+        "baseline_name": baseline_name,
+        "ratio": r,
+        "target": target,
+        "met": met,
+    }
 
 
 def _fmt(v: float | None, digits: int = 1) -> str:
@@ -763,7 +866,7 @@ def print_table(rows: list[dict[str, Any]]) -> None:
         for r in rows
     ]
     widths = [max(len(x[i]) for x in [head, *body]) for i in range(len(head))]
-    line = "  ".join("{:<%d}" % widths[0] if i == 0 else "{:>%d}" % w for i, w in enumerate(widths))
+    line = "  ".join(f"{{:<{w}}}" if i == 0 else f"{{:>{w}}}" for i, w in enumerate(widths))
     print(line.format(*head))
     print("  ".join("-" * w for w in widths))
     for b in body:
@@ -790,18 +893,51 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "Optionally (--torch) aifab's torch engine against transformers generate(). "
         f"Results are also written to {RESULTS.relative_to(REPO)}.",
     )
-    ap.add_argument("--max-tokens", type=int, default=None,
-                    help="max_tokens per generation (tokens actually produced are counted) [default: 128, --quick 64]")
-    ap.add_argument("--concurrency", type=int, default=8, help="concurrent streams for the aggregate throughput test [default: 8]")
+    ap.add_argument(
+        "--max-tokens",
+        type=int,
+        default=None,
+        help="max_tokens per generation (tokens actually produced are counted) [default: 128, --quick 64]",
+    )
+    ap.add_argument(
+        "--concurrency",
+        type=int,
+        default=8,
+        help="concurrent streams for the aggregate throughput test [default: 8]",
+    )
     ap.add_argument("--port", type=int, default=0, help="port for `aifab up` [default: 0 = pick a free one]")
-    ap.add_argument("--threads", type=int, default=2, help="CPU threads for aifab and for every baseline [default: 2]")
-    ap.add_argument("--rounds", type=int, default=None, help="rounds of the concurrent test [default: 3, --quick 1]")
-    ap.add_argument("--torch", action="store_true",
-                    help="also run aifab's torch engine vs transformers generate() (converts the GGUF to safetensors once)")
-    ap.add_argument("--quick", action="store_true", help="fewer prompts, rounds and tokens (a smoke run, ~1-2 min)")
-    ap.add_argument("--work-dir", type=Path, default=Path(tempfile.gettempdir()) / "aifab-bench",
-                    help="scratch dir: server data dir, server log, cached safetensors conversion [default: %(default)s]")
-    ap.add_argument("--output", type=Path, default=RESULTS, help="where to write the JSON results [default: benchmarks/results/inference.json]")
+    ap.add_argument(
+        "--threads", type=int, default=2, help="CPU threads for aifab and for every baseline [default: 2]"
+    )
+    ap.add_argument(
+        "--rounds", type=int, default=None, help="rounds of the concurrent test [default: 3, --quick 1]"
+    )
+    ap.add_argument(
+        "--torch",
+        action="store_true",
+        help="also run aifab's torch engine vs transformers generate() (converts the GGUF to safetensors once)",
+    )
+    ap.add_argument(
+        "--quick", action="store_true", help="fewer prompts, rounds and tokens (a smoke run, ~1-2 min)"
+    )
+    ap.add_argument(
+        "--work-dir",
+        type=Path,
+        default=Path(tempfile.gettempdir()) / "aifab-bench",
+        help="scratch dir: server data dir, server log, cached safetensors conversion [default: %(default)s]",
+    )
+    ap.add_argument(
+        "--output",
+        type=Path,
+        default=RESULTS,
+        help="where to write the JSON results [default: benchmarks/results/inference.json]",
+    )
+    ap.add_argument(
+        "--quiet-wait",
+        type=float,
+        default=60,
+        help="before each phase, wait up to this many seconds for other processes to go quiet [default: 60]",
+    )
     ap.add_argument("--skip-server", action="store_true", help="run the baselines only")
     args = ap.parse_args(argv)
     if args.concurrency < 1 or args.concurrency > 64:
@@ -835,11 +971,24 @@ def main(argv: list[str] | None = None) -> int:
     shutil.rmtree(work / "data", ignore_errors=True)
     (work / "data").mkdir()
     n = args.concurrency
-    common = {"model": model, "threads": args.threads, "max_tokens": args.max_tokens, "budget_s": args.budget_s}
+    common = {
+        "model": model,
+        "threads": args.threads,
+        "max_tokens": args.max_tokens,
+        "budget_s": args.budget_s,
+    }
     report: dict[str, Any] = {
-        "config": {"gguf": model, "max_tokens": args.max_tokens, "concurrency": n, "threads": args.threads,
-                   "rounds": args.rounds, "single_prompts": len(args.single_prompts), "quick": args.quick,
-                   "cpus": os.cpu_count(), "python": sys.version.split()[0]},
+        "config": {
+            "gguf": model,
+            "max_tokens": args.max_tokens,
+            "concurrency": n,
+            "threads": args.threads,
+            "rounds": args.rounds,
+            "single_prompts": len(args.single_prompts),
+            "quick": args.quick,
+            "cpus": os.cpu_count(),
+            "python": sys.version.split()[0],
+        },
         "errors": {},
     }
     errors = report["errors"]
@@ -847,18 +996,29 @@ def main(argv: list[str] | None = None) -> int:
     # 1. raw baselines, each in its own process, before the server exists
     raw_single = raw_batched = None
     cont = Contention()
+    wait_quiet(args.quiet_wait, log)
+    cont.end("(waiting)")
     try:
-        log(f"raw llama_cpp.Llama single stream ({len(args.single_prompts)} prompts x {args.max_tokens} tokens)...")
-        raw_single = run_child("raw_single", {**common, "prompts": args.single_prompts}, timeout=args.budget_s + 120)
+        log(
+            f"raw llama_cpp.Llama single stream ({len(args.single_prompts)} prompts x {args.max_tokens} tokens)..."
+        )
+        raw_single = run_child(
+            "raw_single", {**common, "prompts": args.single_prompts}, timeout=args.budget_s + 120
+        )
     except ChildFailed as exc:
         errors["raw_single"] = str(exc)
         log(f"  FAILED: {exc}")
     cont.end("raw single stream")
+    wait_quiet(args.quiet_wait, log)
+    cont.end("(waiting)")
     sizes = [n] + ([16] if n != 16 else [])
     try:
         log(f"raw llama.cpp batched decode at {', '.join(map(str, sizes))} sequences...")
-        raw_batched = run_child("raw_batched", {**common, "sizes": sizes, "rounds": args.rounds},
-                                timeout=len(sizes) * (args.budget_s + 60) + 60)
+        raw_batched = run_child(
+            "raw_batched",
+            {**common, "sizes": sizes, "rounds": args.rounds},
+            timeout=len(sizes) * (args.budget_s + 60) + 60,
+        )
     except ChildFailed as exc:
         errors["raw_batched"] = str(exc)
         log(f"  FAILED: {exc}")
@@ -867,6 +1027,8 @@ def main(argv: list[str] | None = None) -> int:
     # 2. the server
     api: dict[str, Any] = {}
     if not args.skip_server:
+        wait_quiet(args.quiet_wait, log)
+        cont.end("(waiting)")
         api = run_server_side(args, work, log)
         cont.end("aifab server")
         if "error" in api:
@@ -878,6 +1040,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.torch:
         torch_res = run_torch_section(args, common, work, log)
         cont.end("torch section")
+    cont.phases.pop("(waiting)", None)
     report["foreign_cpu_cores"] = cont.phases
 
     report.update({"raw_single": raw_single, "raw_batched": raw_batched, "api": api, "torch": torch_res})
@@ -886,14 +1049,18 @@ def main(argv: list[str] | None = None) -> int:
     report["total_s"] = time.perf_counter() - t_start
 
     print()
-    print(f"aifab inference benchmark: {Path(model).name}, max_tokens={args.max_tokens}, concurrency={n}, "
-          f"threads={args.threads}, {os.cpu_count()} CPUs, {report['total_s']:.0f}s")
+    print(
+        f"aifab inference benchmark: {Path(model).name}, max_tokens={args.max_tokens}, concurrency={n}, "
+        f"threads={args.threads}, {os.cpu_count()} CPUs, {report['total_s']:.0f}s"
+    )
     print_table(rows)
     print_notes(args, raw_single, raw_batched, api, torch_res)
     busy = ", ".join(f"{k} {v:.2f}" for k, v in cont.phases.items())
     print(f"  CPU used by other processes (cores, mean per phase): {busy}")
     if any(v > 0.2 for v in cont.phases.values()):
-        print("  WARNING: the machine was not idle during the run; ratios are unreliable - rerun on a quiet machine")
+        print(
+            "  WARNING: the machine was not idle during the run; ratios are unreliable - rerun on a quiet machine"
+        )
     for name, err in errors.items():
         print(f"\nERROR in {name}:\n{err}")
     args.output.parent.mkdir(parents=True, exist_ok=True)
@@ -902,23 +1069,42 @@ def main(argv: list[str] | None = None) -> int:
     return 1 if errors else 0
 
 
-def run_torch_section(args: argparse.Namespace, common: dict[str, Any], work: Path, log: Any) -> dict[str, Any]:
+def run_torch_section(
+    args: argparse.Namespace, common: dict[str, Any], work: Path, log: Any
+) -> dict[str, Any]:
     engine_file = REPO / "src" / "aifab" / "engines" / "torch" / "engine.py"
     if not engine_file.is_file():
         msg = f"skipped: {engine_file.relative_to(REPO)} does not exist"
         log("torch section " + msg)
         return {"skipped": msg}
-    probe = subprocess.run([sys.executable, "-c", "import aifab.engines.torch.engine"], capture_output=True,
-                           text=True, timeout=180, cwd=str(REPO))
+    probe = subprocess.run(
+        [sys.executable, "-c", "import aifab.engines.torch.engine"],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        cwd=str(REPO),
+        check=False,
+    )
     if probe.returncode != 0:
-        msg = "skipped: import aifab.engines.torch.engine failed: " + (probe.stderr.strip().splitlines() or ["?"])[-1]
+        msg = (
+            "skipped: import aifab.engines.torch.engine failed: "
+            + (probe.stderr.strip().splitlines() or ["?"])[-1]
+        )
         log("torch section " + msg)
         return {"skipped": msg}
     st_dir = str(work / "smollm2-135m-st")
-    p = {**common, "st_dir": st_dir, "prompts": prompts_for(args.concurrency), "single_prompts": args.single_prompts}
+    p = {
+        **common,
+        "st_dir": st_dir,
+        "prompts": prompts_for(args.concurrency),
+        "single_prompts": args.single_prompts,
+    }
     out: dict[str, Any] = {}
-    for kind, what in (("torch_convert", "converting the GGUF to safetensors (cached)"),
-                       ("torch_hf", "transformers generate()"), ("torch_aifab", "aifab torch engine")):
+    for kind, what in (
+        ("torch_convert", "converting the GGUF to safetensors (cached)"),
+        ("torch_hf", "transformers generate()"),
+        ("torch_aifab", "aifab torch engine"),
+    ):
         log(f"torch: {what}...")
         try:
             out[kind] = run_child(kind, p, timeout=args.budget_s * 3 + 180)
@@ -930,41 +1116,89 @@ def run_torch_section(args: argparse.Namespace, common: dict[str, Any], work: Pa
     return out
 
 
-def build_rows(args: argparse.Namespace, raw_single: Any, raw_batched: Any, api: dict[str, Any],
-               torch_res: dict[str, Any]) -> list[dict[str, Any]]:
+def build_rows(
+    args: argparse.Namespace,
+    raw_single: Any,
+    raw_batched: Any,
+    api: dict[str, Any],
+    torch_res: dict[str, Any],
+) -> list[dict[str, Any]]:
     n = args.concurrency
-    g = lambda d, *ks: _dig(d, ks)  # noqa: E731
+    g = lambda d, *ks: _dig(d, ks)
     a1, r1 = g(api, "single", "decode_tps"), g(raw_single, "decode_tps")
     aN, rN = g(api, "conc", "decode_tps"), g(raw_batched, str(n), "decode_tps")
     ttft = g(api, "conc", "ttft_s") or []
     rows = [
         row("1. single-stream decode", a1, r1, 0.90, "llama_cpp.Llama stream", "tok/s"),
-        row("   single-stream end-to-end", g(api, "single", "e2e_tps"), g(raw_single, "e2e_tps"), None,
-            "llama_cpp.Llama stream", "tok/s"),
+        row(
+            "   single-stream end-to-end",
+            g(api, "single", "e2e_tps"),
+            g(raw_single, "e2e_tps"),
+            None,
+            "llama_cpp.Llama stream",
+            "tok/s",
+        ),
         row(f"2. aggregate decode @{n} vs raw batched", aN, rN, 0.85, f"llama_decode batch of {n}", "tok/s"),
         row(f"   aggregate decode @{n} vs API single", aN, a1, 1.70, "aifab API single stream", "tok/s"),
-        row(f"   aggregate end-to-end @{n}", g(api, "conc", "e2e_tps"), g(raw_batched, str(n), "e2e_tps"), None,
-            f"llama_decode batch of {n}", "tok/s"),
+        row(
+            f"   aggregate end-to-end @{n}",
+            g(api, "conc", "e2e_tps"),
+            g(raw_batched, str(n), "e2e_tps"),
+            None,
+            f"llama_decode batch of {n}",
+            "tok/s",
+        ),
         row(f"   TTFT p50 @{n}", _ms(percentile(ttft, 50)), None, unit="ms", ratio=False),
         row(f"   TTFT p99 @{n}", _ms(percentile(ttft, 99)), None, unit="ms", ratio=False),
     ]
     if n != 16:
-        rows.append(row("   raw batched decode @16 (context)", None, g(raw_batched, "16", "decode_tps"),
-                        unit="tok/s", ratio=False))
+        rows.append(
+            row(
+                "   raw batched decode @16 (context)",
+                None,
+                g(raw_batched, "16", "decode_tps"),
+                unit="tok/s",
+                ratio=False,
+            )
+        )
     rows += [
         row("3. server peak RSS (both models)", _mib(api.get("peak_rss")), None, unit="MiB", ratio=False),
         row("   server idle RSS after load", _mib(api.get("idle_rss")), None, unit="MiB", ratio=False),
-        row("   raw Llama process peak RSS (context)", None, _mib(g(raw_single, "peak_rss")), unit="MiB", ratio=False),
+        row(
+            "   raw Llama process peak RSS (context)",
+            None,
+            _mib(g(raw_single, "peak_rss")),
+            unit="MiB",
+            ratio=False,
+        ),
     ]
     if args.torch:
         hf, ta = g(torch_res, "torch_hf") or {}, g(torch_res, "torch_aifab") or {}
         rows += [
-            row("4. torch single-stream decode", g(ta, "single", "decode_tps"), g(hf, "single", "decode_tps"), None,
-                "transformers generate()", "tok/s"),
-            row(f"   torch {n} prompts: engine concurrent vs HF sequential", g(ta, "conc", "decode_tps"),
-                g(hf, "seq", "decode_tps"), 1.50, "transformers generate() in turn", "tok/s"),
-            row(f"   torch {n} prompts end-to-end", g(ta, "conc", "e2e_tps"), g(hf, "seq", "e2e_tps"), None,
-                "transformers generate() in turn", "tok/s"),
+            row(
+                "4. torch single-stream decode",
+                g(ta, "single", "decode_tps"),
+                g(hf, "single", "decode_tps"),
+                None,
+                "transformers generate()",
+                "tok/s",
+            ),
+            row(
+                f"   torch {n} prompts: engine concurrent vs HF sequential",
+                g(ta, "conc", "decode_tps"),
+                g(hf, "seq", "decode_tps"),
+                1.50,
+                "transformers generate() in turn",
+                "tok/s",
+            ),
+            row(
+                f"   torch {n} prompts end-to-end",
+                g(ta, "conc", "e2e_tps"),
+                g(hf, "seq", "e2e_tps"),
+                None,
+                "transformers generate() in turn",
+                "tok/s",
+            ),
         ]
     return rows
 
@@ -977,15 +1211,22 @@ def _dig(d: Any, keys: tuple[str, ...]) -> Any:
     return d
 
 
-def print_notes(args: argparse.Namespace, raw_single: Any, raw_batched: Any, api: dict[str, Any],
-                torch_res: dict[str, Any]) -> None:
+def print_notes(
+    args: argparse.Namespace,
+    raw_single: Any,
+    raw_batched: Any,
+    api: dict[str, Any],
+    torch_res: dict[str, Any],
+) -> None:
     def toks(x: Any) -> str:
         return "-" if not x else f"{sum(x) / len(x):.0f} avg over {len(x)}"
 
     n = args.concurrency
     print("\ntokens produced per generation (EOS can end early; rates use actual counts):")
-    print(f"  single: API {toks(_dig(api, ('single', 'tokens')))}, raw {toks(_dig(raw_single, ('tokens',)))};"
-          f"  @{n}: API {toks(_dig(api, ('conc', 'tokens')))}, raw {toks(_dig(raw_batched, (str(n), 'tokens')))}")
+    print(
+        f"  single: API {toks(_dig(api, ('single', 'tokens')))}, raw {toks(_dig(raw_single, ('tokens',)))};"
+        f"  @{n}: API {toks(_dig(api, ('conc', 'tokens')))}, raw {toks(_dig(raw_batched, (str(n), 'tokens')))}"
+    )
     if "load_s" in api:
         print(f"  server ready in {api['load_s']:.1f}s")
     if args.torch and "skipped" in torch_res:

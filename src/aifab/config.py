@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -24,7 +24,11 @@ from aifab.errors import ConfigError
 DEFAULT_CONFIG_FILE = "aifab.toml"
 
 
-class ServeSettings(BaseModel):
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")  # a misspelt key is an error, not silently ignored
+
+
+class ServeSettings(_Section):
     """The HTTP server."""
 
     host: str = "127.0.0.1"
@@ -34,7 +38,7 @@ class ServeSettings(BaseModel):
     log_level: str = "info"
 
 
-class EngineSettings(BaseModel):
+class EngineSettings(_Section):
     """Model runtimes."""
 
     threads: int = Field(0, ge=0, description="CPU threads for decoding; 0 = all cores")
@@ -43,7 +47,7 @@ class EngineSettings(BaseModel):
     embedding_batch: int = Field(64, ge=1)
 
 
-class ModelSettings(BaseModel):
+class ModelSettings(_Section):
     """Which registered models `aifab up` loads."""
 
     chat: str = "smollm2-135m-instruct"

@@ -90,7 +90,7 @@ class Sequence:
     def accept(self, token: int, runtime: Runtime) -> tuple[str, FinishReason | None]:
         """Add a sampled token; return the text that may be shown now and why the sequence ends."""
         sp = self.request.sampling
-        if runtime.is_end(token):
+        if runtime.is_end(token) and not sp.ignore_eos:
             return self._flush(), "stop"
         self.generated.append(token)
         text = self._held + self._decoder.decode(runtime.piece(token))
@@ -186,7 +186,7 @@ class BatchScheduler:
 
     def _run(self) -> None:
         while not self._closed:
-            if not self._take_inbox(block=not self._live):
+            if not self._take_inbox(block=not self._live and not self._waiting):
                 break
             self._admit()
             if not self._live:

@@ -26,6 +26,7 @@ class SamplingParams:
     presence_penalty: float = 0.0
     frequency_penalty: float = 0.0
     json_schema: dict[str, Any] | None = None
+    ignore_eos: bool = False  # keep going past end-of-sequence (benchmarks, tests); stops still apply
 
 
 @dataclass

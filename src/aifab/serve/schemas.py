@@ -58,6 +58,7 @@ class _Sampling(_Body):
     stream: bool = False
     stream_options: StreamOptions | None = None
     user: str | None = None
+    ignore_eos: bool = Field(False, description="extension (as in vLLM): do not stop at end-of-sequence")
 
     @field_validator("stop")
     @classmethod

@@ -142,6 +142,7 @@ def _sampling(req: _Sampling, engine: Engine, max_tokens: int | None) -> Samplin
         seed=req.seed,
         presence_penalty=req.presence_penalty,
         frequency_penalty=req.frequency_penalty,
+        ignore_eos=req.ignore_eos,
     )
 
 

@@ -2,19 +2,44 @@
 
 from __future__ import annotations
 
-from typing import Any
+import asyncio
+from collections.abc import Awaitable
+from typing import Any, TypeVar
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request, Response
 from fastapi.responses import StreamingResponse
 
 from aifab.serve.deps import Serving
 from aifab.serve.schemas import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
 
 router = APIRouter(prefix="/v1")
+T = TypeVar("T")
+CLIENT_CLOSED = 499  # nginx's code for "client closed the request"; nobody reads it, logs do
+
+
+async def _unless_disconnected(request: Request, work: Awaitable[T]) -> T | Response:
+    """Run ``work`` (which may wait in the queue for a slot), cancelling it if the client leaves
+    first, so a request abandoned while queued never occupies a slot."""
+    task = asyncio.ensure_future(work)
+
+    async def watch() -> None:
+        while (await request.receive())["type"] != "http.disconnect":
+            pass
+        task.cancel()
+
+    watcher = asyncio.ensure_future(watch())
+    try:
+        return await task
+    except asyncio.CancelledError:
+        if watcher.done() and not watcher.cancelled():
+            return Response(status_code=CLIENT_CLOSED)
+        raise
+    finally:
+        watcher.cancel()
 
 
 def _respond(result: Any) -> Any:
-    if isinstance(result, dict):
+    if isinstance(result, dict | Response):
         return result
     return StreamingResponse(
         result, media_type="text/event-stream", headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
@@ -27,13 +52,13 @@ async def list_models(serving: Serving) -> dict[str, Any]:
 
 
 @router.post("/chat/completions")
-async def chat_completions(body: ChatCompletionRequest, serving: Serving) -> Any:
-    return _respond(await serving.chat(body))
+async def chat_completions(body: ChatCompletionRequest, serving: Serving, request: Request) -> Any:
+    return _respond(await _unless_disconnected(request, serving.chat(body)))
 
 
 @router.post("/completions")
-async def completions(body: CompletionRequest, serving: Serving) -> Any:
-    return _respond(await serving.complete(body))
+async def completions(body: CompletionRequest, serving: Serving, request: Request) -> Any:
+    return _respond(await _unless_disconnected(request, serving.complete(body)))
 
 
 @router.post("/embeddings")

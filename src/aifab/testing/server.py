@@ -1,0 +1,72 @@
+"""A real ``aifab up`` process for end-to-end tests, driven through real clients."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class RemoteAifabServer:
+    """Spawns ``aifab up`` on a free loopback port and waits until ``/readyz`` answers 200.
+
+    ``env`` adds ``AIFAB_*`` settings; ``args`` adds CLI flags. Use as a context manager.
+    """
+
+    def __init__(self, data_dir: Path, *, env: dict[str, str] | None = None, args: list[str] | None = None,
+                 startup_timeout: float = 180.0) -> None:
+        self.port = free_port()
+        self.host = "127.0.0.1"
+        self.url = f"http://{self.host}:{self.port}"
+        self.log_path = Path(data_dir) / "server.log"
+        Path(data_dir).mkdir(parents=True, exist_ok=True)
+        cmd = [sys.executable, "-m", "aifab.cli.main", "up", "--host", self.host, "--port", str(self.port),
+               "--data-dir", str(data_dir), *(args or [])]
+        self._log = open(self.log_path, "wb")
+        self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT,
+                                     env={**os.environ, **(env or {})})
+        self._wait_ready(startup_timeout)
+
+    def _wait_ready(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"aifab up exited with {self.proc.returncode}:\n{self.log()}")
+            try:
+                if httpx.get(f"{self.url}/readyz", timeout=1).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            time.sleep(0.25)
+        self.stop()
+        raise TimeoutError(f"aifab up not ready after {timeout}s:\n{self.log()}")
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._log.close()
+
+    def __enter__(self) -> RemoteAifabServer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

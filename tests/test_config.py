@@ -1,0 +1,57 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from aifab.config import load_settings
+from aifab.errors import ConfigError
+
+
+def test_defaults():
+    s = load_settings()
+    assert s.data_dir == Path(".aifab")
+    assert s.serve.port == 8000 and s.serve.host == "127.0.0.1"
+    assert s.models.chat == "smollm2-135m-instruct"
+    assert s.effective_database_url.startswith("sqlite:///") and s.effective_database_url.endswith(".aifab/aifab.db")
+
+
+def test_precedence_toml_then_env_then_flags(monkeypatch):
+    Path("aifab.toml").write_text('data_dir = "from-toml"\n[serve]\nport = 7000\nhost = "0.0.0.0"\nmax_queue = 5\n')
+    s = load_settings()
+    assert (s.data_dir, s.serve.port, s.serve.host, s.serve.max_queue) == (Path("from-toml"), 7000, "0.0.0.0", 5)
+    monkeypatch.setenv("AIFAB_SERVE__PORT", "7100")
+    s = load_settings()
+    assert s.serve.port == 7100 and s.serve.host == "0.0.0.0"  # env overrides one key, keeps the file's others
+    s = load_settings(serve={"port": 7200, "host": None}, data_dir=None)
+    assert s.serve.port == 7200 and s.serve.host == "0.0.0.0" and s.serve.max_queue == 5
+    assert s.data_dir == Path("from-toml")  # an unset flag does not hide the file
+
+
+def test_explicit_config_file(tmp_path):
+    cfg = tmp_path / "other.toml"
+    cfg.write_text("[engines]\nmax_batch = 3\n")
+    assert load_settings(cfg).engines.max_batch == 3
+
+
+def test_bad_values_are_one_clear_error(monkeypatch):
+    monkeypatch.setenv("AIFAB_SERVE__PORT", "not-a-port")
+    with pytest.raises(ConfigError, match="serve.port"):
+        load_settings()
+
+
+def test_unknown_key_in_file_is_refused():
+    Path("aifab.toml").write_text("[serve]\nprot = 1\n")
+    with pytest.raises(ConfigError, match="prot"):
+        load_settings()
+
+
+def test_missing_explicit_config_file():
+    with pytest.raises(ConfigError, match="not found"):
+        load_settings(Path("nope.toml"))
+
+
+def test_broken_toml_is_reported():
+    Path("aifab.toml").write_text("[serve\nport = 1\n")
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_settings()
