@@ -69,9 +69,9 @@ class Settings(BaseSettings):
     database_url: str | None = Field(
         None, description="SQLAlchemy URL; default is SQLite under data_dir"
     )
-    serve: ServeSettings = Field(default_factory=ServeSettings)
-    engines: EngineSettings = Field(default_factory=EngineSettings)
-    models: ModelSettings = Field(default_factory=ModelSettings)
+    serve: ServeSettings = ServeSettings()
+    engines: EngineSettings = EngineSettings()
+    models: ModelSettings = ModelSettings()
 
     @classmethod
     def settings_customise_sources(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Any
 
 from aifab.config import Settings
@@ -21,15 +21,14 @@ class SentenceTransformerEngine:
 
     def __init__(self, package: ModelPackage, settings: Settings) -> None:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")  # a local package never needs the hub
-        from sentence_transformers import SentenceTransformer
-
         import torch
+        from sentence_transformers import SentenceTransformer
 
         torch.set_num_threads(settings.threads())
         self.package = package
         self.model = SentenceTransformer(package.path, device="cpu", local_files_only=True)
         self.tokenizer = self.model.tokenizer
-        self.context_length = int(self.model.max_seq_length)
+        self.context_length = int(self.model.max_seq_length or package.context_length)
         self.batch_size = settings.engines.embedding_batch
         self._pending: list[tuple[list[str], asyncio.Future[list[list[float]]]]] = []
         self._worker: asyncio.Task[None] | None = None
@@ -41,7 +40,7 @@ class SentenceTransformerEngine:
     def render_chat(self, messages: list[dict[str, Any]]) -> str:
         raise InvalidRequest(f"model '{self.package.name}' is an embedding model; it cannot chat", param="model")
 
-    async def generate(self, request: GenerationRequest) -> AsyncIterator[Delta]:
+    async def generate(self, request: GenerationRequest) -> AsyncGenerator[Delta, None]:
         raise InvalidRequest(f"model '{self.package.name}' is an embedding model; use /v1/embeddings", param="model")
         yield  # pragma: no cover
 
@@ -62,7 +61,8 @@ class SentenceTransformerEngine:
 
     async def _drain(self) -> None:
         while self._pending:
-            group, total = [], 0
+            group: list[tuple[list[str], asyncio.Future[list[list[float]]]]] = []
+            total = 0
             while self._pending and (not group or total + len(self._pending[0][0]) <= self.batch_size):
                 texts, fut = self._pending.pop(0)
                 group.append((texts, fut))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Any
 
 from aifab.engines.batching import BatchScheduler, Runtime
@@ -61,7 +61,7 @@ class GenerativeEngine:
         request.prompt_token_ids = ids
         return ids
 
-    async def generate(self, request: GenerationRequest) -> AsyncIterator[Delta]:
+    async def generate(self, request: GenerationRequest) -> AsyncGenerator[Delta, None]:
         ids = request.prompt_token_ids or self.prepare(request)
         stream = await self._scheduler.submit(request, ids)
         async for delta in stream:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, runtime_checkable
 
@@ -77,7 +77,7 @@ class Engine(Protocol):
         """The model's own chat template applied to OpenAI-style messages, ready for generation."""
         ...
 
-    def generate(self, request: GenerationRequest) -> AsyncIterator[Delta]:
+    def generate(self, request: GenerationRequest) -> AsyncGenerator[Delta, None]:
         """Stream the answer. Raises ``ContextLengthExceeded`` before streaming if the prompt does not
         fit, ``Overloaded`` if the queue is full. Closing the iterator early frees the slot."""
         ...

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 import shutil
 from pathlib import Path
 
@@ -77,7 +78,7 @@ class Registry:
         if self.models_dir.resolve() in owned.resolve().parents:
             shutil.rmtree(self.models_dir / name, ignore_errors=True)
 
-    def ensure_defaults(self) -> list[str]:
+    def ensure_defaults(self) -> builtins.list[str]:
         """Register the default models from their Python packages if they are installed and not yet
         registered (or have moved, e.g. after a reinstall). Returns the names registered now."""
         added = []

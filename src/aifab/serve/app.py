@@ -6,8 +6,8 @@ from fastapi import FastAPI
 
 from aifab import __version__
 from aifab.serve import errors
-from aifab.serve.middleware import BodyLimit, RequestCounter
 from aifab.serve.metrics import Metrics
+from aifab.serve.middleware import BodyLimit, RequestCounter
 from aifab.serve.pool import ModelPool
 from aifab.serve.routes import openai, ops
 from aifab.serve.service import OpenAIServing

@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -184,7 +184,7 @@ class _Run:
 
 
 async def _sse(
-    kind: _Kind, rid: str, model: str, first: Delta, rest: AsyncIterator[Delta], run: _Run, include_usage: bool
+    kind: _Kind, rid: str, model: str, first: Delta, rest: AsyncGenerator[Delta, None], run: _Run, include_usage: bool
 ) -> AsyncIterator[str]:
     created = int(time.time())
 

@@ -20,7 +20,7 @@ try:
     import llama_cpp as C
     from llama_cpp.llama_grammar import JSON_GBNF, json_schema_to_gbnf
 except ImportError:  # pragma: no cover - llama-cpp-python is a core dependency
-    C = None
+    C = None  # type: ignore[assignment]
 
 _backend_lock = threading.Lock()
 _backend_ready = False
