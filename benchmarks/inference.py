@@ -31,6 +31,7 @@ import resource
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -86,38 +87,56 @@ def prompts_for(n: int) -> list[str]:
 # --------------------------------------------------------------------------------------------------
 
 
+def _rate(tokens: float, seconds: float) -> float | None:
+    return tokens / seconds if seconds > 0 else None
+
+
+def _median(values: list[float | None]) -> float | None:
+    v = [x for x in values if x is not None]
+    return statistics.median(v) if v else None
+
+
 def stream_stats(runs: list[dict[str, Any]]) -> dict[str, Any]:
-    """Single-stream runs (each: n tokens, t0 sent, t_first / t_last token, t_end) -> tokens/s."""
-    dec_tok = sum(max(r["n"] - 1, 0) for r in runs if r["t_first"] is not None)
-    dec_s = sum(r["t_last"] - r["t_first"] for r in runs if r["t_first"] is not None)
-    e2e_tok = sum(r["n"] for r in runs)
-    e2e_s = sum(r["t_end"] - r["t0"] for r in runs)
-    ttft = [r["t_first"] - r["t0"] for r in runs if r["t_first"] is not None]
+    """Single-stream runs (each: n tokens, t0 sent, t_first / t_last token, t_end) -> tokens/s.
+
+    The headline is the median over runs (robust to a burst of foreign load); every run is kept."""
+    dec = [
+        _rate(r["n"] - 1, r["t_last"] - r["t_first"]) if r["t_first"] is not None and r["n"] > 1 else None
+        for r in runs
+    ]
+    e2e = [_rate(r["n"], r["t_end"] - r["t0"]) for r in runs]
     return {
-        "decode_tps": dec_tok / dec_s if dec_s > 0 else None,
-        "e2e_tps": e2e_tok / e2e_s if e2e_s > 0 else None,
+        "decode_tps": _median(dec),
+        "e2e_tps": _median(e2e),
+        "decode_tps_runs": dec,
+        "e2e_tps_runs": e2e,
         "tokens": [r["n"] for r in runs],
-        "ttft_s": ttft,
+        "ttft_s": [r["t_first"] - r["t0"] for r in runs if r["t_first"] is not None],
     }
 
 
 def group_stats(rounds: list[list[dict[str, Any]]]) -> dict[str, Any]:
-    """Concurrent rounds: aggregate decode = (sum tokens - streams) / (last token - first token)."""
-    dec_tok = dec_s = e2e_tok = e2e_s = 0.0
+    """Concurrent rounds: aggregate decode = (sum tokens - streams) / (last token - first token) of a
+    round; end-to-end = sum tokens / (last end - first request). Median over rounds."""
+    dec: list[float | None] = []
+    e2e: list[float | None] = []
     ttft: list[float] = []
     tokens: list[int] = []
     for runs in rounds:
         started = [r for r in runs if r["t_first"] is not None]
         if started:
-            dec_tok += sum(r["n"] - 1 for r in started)
-            dec_s += max(r["t_last"] for r in started) - min(r["t_first"] for r in started)
-        e2e_tok += sum(r["n"] for r in runs)
-        e2e_s += max(r["t_end"] for r in runs) - min(r["t0"] for r in runs)
+            span = max(r["t_last"] for r in started) - min(r["t_first"] for r in started)
+            dec.append(_rate(sum(r["n"] - 1 for r in started), span))
+        e2e.append(
+            _rate(sum(r["n"] for r in runs), max(r["t_end"] for r in runs) - min(r["t0"] for r in runs))
+        )
         ttft += [r["t_first"] - r["t0"] for r in started]
         tokens += [r["n"] for r in runs]
     return {
-        "decode_tps": dec_tok / dec_s if dec_s > 0 else None,
-        "e2e_tps": e2e_tok / e2e_s if e2e_s > 0 else None,
+        "decode_tps": _median(dec),
+        "e2e_tps": _median(e2e),
+        "decode_tps_runs": dec,
+        "e2e_tps_runs": e2e,
         "tokens": tokens,
         "ttft_s": ttft,
     }
@@ -371,8 +390,10 @@ def child_torch_hf(p: dict[str, Any]) -> dict[str, Any]:
             if not self.prompt_seen:
                 self.prompt_seen = True
                 return
-            self.times.append(time.perf_counter())
-            self.ids.extend(int(x) for x in value.reshape(-1).tolist())
+            now = time.perf_counter()
+            for x in value.reshape(-1).tolist():
+                self.ids.append(int(x))
+                self.times.append(now)
 
         def end(self) -> None:
             pass
@@ -391,7 +412,7 @@ def child_torch_hf(p: dict[str, Any]) -> dict[str, Any]:
                 max_time=float(p["budget_s"]),
             )
         t_end = time.perf_counter()
-        kept = [t for i, t in zip(st.ids, st.times) if i not in eos][:max_tokens]
+        kept = [t for i, t in zip(st.ids, st.times, strict=True) if i not in eos][:max_tokens]
         return {
             "n": len(kept),
             "t0": t0,
@@ -1124,7 +1145,10 @@ def build_rows(
     torch_res: dict[str, Any],
 ) -> list[dict[str, Any]]:
     n = args.concurrency
-    g = lambda d, *ks: _dig(d, ks)
+
+    def g(d: Any, *ks: str) -> Any:
+        return _dig(d, ks)
+
     a1, r1 = g(api, "single", "decode_tps"), g(raw_single, "decode_tps")
     aN, rN = g(api, "conc", "decode_tps"), g(raw_batched, str(n), "decode_tps")
     ttft = g(api, "conc", "ttft_s") or []

@@ -16,3 +16,23 @@ def _isolated_cwd(tmp_path, monkeypatch):
     for key in list(os.environ):
         if key.startswith("AIFAB_"):
             monkeypatch.delenv(key)
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """A real PostgreSQL for the session: ``AIFAB_TEST_DATABASE_URL`` or a private cluster."""
+    from aifab.testing.postgres import PrivatePostgres, find_bindir
+
+    bindir = find_bindir()
+    if bindir is None:
+        pytest.skip("PostgreSQL is not installed (.ci/run installs it)")
+    server = PrivatePostgres(bindir)
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def postgres_url(postgres_server):
+    """A fresh, empty database on the session's PostgreSQL."""
+    return postgres_server.new_database()

@@ -44,7 +44,8 @@ def tiny_engine(tiny_dir: Path, tmp_path_factory: pytest.TempPathFactory):
 
 class TestTorchConformance(EngineConformance):
     @pytest.fixture(scope="class")
-    def engine(self, tiny_engine):
+    @classmethod
+    def engine(cls, tiny_engine):
         return tiny_engine
 
 
@@ -70,7 +71,10 @@ async def test_batched_greedy_equals_alone(tiny_engine) -> None:
     alone = [await _greedy(tiny_engine, p, n) for p, n in zip(PROMPTS, lengths, strict=True)]
     assert all(alone)
     together = await asyncio.gather(
-        *(_greedy(tiny_engine, p, n, delay=0.02 * i) for i, (p, n) in enumerate(zip(PROMPTS, lengths, strict=True)))
+        *(
+            _greedy(tiny_engine, p, n, delay=0.02 * i)
+            for i, (p, n) in enumerate(zip(PROMPTS, lengths, strict=True))
+        )
     )
     assert together == alone
 
@@ -108,10 +112,14 @@ async def test_stop_string_and_max_tokens(tiny_engine) -> None:
 
 @pytest.mark.parametrize("max_tokens", [200, 40])
 @pytest.mark.parametrize("temperature", [0.0, 1.0])
-async def test_json_schema_forces_valid_terminated_json(tiny_engine, max_tokens: int, temperature: float) -> None:
+async def test_json_schema_forces_valid_terminated_json(
+    tiny_engine, max_tokens: int, temperature: float
+) -> None:
     runs = await asyncio.gather(
         *(
-            collect(tiny_engine, p, temperature=temperature, seed=i, max_tokens=max_tokens, json_schema=PERSON)
+            collect(
+                tiny_engine, p, temperature=temperature, seed=i, max_tokens=max_tokens, json_schema=PERSON
+            )
             for i, p in enumerate(PROMPTS[:3])
         ),
         collect(tiny_engine, PROMPTS[3], temperature=temperature, max_tokens=max_tokens, json_schema={}),
@@ -127,16 +135,21 @@ async def test_json_schema_forces_valid_terminated_json(tiny_engine, max_tokens:
 
 async def test_bad_schema_and_unknown_adapter_are_refused_before_streaming(tiny_engine) -> None:
     with pytest.raises(InvalidRequest):
-        tiny_engine.prepare(GenerationRequest("x", SamplingParams(max_tokens=4, json_schema={"type": "nope"})))
+        tiny_engine.prepare(
+            GenerationRequest("x", SamplingParams(max_tokens=4, json_schema={"type": "nope"}))
+        )
     with pytest.raises(NotFound):
         tiny_engine.prepare(GenerationRequest("x", SamplingParams(max_tokens=4), adapter="missing"))
 
 
 async def test_many_concurrent_requests_complete_and_cancelled_ones_free_slots(tiny_engine) -> None:
-    results = await asyncio.gather(*(collect(tiny_engine, f"{PROMPTS[1]} {i}", max_tokens=10) for i in range(10)))
+    results = await asyncio.gather(
+        *(collect(tiny_engine, f"{PROMPTS[1]} {i}", max_tokens=10) for i in range(10))
+    )
     assert all(last.completion_tokens > 0 for _, last in results)
     streams = [
-        tiny_engine.generate(GenerationRequest(p, SamplingParams(temperature=0.8, max_tokens=300))) for p in PROMPTS
+        tiny_engine.generate(GenerationRequest(p, SamplingParams(temperature=0.8, max_tokens=300)))
+        for p in PROMPTS
     ]
     for s in streams[:3]:
         await anext(s)

@@ -64,7 +64,9 @@ class KVStore:
             self.keys[layer], self.values[layer] = k, v = nk, nv
         return k, v
 
-    def update(self, layer: int, key: torch.Tensor, value: torch.Tensor, plan: _StepPlan) -> tuple[torch.Tensor, torch.Tensor]:
+    def update(
+        self, layer: int, key: torch.Tensor, value: torch.Tensor, plan: _StepPlan
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Write ``key``/``value`` ([B, heads, N, dim]) at ``plan.write``; return the rows' keys/values."""
         k, v = self._buffers(layer, key, plan.need)
         rows = plan.slots[:, None]
@@ -73,7 +75,9 @@ class KVStore:
         if plan.contiguous is not None:
             lo, hi = plan.contiguous
             return k[lo:hi, :, : plan.read], v[lo:hi, :, : plan.read]
-        return k[:, :, : plan.read].index_select(0, plan.slots), v[:, :, : plan.read].index_select(0, plan.slots)
+        return k[:, :, : plan.read].index_select(0, plan.slots), v[:, :, : plan.read].index_select(
+            0, plan.slots
+        )
 
 
 class _StepPlan:
@@ -101,7 +105,9 @@ class _StepCache(Cache):
         self.store = store
         self.plan = plan
 
-    def update(self, key_states: torch.Tensor, value_states: torch.Tensor, layer_idx: int, *args: Any, **kwargs: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    def update(
+        self, key_states: torch.Tensor, value_states: torch.Tensor, layer_idx: int, *args: Any, **kwargs: Any
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         return self.store.update(layer_idx, key_states, value_states, self.plan)
 
     def get_seq_length(self, layer_idx: int = 0) -> int:
@@ -110,7 +116,11 @@ class _StepCache(Cache):
 
 def bytes_to_unicode() -> dict[int, str]:
     """GPT-2's byte -> printable character map used by byte-level BPE vocabularies."""
-    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    bs = (
+        list(range(ord("!"), ord("~") + 1))
+        + list(range(ord("¡"), ord("¬") + 1))
+        + list(range(ord("®"), ord("ÿ") + 1))
+    )
     cs = bs[:]
     n = 0
     for b in range(256):
@@ -124,15 +134,21 @@ def bytes_to_unicode() -> dict[int, str]:
 class TorchRuntime:
     """Owns the model, tokenizer, KV buffers and adapters. Only the scheduler thread calls ``step``."""
 
-    def __init__(self, path: str, *, max_batch: int, ctx_per_seq: int, threads: int, max_step_tokens: int = 512) -> None:
+    def __init__(
+        self, path: str, *, max_batch: int, ctx_per_seq: int, threads: int, max_step_tokens: int = 512
+    ) -> None:
         if AutoModelForCausalLM is None:
             raise EngineError("transformers is not installed: pip install transformers")
         torch.set_num_threads(threads)
         self.tokenizer = AutoTokenizer.from_pretrained(path)
         try:
-            model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32, attn_implementation="sdpa")
+            model = AutoModelForCausalLM.from_pretrained(
+                path, dtype=torch.float32, attn_implementation="sdpa"
+            )
         except (ValueError, ImportError):  # an architecture without SDPA support
-            model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32, attn_implementation="eager")
+            model = AutoModelForCausalLM.from_pretrained(
+                path, dtype=torch.float32, attn_implementation="eager"
+            )
         self.base = model.eval()
         self.model: Any = self.base  # becomes the PeftModel once an adapter is loaded
         self.adapters: dict[str, str] = {}
@@ -152,7 +168,11 @@ class TorchRuntime:
         self._pieces: dict[int, bytes] = {}
         self._piece_of = self._piece_fn()
         self.grammars = JsonGrammars(
-            self.tokenizer, vocab_size=self.vocab_size, stop_ids=sorted(self._ends), piece=self.piece, threads=threads
+            self.tokenizer,
+            vocab_size=self.vocab_size,
+            stop_ids=sorted(self._ends),
+            piece=self.piece,
+            threads=threads,
         )
 
     # --- tokenizer ------------------------------------------------------------------------------
@@ -163,7 +183,11 @@ class TorchRuntime:
     def _end_ids(self) -> set[int]:
         ends: set[int] = set()
         gen = getattr(self.base, "generation_config", None)
-        for source in (self.tokenizer.eos_token_id, getattr(gen, "eos_token_id", None), self.base.config.eos_token_id):
+        for source in (
+            self.tokenizer.eos_token_id,
+            getattr(gen, "eos_token_id", None),
+            self.base.config.eos_token_id,
+        ):
             if isinstance(source, int):
                 ends.add(source)
             elif isinstance(source, list | tuple):
@@ -195,7 +219,7 @@ class TorchRuntime:
                     return bytes([int(text[3:5], 16)])  # SentencePiece byte fallback
                 if not byte_level and "▁" in decoder:
                     return text.replace("▁", " ").encode()
-            return tok.decode([token]).encode()
+            return str(tok.decode([token])).encode()
 
         return piece
 
@@ -221,19 +245,25 @@ class TorchRuntime:
         with self._lock:
             try:
                 if self.model is self.base:
-                    self.model = PeftModel.from_pretrained(self.base, path, adapter_name=name, is_trainable=False)
+                    self.model = PeftModel.from_pretrained(
+                        self.base, path, adapter_name=name, is_trainable=False
+                    )
                 else:
                     if name in self.adapters:
                         self.model.delete_adapter(name)
                     self.model.load_adapter(path, adapter_name=name, is_trainable=False)
             except (OSError, ValueError) as exc:
-                raise InvalidRequest(f"cannot load adapter '{name}' from {path}: {exc}", param="path") from exc
+                raise InvalidRequest(
+                    f"cannot load adapter '{name}' from {path}: {exc}", param="path"
+                ) from exc
             self.model.eval()
             self.adapters[name] = path
 
     def check_adapter(self, name: str | None) -> None:
         if name is not None and name not in self.adapters:
-            raise NotFound(f"adapter '{name}' is not loaded (loaded: {', '.join(sorted(self.adapters)) or 'none'})")
+            raise NotFound(
+                f"adapter '{name}' is not loaded (loaded: {', '.join(sorted(self.adapters)) or 'none'})"
+            )
 
     # --- sequences ------------------------------------------------------------------------------
 
@@ -265,7 +295,9 @@ class TorchRuntime:
                 picked.append(logits if len(done) == len(group) else logits[done])
             if rows:
                 samplers = [seqs[i].state for i in rows]
-                remaining = [(seqs[i].request.sampling.max_tokens or 1) - len(seqs[i].generated) for i in rows]
+                remaining = [
+                    (seqs[i].request.sampling.max_tokens or 1) - len(seqs[i].generated) for i in rows
+                ]
                 batch = picked[0] if len(picked) == 1 else torch.cat(picked)
                 tokens = sample(samplers, batch, remaining, self.grammars)
                 for i, tok in zip(rows, tokens, strict=True):
@@ -291,7 +323,9 @@ class TorchRuntime:
         for r, feed in enumerate(feeds):
             ids[r, width - len(feed) :] = torch.tensor(feed, dtype=torch.long)
         allowed = torch.arange(plan.read)[None, None, :] <= plan.positions[:, :, None]
-        mask = torch.zeros(allowed.shape, dtype=torch.float32).masked_fill_(~allowed, torch.finfo(torch.float32).min)
+        mask = torch.zeros(allowed.shape, dtype=torch.float32).masked_fill_(
+            ~allowed, torch.finfo(torch.float32).min
+        )
         kwargs: dict[str, Any] = {
             "input_ids": ids,
             "attention_mask": mask[:, None],

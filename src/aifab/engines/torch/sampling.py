@@ -80,15 +80,15 @@ def sample(
     """
     _apply_penalties(logits, samplers)
     chosen: dict[int, int] = {}
-    constrained = [i for i, s in enumerate(samplers) if s.grammar is not None]
+    constrained = {i: s.grammar for i, s in enumerate(samplers) if s.grammar is not None}
     if constrained and grammars is not None:
         bitmask = grammars.new_bitmask(len(samplers))
-        for i in constrained:
-            samplers[i].grammar.fill(bitmask, i)
-        grammars.apply(logits, bitmask, constrained)
-        for i in constrained:
+        for i, grammar in constrained.items():
+            grammar.fill(bitmask, i)
+        grammars.apply(logits, bitmask, list(constrained))
+        for i, grammar in constrained.items():
             if remaining[i] <= closing_margin(samplers[i].params.max_tokens or 1):
-                tok = samplers[i].grammar.closing_choice(bitmask, i)
+                tok = grammar.closing_choice(bitmask, i)
                 if tok is not None:
                     chosen[i] = tok
     greedy = [i for i, s in enumerate(samplers) if i not in chosen and s.greedy]

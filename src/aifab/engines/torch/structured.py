@@ -24,7 +24,7 @@ from aifab.errors import InvalidRequest
 try:
     import xgrammar as xgr
 except ImportError:  # pragma: no cover - depends on the install
-    xgr = None
+    xgr = None  # type: ignore[assignment]
 
 CLOSERS = ['"', "}", "]", ",", "0"]  # closing-mode preference, first allowed wins
 
@@ -38,7 +38,13 @@ class JsonGrammars:
     """Compiles (and caches) JSON-schema grammars for one tokenizer."""
 
     def __init__(
-        self, tokenizer: Any, *, vocab_size: int, stop_ids: list[int], piece: Callable[[int], bytes], threads: int
+        self,
+        tokenizer: Any,
+        *,
+        vocab_size: int,
+        stop_ids: list[int],
+        piece: Callable[[int], bytes],
+        threads: int,
     ) -> None:
         self.vocab_size = vocab_size
         self._compiler: Any = None
@@ -63,7 +69,7 @@ class JsonGrammars:
         """The compiled grammar for ``schema`` (``{}``: any JSON object). Raises ``InvalidRequest``."""
         if self._compiler is None:
             raise InvalidRequest(
-                "structured output needs the xgrammar package on this server (pip install xgrammar)",
+                "structured output in the torch engine needs xgrammar: pip install 'aifab[structured]'",
                 param="response_format",
             )
         target = schema or {"type": "object"}
