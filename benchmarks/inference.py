@@ -625,12 +625,15 @@ class RssMonitor:
 class Server:
     """``aifab up`` in its own process group; always stopped by ``stop()``."""
 
-    def __init__(self, port: int, work: Path, threads: int, max_batch: int) -> None:
+    def __init__(
+        self, port: int, work: Path, threads: int, max_batch: int, extra_env: dict[str, str] | None = None
+    ) -> None:
         self.port = port
         self.base = f"http://127.0.0.1:{port}"
         self.data = work / "data"
         self.log_path = work / "server.log"
         self.threads, self.max_batch = threads, max_batch
+        self.extra_env = extra_env or {}
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout: float) -> float:
@@ -652,6 +655,7 @@ class Server:
             "AIFAB_ENGINES__MAX_BATCH": str(self.max_batch),
             "AIFAB_ENGINES__THREADS": str(self.threads),
             "AIFAB_SERVE__LOG_LEVEL": "warning",
+            **self.extra_env,
         }
         log = open(self.log_path, "wb")  # noqa: SIM115 - closed with the process
         t0 = time.perf_counter()
@@ -793,7 +797,7 @@ def run_server_side(args: argparse.Namespace, work: Path, log: Any) -> dict[str,
     import httpx
 
     n = args.concurrency
-    srv = Server(args.port or free_port(), work, args.threads, max(16, n))
+    srv = Server(args.port or free_port(), work, args.threads, max(16, n), dict(args.server_env))
     mon: RssMonitor | None = None
     out: dict[str, Any] = {}
     try:
@@ -959,6 +963,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=60,
         help="before each phase, wait up to this many seconds for other processes to go quiet [default: 60]",
     )
+    ap.add_argument(
+        "--server-env",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="extra environment for `aifab up` (repeatable), e.g. OMP_WAIT_POLICY=ACTIVE for an A/B run",
+    )
     ap.add_argument("--skip-server", action="store_true", help="run the baselines only")
     args = ap.parse_args(argv)
     if args.concurrency < 1 or args.concurrency > 64:
@@ -967,6 +978,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if not 1 <= args.max_tokens <= 1024:
         ap.error("--max-tokens must be within 1..1024")
     args.rounds = args.rounds or (1 if args.quick else 3)
+    bad = [e for e in args.server_env if "=" not in e]
+    if bad:
+        ap.error(f"--server-env expects KEY=VALUE, got {bad[0]!r}")
+    args.server_env = [tuple(e.split("=", 1)) for e in args.server_env]
     args.single_prompts = PROMPTS[: 2 if args.quick else 4]
     args.budget_s = 90 if args.quick else 150  # per measurement loop
     return args
@@ -1008,6 +1023,7 @@ def main(argv: list[str] | None = None) -> int:
             "single_prompts": len(args.single_prompts),
             "quick": args.quick,
             "cpus": os.cpu_count(),
+            "server_env": dict(args.server_env),
             "python": sys.version.split()[0],
         },
         "errors": {},
@@ -1073,6 +1089,7 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"aifab inference benchmark: {Path(model).name}, max_tokens={args.max_tokens}, concurrency={n}, "
         f"threads={args.threads}, {os.cpu_count()} CPUs, {report['total_s']:.0f}s"
+        + (f", server env {dict(args.server_env)}" if args.server_env else "")
     )
     print_table(rows)
     print_notes(args, raw_single, raw_batched, api, torch_res)

@@ -8,6 +8,7 @@ import typer
 
 from aifab import __version__
 from aifab.cli import config_cmd, models
+from aifab.cli.process import configure_openmp
 from aifab.cli.up import up
 from aifab.errors import AifabError
 
@@ -34,6 +35,7 @@ def _root(
 
 def main() -> None:
     """Run the CLI; an aifab error is one line on stderr and exit code 1."""
+    configure_openmp()
     try:
         app(standalone_mode=False)
     except AifabError as exc:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import codecs
+import heapq
 import logging
 import queue
 import threading
@@ -122,6 +123,25 @@ def _partial_stop_suffix(text: str, stops: list[str]) -> int:
     return best
 
 
+def _deliver(items: list[tuple[Sequence, Delta]]) -> None:
+    """Hand a step's deltas to their event loops with ONE wake-up per loop, not one per sequence:
+    on a small machine every extra wake-up steals a core from the decode threads."""
+    by_loop: dict[asyncio.AbstractEventLoop, list[tuple[Sequence, Delta]]] = {}
+    for seq, delta in items:
+        by_loop.setdefault(seq.loop, []).append((seq, delta))
+    for loop, group in by_loop.items():
+        try:
+            loop.call_soon_threadsafe(_put_all, group)
+        except RuntimeError:  # that event loop is gone: nobody is listening any more
+            for seq, _ in group:
+                seq.cancelled = True
+
+
+def _put_all(group: list[tuple[Sequence, Delta]]) -> None:
+    for seq, delta in group:
+        seq.out.put_nowait(delta)
+
+
 class BatchScheduler:
     """Admits requests into ``runtime.max_batch`` slots and decodes them together."""
 
@@ -132,7 +152,7 @@ class BatchScheduler:
         self._inbox: queue.Queue[Sequence | None] = queue.Queue()
         self._waiting: deque[Sequence] = deque()
         self._live: list[Sequence] = []
-        self._free = list(range(runtime.max_batch))[::-1]
+        self._free = list(range(runtime.max_batch))  # a min-heap: live sequences keep low slot ids
         self._closed = False
         self._unadmitted = 0  # submitted, not yet admitted or dropped
         self._count_lock = threading.Lock()
@@ -219,12 +239,12 @@ class BatchScheduler:
                 self._unadmitted -= 1
             if seq.cancelled:
                 continue
-            seq.slot = self._free.pop()
+            seq.slot = heapq.heappop(self._free)
             try:
                 self.runtime.start(seq)
             except Exception as exc:
                 seq.emit(exc if isinstance(exc, AifabError) else EngineError(f"cannot start: {exc}"))
-                self._free.append(seq.slot)
+                heapq.heappush(self._free, seq.slot)
                 continue
             self._live.append(seq)
 
@@ -233,18 +253,22 @@ class BatchScheduler:
             self._finish(seq)
         if not self._live:
             return
-        # Decoding sequences go first (one token each) so a long prompt never stalls them; prompts
-        # fill what is left of the step's token budget, in arrival order.
+        # Decoding sequences are served first (one token each) so a long prompt never stalls them;
+        # prompts fill what is left of the step's token budget, in arrival order. The batch itself
+        # is laid out by slot: llama.cpp's per-sequence KV streams decode markedly slower when the
+        # batch visits them out of order.
         budget = self.runtime.max_step_tokens
-        batch, feeds = [], []
+        chosen: list[tuple[Sequence, list[int]]] = []
         for seq in sorted(self._live, key=lambda s: s.prefilling):
             feed = seq.pending(budget)
-            if not feed:
-                continue
-            budget -= len(feed)
-            batch.append(seq)
-            feeds.append(feed)
+            if feed:
+                budget -= len(feed)
+                chosen.append((seq, feed))
+        chosen.sort(key=lambda item: item[0].slot)
+        batch = [seq for seq, _ in chosen]
+        feeds = [feed for _, feed in chosen]
         tokens = self.runtime.step(batch, feeds)
+        out: list[tuple[Sequence, Delta]] = []
         for seq, feed, token in zip(batch, feeds, tokens, strict=True):
             seq.fed += len(feed)
             if token is None:
@@ -252,20 +276,14 @@ class BatchScheduler:
             first = not seq.generated
             text, reason = seq.accept(token, self.runtime)
             if text or reason or first:
-                seq.emit(
-                    Delta(
-                        text=text,
-                        finish_reason=reason,
-                        prompt_tokens=len(seq.prompt_ids),
-                        completion_tokens=len(seq.generated),
-                        first_token=first,
-                    )
-                )
+                delta = Delta(text, reason, len(seq.prompt_ids), len(seq.generated), first_token=first)
+                out.append((seq, delta))
             if reason is not None:
                 self._finish(seq)
+        _deliver(out)
 
     def _finish(self, seq: Sequence) -> None:
         if seq in self._live:
             self._live.remove(seq)
             self.runtime.release(seq)
-            self._free.append(seq.slot)
+            heapq.heappush(self._free, seq.slot)

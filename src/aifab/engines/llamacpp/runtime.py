@@ -4,17 +4,11 @@ from __future__ import annotations
 
 import ctypes
 import json
-import os
 import threading
 from typing import Any
 
 from aifab.engines.batching import Sequence
 from aifab.errors import EngineError, InvalidRequest
-
-# llama.cpp's OpenMP workers otherwise spin between decode steps and starve the event loop that
-# streams tokens and notices disconnects (2 cores: the spin costs more than it saves). libgomp reads
-# this once, when llama.cpp's library is loaded, so it must be set before the import below.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 try:
     import llama_cpp as C
