@@ -988,6 +988,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # Same OpenMP settings for every side: the baselines' subprocesses inherit what `aifab up` uses.
+    from aifab.cli.process import configure_openmp
+
+    configure_openmp()
     if len(sys.argv) > 1 and sys.argv[1] == "--_child":
         child_main(sys.argv[2], sys.argv[3])
     args = parse_args(argv)
