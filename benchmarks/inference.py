@@ -987,6 +987,78 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
+def measure_pass(
+    args: argparse.Namespace,
+    common: dict[str, Any],
+    work: Path,
+    log: Any,
+    cont: Contention,
+    errors: dict[str, str],
+) -> tuple[Any, Any, dict[str, Any]]:
+    """One pass: the raw baselines, then aifab's server, sequentially on an otherwise idle machine."""
+    n = args.concurrency
+    # 1. raw baselines, each in its own process, before the server exists
+    raw_single = raw_batched = None
+    wait_quiet(args.quiet_wait, log)
+    cont.end("(waiting)")
+    try:
+        log(
+            f"raw llama_cpp.Llama single stream ({len(args.single_prompts)} prompts x {args.max_tokens} tokens)..."
+        )
+        raw_single = run_child(
+            "raw_single", {**common, "prompts": args.single_prompts}, timeout=args.budget_s + 120
+        )
+    except ChildFailed as exc:
+        errors["raw_single"] = str(exc)
+        log(f"  FAILED: {exc}")
+    cont.end("raw single stream")
+    wait_quiet(args.quiet_wait, log)
+    cont.end("(waiting)")
+    sizes = [n] + ([16] if n != 16 else [])
+    try:
+        log(f"raw llama.cpp batched decode at {', '.join(map(str, sizes))} sequences...")
+        raw_batched = run_child(
+            "raw_batched",
+            {**common, "sizes": sizes, "rounds": args.rounds},
+            timeout=len(sizes) * (args.budget_s + 60) + 60,
+        )
+    except ChildFailed as exc:
+        errors["raw_batched"] = str(exc)
+        log(f"  FAILED: {exc}")
+    cont.end("raw batched")
+
+    # 2. the server
+    api: dict[str, Any] = {}
+    if not args.skip_server:
+        wait_quiet(args.quiet_wait, log)
+        cont.end("(waiting)")
+        api = run_server_side(args, work, log)
+        cont.end("aifab server")
+        if "error" in api:
+            errors["server"] = api["error"] + "\n--- server log (tail) ---\n" + api.get("server_log", "")
+            log("  server side FAILED: " + api["error"])
+
+    return raw_single, raw_batched, api
+
+
+def combine_passes(passes: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    """Per metric: the median over passes of each side and of the per-pass ratio (ratios are taken
+    within a pass, so both sides of a ratio always saw the same machine conditions)."""
+    if len(passes) == 1:
+        return passes[0]
+    out = []
+    for rows in zip(*passes, strict=True):
+        first = dict(rows[0])
+        for key in ("aifab", "baseline", "ratio"):
+            vals = [r[key] for r in rows if r[key] is not None]
+            first[key] = statistics.median(vals) if vals else None
+        first["ratios"] = [r["ratio"] for r in rows]
+        if first["target"] is not None and first["ratio"] is not None:
+            first["met"] = first["ratio"] >= first["target"]
+        out.append(first)
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     # Same OpenMP settings for every side: the baselines' subprocesses inherit what `aifab up` uses.
     from aifab.cli.process import configure_openmp
@@ -1034,47 +1106,13 @@ def main(argv: list[str] | None = None) -> int:
     }
     errors = report["errors"]
 
-    # 1. raw baselines, each in its own process, before the server exists
-    raw_single = raw_batched = None
     cont = Contention()
-    wait_quiet(args.quiet_wait, log)
-    cont.end("(waiting)")
-    try:
-        log(
-            f"raw llama_cpp.Llama single stream ({len(args.single_prompts)} prompts x {args.max_tokens} tokens)..."
-        )
-        raw_single = run_child(
-            "raw_single", {**common, "prompts": args.single_prompts}, timeout=args.budget_s + 120
-        )
-    except ChildFailed as exc:
-        errors["raw_single"] = str(exc)
-        log(f"  FAILED: {exc}")
-    cont.end("raw single stream")
-    wait_quiet(args.quiet_wait, log)
-    cont.end("(waiting)")
-    sizes = [n] + ([16] if n != 16 else [])
-    try:
-        log(f"raw llama.cpp batched decode at {', '.join(map(str, sizes))} sequences...")
-        raw_batched = run_child(
-            "raw_batched",
-            {**common, "sizes": sizes, "rounds": args.rounds},
-            timeout=len(sizes) * (args.budget_s + 60) + 60,
-        )
-    except ChildFailed as exc:
-        errors["raw_batched"] = str(exc)
-        log(f"  FAILED: {exc}")
-    cont.end("raw batched")
-
-    # 2. the server
-    api: dict[str, Any] = {}
-    if not args.skip_server:
-        wait_quiet(args.quiet_wait, log)
-        cont.end("(waiting)")
-        api = run_server_side(args, work, log)
-        cont.end("aifab server")
-        if "error" in api:
-            errors["server"] = api["error"] + "\n--- server log (tail) ---\n" + api.get("server_log", "")
-            log("  server side FAILED: " + api["error"])
+    passes: list[tuple[Any, Any, dict[str, Any]]] = []
+    for i in range(args.repeat):
+        if args.repeat > 1:
+            log(f"pass {i + 1}/{args.repeat}")
+        passes.append(measure_pass(args, common, work, log, cont, errors))
+    raw_single, raw_batched, api = passes[-1]
 
     # 3. torch (optional)
     torch_res: dict[str, Any] = {}
@@ -1085,7 +1123,8 @@ def main(argv: list[str] | None = None) -> int:
     report["foreign_cpu_cores"] = cont.phases
 
     report.update({"raw_single": raw_single, "raw_batched": raw_batched, "api": api, "torch": torch_res})
-    rows = build_rows(args, raw_single, raw_batched, api, torch_res)
+    report["passes"] = [{"raw_single": rs, "raw_batched": rb, "api": ap} for rs, rb, ap in passes]
+    rows = combine_passes([build_rows(args, rs, rb, ap, torch_res) for rs, rb, ap in passes])
     report["rows"] = rows
     report["total_s"] = time.perf_counter() - t_start
 
@@ -1096,6 +1135,11 @@ def main(argv: list[str] | None = None) -> int:
         + (f", server env {dict(args.server_env)}" if args.server_env else "")
     )
     print_table(rows)
+    if args.repeat > 1:
+        print(f"\nmedians over {args.repeat} passes; per-pass ratios:")
+        for r in rows:
+            if r.get("target") is not None:
+                print(f"  {r['metric'].strip()}: " + ", ".join(_fmt(x, 2) for x in r["ratios"]))
     print_notes(args, raw_single, raw_batched, api, torch_res)
     busy = ", ".join(f"{k} {v:.2f}" for k, v in cont.phases.items())
     print(f"  CPU used by other processes (cores, mean per phase): {busy}")
