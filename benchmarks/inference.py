@@ -943,6 +943,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="also run aifab's torch engine vs transformers generate() (converts the GGUF to safetensors once)",
     )
     ap.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        help="repeat the whole raw-then-server sequence N times and report medians [default: 1]",
+    )
+    ap.add_argument(
         "--quick", action="store_true", help="fewer prompts, rounds and tokens (a smoke run, ~1-2 min)"
     )
     ap.add_argument(
