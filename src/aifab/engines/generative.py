@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncGenerator
 from typing import Any
 
+from aifab.config import Settings
 from aifab.engines.batching import BatchScheduler, Runtime
 from aifab.engines.chat import render_chat
 from aifab.engines.protocol import Delta, Embeddings, EngineHealth, GenerationRequest
@@ -23,6 +24,15 @@ class GenerativeEngine:
         self.context_length = context_length
         self._runtime = runtime
         self._scheduler = BatchScheduler(runtime, max_queue=max_queue, name=package.name)
+
+    @staticmethod
+    def runtime_options(package: ModelPackage, settings: Settings) -> dict[str, int]:
+        """What every runtime is built with: slots, per-sequence context and threads."""
+        return {
+            "max_batch": settings.engines.max_batch,
+            "ctx_per_seq": min(package.context_length, settings.engines.context_per_sequence),
+            "threads": settings.threads(),
+        }
 
     def tokenize(self, text: str) -> list[int]:
         raise NotImplementedError

@@ -14,14 +14,11 @@ class LlamaCppEngine(GenerativeEngine):
     """GGUF models with continuous batching in llama.cpp; the default chat engine."""
 
     def __init__(self, package: ModelPackage, settings: Settings) -> None:
-        ctx = min(package.context_length, settings.engines.context_per_sequence)
-        self.runtime = LlamaCppRuntime(
-            package.path,
-            max_batch=settings.engines.max_batch,
-            ctx_per_seq=ctx,
-            threads=settings.threads(),
+        options = self.runtime_options(package, settings)
+        self.runtime = LlamaCppRuntime(package.path, **options)
+        super().__init__(
+            package, self.runtime, context_length=options["ctx_per_seq"], max_queue=settings.serve.max_queue
         )
-        super().__init__(package, self.runtime, context_length=ctx, max_queue=settings.serve.max_queue)
         # The GGUF stores special tokens as ids; the chat template wants their text.
         self._special = {
             k: self.runtime.token_text(int(v)) for k, v in package.special_tokens.items() if str(v).isdigit()

@@ -18,16 +18,13 @@ class TorchEngine(GenerativeEngine):
     """transformers causal LMs in float32 with continuous batching, JSON grammars and LoRA adapters."""
 
     def __init__(self, package: ModelPackage, settings: Settings) -> None:
-        ctx = min(package.context_length, settings.engines.context_per_sequence)
-        self.runtime = TorchRuntime(
-            package.path,
-            max_batch=settings.engines.max_batch,
-            ctx_per_seq=ctx,
-            threads=settings.threads(),
-        )
+        options = self.runtime_options(package, settings)
+        self.runtime = TorchRuntime(package.path, **options)
         for name, path in package.adapters.items():
             self.runtime.load_adapter(name, path)
-        super().__init__(package, self.runtime, context_length=ctx, max_queue=settings.serve.max_queue)
+        super().__init__(
+            package, self.runtime, context_length=options["ctx_per_seq"], max_queue=settings.serve.max_queue
+        )
 
     def tokenize(self, text: str) -> list[int]:
         return self.runtime.tokenize(text)
