@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from aifab.engines.protocol import Delta, Engine, GenerationRequest, SamplingParams
+from aifab.errors import InvalidRequest
 from aifab.serve.metrics import Metrics
 from aifab.serve.pool import ModelPool
 from aifab.serve.schemas import ChatCompletionRequest, CompletionRequest, EmbeddingRequest, _Sampling
@@ -147,8 +148,6 @@ def _sampling(req: _Sampling, engine: Engine, max_tokens: int | None) -> Samplin
 
 
 def _truncate(vec: list[float], dims: int) -> list[float]:
-    from aifab.errors import InvalidRequest
-
     if dims > len(vec):
         raise InvalidRequest(f"dimensions {dims} exceeds the model's {len(vec)}", param="dimensions")
     cut = np.asarray(vec[:dims])
