@@ -347,21 +347,14 @@ def child_raw_batched(p: dict[str, Any]) -> dict[str, Any]:
 
 
 def child_torch_convert(p: dict[str, Any]) -> dict[str, Any]:
-    """GGUF -> safetensors directory (once; cached under the work dir)."""
+    """GGUF -> safetensors directory (once; cached under the work dir), with aifab's own converter."""
     out = Path(p["st_dir"])
     if (out / "config.json").is_file() and any(out.glob("*.safetensors")):
         return {"cached": True, "dir": str(out)}
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from aifab.registry.convert import gguf_to_safetensors
+    from aifab.registry.inspect import inspect_path
 
-    src = Path(p["model"])
-    tmp = out.with_name(out.name + ".partial")
-    shutil.rmtree(tmp, ignore_errors=True)
-    model = AutoModelForCausalLM.from_pretrained(str(src.parent), gguf_file=src.name)
-    model.hf_quantizer = None  # save_pretrained refuses a "quantized" model; the weights are dequantized
-    model.save_pretrained(str(tmp))
-    AutoTokenizer.from_pretrained(str(src.parent), gguf_file=src.name).save_pretrained(str(tmp))
-    shutil.rmtree(out, ignore_errors=True)
-    tmp.rename(out)
+    gguf_to_safetensors(inspect_path(Path(p["model"]), CHAT_MODEL), out)
     return {"cached": False, "dir": str(out)}
 
 

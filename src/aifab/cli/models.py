@@ -59,6 +59,23 @@ def import_model(
         typer.echo(f"imported {pkg.name} ({pkg.kind}, {pkg.format}, sha256 {pkg.sha256[:12]})")
 
 
+@app.command("convert")
+def convert(
+    name: Annotated[str, typer.Argument(help="a registered GGUF model")],
+    new_name: Annotated[str, typer.Option("--name", "-n", help="registry name of the safetensors copy")],
+    config: ConfigOpt = None,
+    data_dir: DataDirOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Convert a GGUF model to a safetensors package (torch engine, fine-tuning), keeping its chat template."""
+    typer.echo(f"converting {name} to safetensors (dequantising to float32)...", err=True)
+    pkg = open_registry(settings_from(config, data_dir)).convert(name, new_name)
+    if as_json:
+        print_json(pkg.to_dict())
+    else:
+        typer.echo(f"converted {name} -> {pkg.name} ({pkg.path})")
+
+
 @app.command("remove")
 def remove(name: str, config: ConfigOpt = None, data_dir: DataDirOpt = None, as_json: JsonOpt = False) -> None:
     """Remove a model from the registry (and its copied files)."""

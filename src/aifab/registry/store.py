@@ -68,6 +68,17 @@ class Registry:
                 pkg.path = str(dest)
         return self.add(pkg)
 
+    def convert(self, name: str, new_name: str) -> ModelPackage:
+        """Register a safetensors copy of the GGUF model ``name`` as ``new_name`` (for the torch
+        engine and fine-tuning); its files live under the data directory."""
+        from aifab.registry.convert import gguf_to_safetensors
+
+        with self.db.session() as s:
+            if s.get(ModelRow, new_name) is not None:
+                raise Conflict(f"model '{new_name}' already exists; remove it first or pick another --name")
+        dest = gguf_to_safetensors(self.get(name), self.models_dir / new_name)
+        return self.add(inspect_path(dest, new_name))
+
     def remove(self, name: str) -> None:
         pkg = self.get(name)
         with self.db.session() as s:
