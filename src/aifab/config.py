@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic_settings import (
@@ -44,6 +44,9 @@ class EngineSettings(_Section):
     threads: int = Field(0, ge=0, description="CPU threads for decoding; 0 = all cores")
     max_batch: int = Field(16, ge=1, description="sequences decoded together (continuous batching)")
     context_per_sequence: int = Field(2048, ge=64, description="KV-cache tokens per sequence")
+    kv_cache_type: Literal["f16", "q8_0"] = Field(
+        "f16", description="llama.cpp KV-cache precision; q8_0 halves its memory at a small cost in accuracy"
+    )
     embedding_batch: int = Field(64, ge=1)
 
 

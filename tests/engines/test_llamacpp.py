@@ -36,3 +36,15 @@ def test_package_keeps_the_chat_template_and_special_tokens():
     assert {"bos", "eos"} <= set(pkg.special_tokens)
     assert pkg.context_length == 8192
     assert len(pkg.sha256) == 64
+
+
+async def test_q8_kv_cache_generates_within_context(tmp_path):
+    from aifab.testing.conformance import collect
+
+    settings = Settings(data_dir=tmp_path, engines={"max_batch": 2, "context_per_sequence": 256, "kv_cache_type": "q8_0"})
+    engine = load_engine(smollm2_package(), settings)
+    try:
+        text, last = await collect(engine, "The capital of France is", temperature=0, max_tokens=8, ignore_eos=True)
+        assert last.completion_tokens == 8 and text.strip()
+    finally:
+        engine.close()

@@ -38,7 +38,10 @@ def _init_backend() -> None:
 class LlamaCppRuntime:
     """Owns a llama.cpp model and context. Only the scheduler thread calls ``step``."""
 
-    def __init__(self, path: str, *, max_batch: int, ctx_per_seq: int, threads: int, n_batch: int = 2048) -> None:
+    def __init__(
+        self, path: str, *, max_batch: int, ctx_per_seq: int, threads: int, n_batch: int = 2048,
+        kv_cache_type: str = "f16",
+    ) -> None:
         if C is None:
             raise EngineError("llama-cpp-python is not installed: pip install llama-cpp-python")
         _init_backend()
@@ -55,6 +58,7 @@ class LlamaCppRuntime:
         cparams.n_seq_max = max_batch
         cparams.n_threads = threads
         cparams.n_threads_batch = threads
+        cparams.type_k = cparams.type_v = {"f16": C.GGML_TYPE_F16, "q8_0": C.GGML_TYPE_Q8_0}[kv_cache_type]
         cparams.kv_unified = False  # a KV stream per sequence: faster batched decode, no cross-talk
         cparams.no_perf = True
         self.ctx = C.llama_init_from_model(self.model, cparams)
