@@ -83,10 +83,7 @@ class Sequence:
         return self.fed < len(self.prompt_ids)
 
     def emit(self, item: Delta | BaseException) -> None:
-        try:
-            self.loop.call_soon_threadsafe(self.out.put_nowait, item)
-        except RuntimeError:  # the caller's event loop is gone: nobody is listening any more
-            self.cancelled = True
+        _deliver([(self, item)])
 
     def accept(self, token: int, runtime: Runtime) -> tuple[str, FinishReason | None]:
         """Add a sampled token; return the text that may be shown now and why the sequence ends."""
@@ -123,10 +120,13 @@ def _partial_stop_suffix(text: str, stops: list[str]) -> int:
     return best
 
 
-def _deliver(items: list[tuple[Sequence, Delta]]) -> None:
-    """Hand a step's deltas to their event loops with ONE wake-up per loop, not one per sequence:
-    on a small machine every extra wake-up steals a core from the decode threads."""
-    by_loop: dict[asyncio.AbstractEventLoop, list[tuple[Sequence, Delta]]] = {}
+Item = Delta | BaseException
+
+
+def _deliver(items: list[tuple[Sequence, Item]]) -> None:
+    """Hand a step's deltas (or errors) to their event loops with ONE wake-up per loop, not one per
+    sequence: on a small machine every extra wake-up steals a core from the decode threads."""
+    by_loop: dict[asyncio.AbstractEventLoop, list[tuple[Sequence, Item]]] = {}
     for seq, delta in items:
         by_loop.setdefault(seq.loop, []).append((seq, delta))
     for loop, group in by_loop.items():
@@ -137,7 +137,7 @@ def _deliver(items: list[tuple[Sequence, Delta]]) -> None:
                 seq.cancelled = True
 
 
-def _put_all(group: list[tuple[Sequence, Delta]]) -> None:
+def _put_all(group: list[tuple[Sequence, Item]]) -> None:
     for seq, delta in group:
         seq.out.put_nowait(delta)
 
@@ -268,7 +268,7 @@ class BatchScheduler:
         batch = [seq for seq, _ in chosen]
         feeds = [feed for _, feed in chosen]
         tokens = self.runtime.step(batch, feeds)
-        out: list[tuple[Sequence, Delta]] = []
+        out: list[tuple[Sequence, Item]] = []
         for seq, feed, token in zip(batch, feeds, tokens, strict=True):
             seq.fed += len(feed)
             if token is None:
@@ -276,7 +276,7 @@ class BatchScheduler:
             first = not seq.generated
             text, reason = seq.accept(token, self.runtime)
             if text or reason or first:
-                delta = Delta(text, reason, len(seq.prompt_ids), len(seq.generated), first_token=first)
+                delta = Delta(text, reason, len(seq.prompt_ids), len(seq.generated))
                 out.append((seq, delta))
             if reason is not None:
                 self._finish(seq)

@@ -46,7 +46,6 @@ class Delta:
     finish_reason: FinishReason | None = None
     prompt_tokens: int = 0
     completion_tokens: int = 0
-    first_token: bool = False
 
 
 @dataclass
