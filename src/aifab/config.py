@@ -58,6 +58,29 @@ class ModelSettings(_Section):
     extra: list[str] = Field(default_factory=list, description="more registered models to load")
 
 
+class CorpusSettings(_Section):
+    """Ingest: loaders, chunking, embedding."""
+
+    chunk_tokens: int = Field(256, ge=16, description="chunk size in the embedding model's tokens (capped at its limit)")
+    chunk_overlap: int = Field(32, ge=0, description="tokens repeated from the previous chunk")
+    max_file_bytes: int = Field(64 * 1024 * 1024, gt=0, description="larger files are reported and skipped")
+    embedder: str = Field("all-minilm-l6-v2", description="a registered embedding model, or 'openai' for embedder_url")
+    embedder_url: str | None = Field(None, description="an OpenAI-compatible base URL (…/v1) when embedder = 'openai'")
+    embedder_model: str | None = Field(None, description="the model name sent to embedder_url")
+    embedder_api_key_env: str | None = Field(None, description="environment variable holding the endpoint's key")
+    embed_batch: int = Field(64, ge=1, description="chunks per embedding call")
+
+
+class StoreSettings(_Section):
+    """Where chunks and vectors live."""
+
+    backend: Literal["embedded", "pgvector"] = "embedded"
+    url: str | None = Field(None, description="PostgreSQL URL for pgvector; default: database_url")
+    hnsw_m: int = Field(32, ge=4, description="HNSW graph degree")
+    hnsw_ef_construction: int = Field(128, ge=8)
+    hnsw_ef_search: int = Field(128, ge=8, description="search breadth: higher = better recall, slower")
+
+
 class Settings(BaseSettings):
     """The effective aifab configuration."""
 
@@ -75,6 +98,8 @@ class Settings(BaseSettings):
     serve: ServeSettings = ServeSettings()
     engines: EngineSettings = EngineSettings()
     models: ModelSettings = ModelSettings()
+    corpus: CorpusSettings = CorpusSettings()
+    stores: StoreSettings = StoreSettings()
 
     @classmethod
     def settings_customise_sources(

@@ -8,7 +8,8 @@ knowing the details of the block that raised it.
     AifabError
     ├── ConfigError            bad settings or aifab.toml
     ├── InvalidRequest         400: a request that cannot be served as written
-    │   └── ContextLengthExceeded   400: prompt + max_tokens do not fit the model's context
+    │   ├── ContextLengthExceeded   400: prompt + max_tokens do not fit the model's context
+    │   └── InvalidDocument         400: a file that cannot be ingested (corrupt, binary, empty, too big)
     ├── NotFound               404: unknown model, package or resource
     ├── Conflict               409: the name is taken
     ├── PayloadTooLarge        413: body over the configured limit
@@ -47,6 +48,12 @@ class InvalidRequest(AifabError):
 
 class ContextLengthExceeded(InvalidRequest):
     code = "context_length_exceeded"
+
+
+class InvalidDocument(InvalidRequest):
+    """One file cannot be ingested; the message is the reason shown next to its path."""
+
+    code = "invalid_document"
 
 
 class NotFound(AifabError):

@@ -1,9 +1,11 @@
-"""Test helpers for aifab and its users: fakes (``fakes.py``), conformance suites, small models.
+"""Test helpers for aifab and its users: fakes, conformance suites, small models.
 
 Imported by tests only, never by aifab itself.
 """
 
 from aifab.testing.conformance import EngineConformance
 from aifab.testing.fakes import FakeEngine, FakeRuntime
+from aifab.testing.memory_store import MemoryStorage, MemoryStore
+from aifab.testing.stores import StoreConformance
 
-__all__ = ["EngineConformance", "FakeEngine", "FakeRuntime"]
+__all__ = ["EngineConformance", "FakeEngine", "FakeRuntime", "MemoryStorage", "MemoryStore", "StoreConformance"]

@@ -1,0 +1,1 @@
+"""RAG corpus management: load, normalise, chunk, embed and keep collections in sync with their sources."""
