@@ -6,6 +6,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +14,7 @@ import pytest
 
 from aifab.errors import Conflict
 from aifab.stores.embedded import EmbeddedStore
+from aifab.stores.embedded.locks import ReadWriteLock
 from aifab.stores.protocol import ChunkRecord, Filter
 from aifab.testing import MemoryStore, StoreConformance
 from aifab.testing.stores import clustered, records
@@ -273,3 +275,44 @@ def test_bad_input_writes_nothing(tmp_path):
         with pytest.raises(Exception, match="JSON"):
             s.upsert(NS, [ChunkRecord("x", "d", "t", vector=good[0].vector, metadata={"when": object()})])
         assert s.count(NS) == 0
+
+
+def test_read_write_lock_lets_waiting_readers_in_between_writes():
+    """A writer that takes the lock chunk after chunk (a big upsert) must not starve queries."""
+    lock = ReadWriteLock()
+    writes_done, read_at = [0], []
+
+    def writer() -> None:
+        for _ in range(200):
+            with lock.write():
+                time.sleep(0.001)
+            writes_done[0] += 1
+
+    def reader() -> None:
+        with lock.read():
+            read_at.append(writes_done[0])
+
+    w = threading.Thread(target=writer)
+    w.start()
+    while writes_done[0] < 5:
+        time.sleep(0.001)
+    r = threading.Thread(target=reader)
+    r.start()
+    r.join()
+    w.join()
+    assert read_at and read_at[0] < 150
+
+
+def test_stray_index_files_are_removed(tmp_path):
+    path = tmp_path / "store"
+    with EmbeddedStore(path) as s:
+        s.create_namespace(NS, DIM)
+        s.create_namespace("gone@v1", DIM)
+        s.upsert("gone@v1", records(clustered(np.random.default_rng(10), 5, DIM)))
+    (path / "ns1.ann.tmp").write_bytes(b"half a save")
+    with EmbeddedStore(path) as s:
+        s.drop_namespace("gone@v1")
+    (path / "ns2.ann").write_bytes(b"left by a crash between the drop and the unlink")
+    with EmbeddedStore(path) as s:
+        assert s.namespaces() == {NS: DIM}
+    assert [f.name for f in ann_files(path)] == ["ns1.ann"] and not (path / "ns1.ann.tmp").exists()

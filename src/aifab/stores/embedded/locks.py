@@ -14,21 +14,31 @@ from aifab.errors import Conflict
 
 
 class ReadWriteLock:
-    """Many readers or one writer; a waiting writer holds back new readers, so that a stream of
-    queries cannot starve an upsert. Not re-entrant."""
+    """Many readers or one writer, phase-fair: a waiting writer holds back new readers (a stream of
+    queries cannot starve an upsert), and readers that waited through a write go before the next write
+    (a writer that takes the lock again and again, chunk after chunk, cannot starve queries either).
+    Not re-entrant."""
 
     def __init__(self) -> None:
         self._cond = threading.Condition()
         self._readers = 0
+        self._readers_waiting = 0
+        self._readers_turn = False
         self._writer = False
         self._writers_waiting = 0
 
     @contextmanager
     def read(self) -> Iterator[None]:
         with self._cond:
-            while self._writer or self._writers_waiting:
-                self._cond.wait()
+            self._readers_waiting += 1
+            try:
+                while self._writer or (self._writers_waiting and not self._readers_turn):
+                    self._cond.wait()
+            finally:
+                self._readers_waiting -= 1
             self._readers += 1
+            if not self._readers_waiting:
+                self._readers_turn = False  # every reader that waited is in: writers may queue again
         try:
             yield
         finally:
@@ -42,7 +52,7 @@ class ReadWriteLock:
         with self._cond:
             self._writers_waiting += 1
             try:
-                while self._writer or self._readers:
+                while self._writer or self._readers or self._readers_turn:
                     self._cond.wait()
             finally:
                 self._writers_waiting -= 1
@@ -52,6 +62,7 @@ class ReadWriteLock:
         finally:
             with self._cond:
                 self._writer = False
+                self._readers_turn = self._readers_waiting > 0
                 self._cond.notify_all()
 
 

@@ -86,6 +86,7 @@ class EmbeddedStore:
         self._readers: list[Any] = []
         self._readers_lock = threading.Lock()
         self._closed = False
+        self._writer: Any = None
         try:
             self._writer = sql.connect(self._db, writer=True)
             self._store_id = self._identity()
@@ -93,7 +94,10 @@ class EmbeddedStore:
             rows = self._writer.execute("SELECT name, id, dims FROM namespaces ORDER BY id").fetchall()
             for name, ns_id, dims in rows:
                 self._spaces[name] = self._open_space(name, ns_id, dims)
+            self._remove_stray_files()
         except BaseException:
+            if self._writer is not None:
+                self._writer.close()
             self._dir_lock.release()
             raise
 
@@ -150,7 +154,7 @@ class EmbeddedStore:
                 p.unlink(missing_ok=True)
 
     def namespaces(self) -> dict[str, int]:
-        return {name: s.dims for name, s in self._spaces.items()}
+        return {name: s.dims for name, s in dict(self._spaces).items()}
 
     # -- writes -----------------------------------------------------------------------------------
 
@@ -332,6 +336,13 @@ class EmbeddedStore:
         conn.execute("INSERT INTO store_meta (name, value) VALUES ('store_id', ?), ('schema', ?)",
                      (store_id, str(sql.SCHEMA_VERSION)))
         return store_id
+
+    def _remove_stray_files(self) -> None:
+        """Index files of dropped namespaces, and temporary files of saves a crash interrupted."""
+        keep = {self._ann_path(s).name for s in self._spaces.values()}
+        for f in self.path.glob("ns*.ann*"):
+            if f.name not in keep:
+                f.unlink(missing_ok=True)
 
     def _new_ann(self, dims: int) -> AnnIndex:
         return AnnIndex(dims, m=self.hnsw_m, ef_construction=self.hnsw_ef_construction)
