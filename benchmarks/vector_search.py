@@ -274,27 +274,31 @@ def row(metric: str, store: float | None, baseline: float | None = None, *, unit
             "ratio": ratio, "target": target, "met": met, "digits": digits}
 
 
-def build_rows(args: argparse.Namespace, exact: dict[str, Any], fa: dict[str, Any], ing: dict[str, Any],
+def build_rows(args: argparse.Namespace, exact: dict[str, Any], fa: dict[str, Any] | None, ing: dict[str, Any] | None,
                reb: dict[str, Any] | None, qry: dict[str, Any]) -> list[dict[str, Any]]:
     n = args.n
-    rows = [
-        row("ingest: upsert through the protocol", ing["upsert_s"], fa["build_s"], unit="s",
-            base_name="faiss HNSW build", digits=1),
-        row("ingest rate", n / ing["upsert_s"], n / fa["build_s"], unit="records/s", base_name="faiss HNSW build", digits=0),
-        row("close (save the graph)", ing["close_s"], unit="s", digits=1),
-    ]
+    build = fa["build_s"] if fa else None
+    rows = []
+    if ing is not None:
+        rows += [
+            row("ingest: upsert through the protocol", ing["upsert_s"], build, unit="s",
+                base_name="faiss HNSW build", digits=1),
+            row("ingest rate", n / ing["upsert_s"], n / build if build else None, unit="records/s",
+                base_name="faiss HNSW build", digits=0),
+            row("close (save the graph)", ing["close_s"], unit="s", digits=1),
+            row("peak RSS during ingest", ing["peak_rss_mib"], fa["peak_rss_mib"] if fa else None, unit="MiB",
+                base_name="faiss HNSW process", digits=0),
+        ]
     if reb is not None:
-        rows.append(row("index build from SQLite (open, no index file)", reb["open_s"], fa["build_s"], unit="s",
+        rows.append(row("index build from SQLite (open, no index file)", reb["open_s"], build, unit="s",
                         base_name="faiss HNSW build", digits=1))
-    rows.append(row("peak RSS during ingest", ing["peak_rss_mib"], fa["peak_rss_mib"], unit="MiB",
-                    base_name="faiss HNSW process", digits=0))
     for ef, run in qry["runs"].items():
         rows.append(row(f"[ef_search={ef}] open (load the saved index)", run["open_s"], unit="s", digits=2))
         rows.append(row(f"[ef_search={ef}] RSS after open", run["rss_mib"], unit="MiB", digits=0))
         for name in ("unfiltered", *FILTERS):
             res, base = run[name], exact[name]
             rc = recall(res["ids"], base["truth"], args.k)
-            faiss_run = fa["runs"][ef].get(name) if name == "unfiltered" else None
+            faiss_run = fa["runs"][ef].get(name) if fa and name == "unfiltered" else None
             unfiltered = name == "unfiltered"
             rows.append(row(f"[ef_search={ef}] {name}: recall@{args.k}", rc,
                             recall(faiss_run["ids"], base["truth"], args.k) if faiss_run else 1.0,
@@ -348,6 +352,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--hnsw-ef-construction", type=int, default=128)
     ap.add_argument("--ef-search", default="128", help="comma-separated efSearch values to measure, e.g. 64,128,256")
     ap.add_argument("--skip-rebuild", action="store_true", help="do not time the rebuild from SQLite (embedded)")
+    ap.add_argument("--reuse-store", action="store_true",
+                    help="query the store a previous run with the same --n left in --work-dir (no ingest, no rebuild)")
+    ap.add_argument("--skip-faiss-baseline", action="store_true", help="do not build the raw faiss HNSW baseline")
     ap.add_argument("--work-dir", type=Path, default=Path("/tmp/aifab-vector-bench"))
     ap.add_argument("--output", type=Path, help="JSON results (default benchmarks/results/vector_search-<backend>-<n>.json)")
     args = ap.parse_args(argv)
@@ -371,14 +378,16 @@ def main(argv: list[str] | None = None) -> int:
     log(f"ground truth: exact search over {args.n:,} x {args.dim} for {args.queries} queries...")
     exact = exact_side(args, queries(args))
     cont.end("exact")
-    log("baseline: raw faiss HNSW build and search...")
-    fa = run_child("faiss", p)
-    cont.end("faiss")
-    log(f"store ({args.backend}): ingest...")
-    ing = run_child("ingest", p)
-    cont.end("ingest")
-    reb = None
-    if args.backend == "embedded" and not args.skip_rebuild:
+    fa = ing = reb = None
+    if not args.skip_faiss_baseline:
+        log("baseline: raw faiss HNSW build and search...")
+        fa = run_child("faiss", p)
+        cont.end("faiss")
+    if not args.reuse_store:
+        log(f"store ({args.backend}): ingest...")
+        ing = run_child("ingest", p)
+        cont.end("ingest")
+    if args.backend == "embedded" and not args.skip_rebuild and not args.reuse_store:
         log("store: rebuild the graph from SQLite...")
         reb = run_child("rebuild", p)
         cont.end("rebuild")
@@ -403,7 +412,7 @@ def main(argv: list[str] | None = None) -> int:
         print("  WARNING: the machine was not idle during the run; timings are unreliable")
     report = {"config": {k: v for k, v in vars(args).items() if k != "output"}, "rows": rows, "disk_mib": disk, "files_mib": files,
               "foreign_cpu_cores": cont.phases, "total_s": total, "ingest": ing, "rebuild": reb,
-              "faiss_build_s": fa["build_s"],
+              "faiss_build_s": fa["build_s"] if fa else None,
               "latencies_ms": {ef: {name: [x * 1000 for x in v["lat"]] for name, v in run.items() if isinstance(v, dict) and "lat" in v}
                                for ef, run in qry["runs"].items()},
               "exact_latencies_ms": {name: [x * 1000 for x in v["lat"]] for name, v in exact.items()}}

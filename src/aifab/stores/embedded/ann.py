@@ -187,13 +187,19 @@ class AnnIndex:
         return scores[0][keep], pos[0][keep]
 
     def exact(self, query: np.ndarray, k: int, positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Exact inner products over ``positions`` only: (scores, positions), best first. faiss's
-        one-query scan is a single-thread SIMD loop (numpy's matrix-vector product would hand it to a
-        multi-threaded BLAS)."""
+        """Exact inner products over ``positions`` only: (scores, positions), best first. faiss reads
+        the rows where they lie (no gathered copy: half the time of ``vectors()[positions] @ query``)
+        on this thread alone (numpy's product would go to a multi-threaded BLAS)."""
         if len(positions) == 0:
             return np.empty(0, np.float32), np.empty(0, np.int64)
-        faiss.omp_set_num_threads(1)
-        scores, found = faiss.knn(query.reshape(1, -1), self.vectors()[positions], min(k, len(positions)),
-                                  metric=faiss.METRIC_INNER_PRODUCT)
-        keep = found[0] >= 0
-        return scores[0][keep], positions[found[0][keep]]
+        pos = np.ascontiguousarray(positions, dtype=np.int64)
+        q = np.ascontiguousarray(query, dtype=np.float32)
+        xb = self.vectors()
+        scores = np.empty(len(pos), np.float32)
+        faiss.fvec_inner_products_by_idx(faiss.swig_ptr(scores), faiss.swig_ptr(q), faiss.swig_ptr(xb),
+                                         faiss.swig_ptr(pos), self.dims, 1, len(pos))
+        if len(pos) > k:
+            top = np.argpartition(-scores, k - 1)[:k]
+            scores, pos = scores[top], pos[top]
+        order = np.argsort(-scores, kind="stable")
+        return scores[order], pos[order]

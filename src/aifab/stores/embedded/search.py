@@ -29,8 +29,8 @@ from aifab.stores.protocol import Filter
 
 Result = tuple[np.ndarray, np.ndarray]  # (scores, record keys), best first
 
-# Measured here (2 cores, 384-d, benchmarks/README.md): an exact scan costs ~0.35 us per row at scattered
-# positions (gathering 1.5 KB a row dominates); a graph walk costs ~5-8 us per unit of efSearch.
+# Measured here (2 cores, 384-d, 1M rows, benchmarks/README.md): an exact scan costs ~0.3 us per row at
+# scattered positions (reading 1.5 KB a row dominates); a graph walk costs ~5-8 us per unit of efSearch.
 SCAN_ROWS_PER_EF = 16
 MAX_FILTERED_EF = 4096
 
@@ -46,8 +46,8 @@ def filtered_ef(ef: int, k: int, share: float) -> int:
 def exact_threshold(size: int, ef: int) -> int:
     """Allowed rows below which an exact scan costs less than the filtered walk. Scanning m of ``size``
     rows costs ~m; the walk costs ~SCAN_ROWS_PER_EF * ef * sqrt(size / m) (see :func:`filtered_ef`);
-    they are equal at m = (SCAN_ROWS_PER_EF * ef) ** (2/3) * size ** (1/3): ~13,000 rows for ef = 128
-    at a million rows, ~6,000 at 100,000."""
+    they are equal at m = (SCAN_ROWS_PER_EF * ef) ** (2/3) * size ** (1/3): ~16,000 rows for ef = 128
+    at a million rows, ~7,500 at 100,000."""
     return int((SCAN_ROWS_PER_EF * ef) ** (2 / 3) * max(size, 1) ** (1 / 3))
 
 
