@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import builtins
 import re
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -79,7 +80,7 @@ class Collections:
 
     # -- collections ----------------------------------------------------------------------------------
 
-    def list(self) -> list[CollectionInfo]:
+    def list(self) -> builtins.list[CollectionInfo]:
         with self.db.session() as s:
             names = s.scalars(select(CollectionRow.name).order_by(CollectionRow.name)).all()
         return [self.get(n) for n in names]
@@ -188,7 +189,7 @@ class Collections:
 
     # -- documents ------------------------------------------------------------------------------------
 
-    def documents(self, name: str, version: int | None = None) -> list[DocumentRow]:
+    def documents(self, name: str, version: int | None = None) -> builtins.list[DocumentRow]:
         v = self.version(name, version)
         with self.db.session() as s:
             return list(

@@ -68,12 +68,12 @@ class Jobs:
                 else:
                     raise Conflict(f"an ingest into '{collection}' is already running (job {row.id}, pid {row.pid})")
             job_id = job_id or uuid.uuid4().hex
-            row = s.get(IngestJobRow, job_id)
-            if row is None:
+            existing = s.get(IngestJobRow, job_id)
+            if existing is None:
                 s.add(IngestJobRow(id=job_id, collection=collection, status="running", pid=os.getpid(),
                                    files_total=0, files_done=0, summary={}))
             else:
-                row.status, row.pid = "running", os.getpid()
+                existing.status, existing.pid = "running", os.getpid()
         return job_id
 
     def progress(self, job_id: str, *, version: int | None, files_total: int, files_done: int,
