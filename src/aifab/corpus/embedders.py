@@ -54,7 +54,7 @@ class SentenceTransformerEmbedder:
             torch.set_num_threads(threads)
         self.model = SentenceTransformer(str(package.path), device="cpu", local_files_only=True)
         self.name = f"{package.name}@{package.sha256[:12]}"
-        dimension = getattr(self.model, "get_embedding_dimension", self.model.get_sentence_embedding_dimension)
+        dimension = getattr(self.model, "get_embedding_dimension", None) or self.model.get_sentence_embedding_dimension
         self.dimensions = int(dimension() or package.embedding_dimensions or 0)
         self.max_tokens = int(self.model.max_seq_length or package.context_length)
         self.batch_size = batch_size
