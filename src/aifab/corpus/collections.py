@@ -8,9 +8,9 @@ and ``promote`` switches retrieval to it in one row update, leaving the old one 
 
 from __future__ import annotations
 
+import builtins
 import hashlib
 import json
-import builtins
 import re
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime

@@ -41,11 +41,8 @@ class Corpus:
 
                 cfg = self.settings.corpus
                 embedder = self._embedder or load_embedder(self.settings, self.registry)
-                chunker = StructuredChunker(
-                    embedder.count_tokens,
-                    chunk_tokens=min(cfg.chunk_tokens, embedder.max_tokens),
-                    overlap_tokens=cfg.chunk_overlap,
-                    tokenizer_name=embedder.name,
+                chunker = StructuredChunker.for_embedder(
+                    embedder, chunk_tokens=cfg.chunk_tokens, overlap_tokens=cfg.chunk_overlap
                 )
                 self._ingestor = Ingestor(
                     self.collections, self.jobs, embedder, chunker,
