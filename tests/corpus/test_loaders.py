@@ -491,6 +491,12 @@ def test_text_encodings(encoding, name):
     assert doc.metadata["encoding"] == name
 
 
+def test_html_declared_charset_is_believed():
+    page = '<html><head><meta charset="windows-1251"><title>Новости</title></head><body><p>Привет, мир!</p></body></html>'
+    doc = load(page.encode("cp1251"), "news.html")
+    assert doc.title == "Новости" and doc.text == "Привет, мир!" and doc.metadata["encoding"] == "cp1251"
+
+
 def test_utf8_read_once_as_cp1252_is_repaired():
     garbled = "Crème brûlée".encode().decode("cp1252")  # "CrÃ¨me brÃ»lÃ©e", saved again as UTF-8
     assert load(garbled, "menu.txt").text == "Crème brûlée"
@@ -511,6 +517,7 @@ def test_utf8_read_once_as_cp1252_is_repaired():
         ('{"a": 1}\n{"a": 2}\n', "data.txt", "jsonl"),
         ("Just a sentence.\n", "plain.md", "md"),
         ("Just a sentence, with a comma.\n", "report.pdf", "txt"),  # a .pdf that is text
+        ("Dear Ada,\nThanks for the notes, they helped.\nBest, Alan\n", "letter", "txt"),  # commas, not a table
     ],
 )
 def test_format_is_sniffed_from_content(data, source, format):
@@ -535,6 +542,35 @@ def test_unloadable_files_say_why(data, reason):
 def test_file_over_the_limit_says_both_sizes():
     assert rejected(b"x" * (3 * MB), "big.txt", max_bytes=2 * MB) == "file is 3 MB, over the limit of 2 MB"
     assert rejected(b"x" * 2048, "small.txt", max_bytes=1024) == "file is 2 KB, over the limit of 1 KB"
+
+
+def test_title_falls_back_to_the_file_name():
+    assert load("No headings here.", "docs/library/os.rst.txt").title == "os"
+    assert load("a,b\n1,2\n", "exports/2024 sales.csv").title == "2024 sales"
+
+
+@pytest.mark.parametrize(
+    ("text", "source"),
+    [("> " * 3000 + "quoted", "deep.md"), ("".join(" " * depth + "quote\n\n" for depth in range(300)), "deep.rst")],
+)
+def test_absurd_nesting_is_refused_not_crashed(text, source):
+    assert rejected(text, source) == "nested too deeply to read"
+
+
+@pytest.mark.parametrize("source", ["report.pdf", "guide.docx", "page.html", "README.md", "json.rst", "data.json"])
+def test_damaged_files_load_or_say_why(source):
+    """Truncated or overwritten anywhere, a file either loads or raises InvalidDocument, nothing else."""
+    original = {
+        "report.pdf": make_pdf(), "guide.docx": make_docx(), "page.html": PAGE.encode(), "README.md": README.encode(),
+        "json.rst": RST.encode(), "data.json": b'{"a": [1, {"b": "two"}], "c": null}',
+    }[source]
+    for cut in range(1, 20):
+        position = len(original) * cut // 20
+        for damaged in (original[:position], original[:position] + b"\xff\x00garbage" + original[position + 12 :]):
+            try:
+                load(damaged, source)
+            except InvalidDocument as error:
+                assert error.message and "\n" not in error.message
 
 
 def test_every_loader_is_a_loader_that_works_on_its_own():

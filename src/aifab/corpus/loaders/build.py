@@ -41,10 +41,6 @@ class DocumentBuilder:
         self._parts: list[str] = []
         self._length = 0
 
-    @property
-    def blocks(self) -> list[Block]:
-        return self._blocks
-
     def heading(self, text: str, level: int) -> None:
         self._add("heading", normalise_line(text), level=max(1, level))
 

@@ -16,7 +16,14 @@ import html
 import re
 
 from aifab.corpus.loaders.build import DocumentBuilder
-from aifab.corpus.loaders.markup import TAB_WIDTH, Prose, indent_of, indented_block, strip_columns
+from aifab.corpus.loaders.markup import (
+    TAB_WIDTH,
+    BlockParser,
+    Prose,
+    indent_of,
+    indented_block,
+    strip_columns,
+)
 from aifab.corpus.loaders.text import TextLoader
 
 _FENCE = re.compile(r"^( {0,3})(`{3,}|~{3,})(.*)$")
@@ -97,17 +104,8 @@ def _front_matter_end(lines: list[str]) -> int:
     return 0
 
 
-class _Parser:
-    def __init__(self, builder: DocumentBuilder) -> None:
-        self.builder = builder
-
-    def parse(self, lines: list[str], prose: Prose) -> None:
-        index = 0
-        while index < len(lines):
-            index = self._block(lines, index, prose)
-
+class _Parser(BlockParser):
     def _block(self, lines: list[str], index: int, prose: Prose) -> int:
-        """Reads the block starting at ``lines[index]``; returns the index after it."""
         line = lines[index]
         if not line.strip():
             return index + 1

@@ -11,8 +11,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from aifab.corpus.loaders.build import DocumentBuilder
+from aifab.errors import InvalidDocument
 
 TAB_WIDTH = 4
+# Deeper nesting than this is not a document but an attack or an accident: each level costs a pass
+# over the lines it holds, so the work, not just the stack, grows with the depth.
+MAX_NESTING = 50
 
 
 def indent_of(line: str, tab: int = TAB_WIDTH) -> int:
@@ -98,3 +102,27 @@ class Prose:
     def led(self, lead: str) -> Prose:
         """The same place, with ``lead`` in front of the next paragraph."""
         return Prose(self.builder, depth=self.depth, marker=self.marker, lead=lead)
+
+
+class BlockParser:
+    """The loop shared by the line-based parsers: one block at a time, from the line where it starts;
+    nested content (a quote, a list item, a directive's body) is dedented and parsed recursively."""
+
+    def __init__(self, builder: DocumentBuilder) -> None:
+        self.builder = builder
+        self._nesting = 0
+
+    def parse(self, lines: list[str], prose: Prose) -> None:
+        if self._nesting >= MAX_NESTING:
+            raise InvalidDocument("nested too deeply to read")
+        self._nesting += 1
+        try:
+            index = 0
+            while index < len(lines):
+                index = self._block(lines, index, prose)
+        finally:
+            self._nesting -= 1
+
+    def _block(self, lines: list[str], index: int, prose: Prose) -> int:
+        """Reads the block starting at ``lines[index]``; returns the index after it."""
+        raise NotImplementedError

@@ -23,7 +23,7 @@ import re
 
 from aifab.corpus.loaders import rst_tables
 from aifab.corpus.loaders.build import DocumentBuilder
-from aifab.corpus.loaders.markup import Prose, dedent, indented_block
+from aifab.corpus.loaders.markup import BlockParser, Prose, dedent, indented_block
 from aifab.corpus.loaders.text import TextLoader
 
 _ADORNMENT = re.compile(r"^([!-/:-@\[-`{-~])\1+\s*$")
@@ -130,18 +130,12 @@ class RstLoader(TextLoader):
         _Parser(builder).parse(text.expandtabs(8).split("\n"), Prose(builder))
 
 
-class _Parser:
+class _Parser(BlockParser):
     def __init__(self, builder: DocumentBuilder) -> None:
-        self.builder = builder
+        super().__init__(builder)
         self.styles: list[tuple[str, bool]] = []  # title adornments in order of first appearance
 
-    def parse(self, lines: list[str], prose: Prose) -> None:
-        index = 0
-        while index < len(lines):
-            index = self._block(lines, index, prose)
-
     def _block(self, lines: list[str], index: int, prose: Prose) -> int:
-        """Reads the block starting at ``lines[index]``; returns the index after it."""
         line = lines[index]
         if not line.strip():
             return index + 1

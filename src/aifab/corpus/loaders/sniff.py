@@ -149,7 +149,11 @@ def _json_format(text: str, ext: str) -> str | None:
 
 
 def _looks_like_csv(sample: str) -> bool:
-    """At least three rows with the same number (two or more) of fields under a sniffed delimiter."""
+    """Rows of one width (two fields or more) under a sniffed delimiter, and a header naming every column.
+
+    Prose has commas too: when most commas are followed by a space, as in sentences, it takes more
+    (three columns, five rows) to believe that the text is a table.
+    """
     lines = [line for line in sample[: sample.rfind("\n") + 1 or None].splitlines() if line.strip()][:20]
     if len(lines) < 3:
         return False
@@ -157,6 +161,12 @@ def _looks_like_csv(sample: str) -> bool:
         dialect = csv.Sniffer().sniff("\n".join(lines), delimiters=",;\t")
     except csv.Error:
         return False
-    widths = {len(row) for row in csv.reader(lines, dialect)}
-    return len(widths) == 1 and widths.pop() >= 2
+    rows = list(csv.reader(lines, dialect))
+    width = len(rows[0])
+    if width < 2 or any(len(row) != width for row in rows) or not all(name.strip() for name in rows[0]):
+        return False
+    text = "\n".join(lines)
+    if dialect.delimiter == "," and text.count(", ") * 2 > text.count(","):
+        return width >= 3 and len(rows) >= 5
+    return True
 

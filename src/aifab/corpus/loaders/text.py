@@ -30,8 +30,11 @@ class TextLoader:
     def load_text(self, decoded: DecodedText, source: str) -> Document:
         builder = DocumentBuilder()
         builder.metadata["encoding"] = decoded.encoding
-        # Cleaned once up front, so parsers see one line-ending convention and no control characters.
-        self.parse(clean(decoded.text), builder)
+        try:
+            # Cleaned once up front, so parsers see one line-ending convention and no control characters.
+            self.parse(clean(decoded.text), builder)
+        except RecursionError:  # the markup parsers recurse once per nesting level (quotes, lists, tags)
+            raise InvalidDocument("nested too deeply to read") from None
         return builder.build(source=source, format=self.formats[0])
 
     def parse(self, text: str, builder: DocumentBuilder) -> None:
