@@ -341,7 +341,8 @@ RST = """:mod:`json` --- JSON encoder and decoder
 --------------
 
 `JSON (JavaScript Object Notation) <https://json.org>`_ is a lightweight data
-interchange format, used with :func:`dumps` and :meth:`~json.JSONDecoder.decode`.
+interchange format, used with :func:`dumps` and :meth:`~json.JSONDecoder.decode`
+(see RFC_ 7159 [#]_).
 
 .. warning::
 
@@ -359,7 +360,8 @@ Encoding basic Python object hierarchies::
 Basic Usage
 -----------
 
-.. function:: dumps(obj, *, skipkeys=False)
+.. function:: dumps(obj, *, skipkeys=False, \\
+                indent=None)
 
    Serialize *obj* to a JSON formatted :class:`str` using this
    :ref:`conversion table <py-to-json-table>`.
@@ -400,13 +402,13 @@ def test_rst_like_the_python_docs():
         ("heading", "json --- JSON encoder and decoder"),
         ("paragraph", "Source code: Lib/json/__init__.py"),
         ("paragraph", "JSON (JavaScript Object Notation) is a lightweight data interchange format, used with "
-                      "dumps() and decode()."),
+                      "dumps() and decode() (see RFC 7159)."),
         ("paragraph", "Warning: Be cautious when parsing JSON data from untrusted sources."),
         ("paragraph", "Encoding basic Python object hierarchies:"),
         ("code", ">>> import json\n>>> json.dumps(['foo', {'bar': ('baz', None, 1.0, 2)}])\n"
                  "'[\"foo\", {\"bar\": [\"baz\", null, 1.0, 2]}]'"),
         ("heading", "Basic Usage"),
-        ("paragraph", "dumps(obj, *, skipkeys=False)"),
+        ("paragraph", "dumps(obj, *, skipkeys=False, indent=None)"),
         ("paragraph", "Serialize obj to a JSON formatted str using this conversion table."),
         ("paragraph", "Changed in version 3.6: skipkeys is now keyword-only."),
         ("code", 'import json\n\nprint(json.dumps({"a": 1}, indent=4))'),

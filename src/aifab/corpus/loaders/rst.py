@@ -37,17 +37,22 @@ _ENUMERATED = re.compile(rf"^(?:({_ENUMERATOR})[.)]|\(({_ENUMERATOR})\))(?:\s+|$
 _FIELD = re.compile(r"^:([^:`\s][^:`]*):(?:\s+|$)")
 _TARGET_TEXT = re.compile(r"^(.*?)\s*<[^<>]+>$", re.DOTALL)
 
-_INLINE = re.compile(
-    # The look-ahead lets the engine skip, in one test, the positions where no markup can start.
-    r"(?=[`:*\[\\])(?:"
+_MARKUP = (
     r"``(?P<literal>.+?)``"
     r"|(?::(?P<role>[\w.+:-]+):)?`(?P<text>[^`]+)`(?::[\w.+:-]+:)?(?:__?)?"
     r"|\*\*(?P<strong>[^\s*](?:.*?[^\s\\])?)\*\*"
     r"|(?<![\w*\\])\*(?P<em>[^\s*](?:[^*]*?[^\s*\\])?)\*(?![\w*])"
-    r"|\[(?:\d+|#[\w-]*|\*)\]_"
-    r"|\\(?P<escaped>.))",
-    re.DOTALL,
+    r"|[ ]?\[(?:\d+|#[\w-]*|\*)\]_"  # a footnote reference, with the space before it
+    r"|\\(?P<escaped>.)"
 )
+# The look-ahead lets the engine skip, in one test, the positions where no markup can start. Named
+# references (``prog_``) can start at any word, which costs a test per word: that pattern is used only
+# on text where a word is followed by an underscore and no word character.
+_INLINE = re.compile(rf"(?=[`:*\[\\]| \[)(?:{_MARKUP})", re.DOTALL)
+_INLINE_AND_REFERENCES = re.compile(
+    rf"(?=[`:*\[\\\w]| \[)(?:{_MARKUP}|(?<![\w\\])(?P<reference>[^\W_](?:[\w.+-]*[^\W_])?)__?(?!\w))", re.DOTALL
+)
+_REFERENCE_HINT = re.compile(r"[^\W_]__?(?!\w)")
 _ESCAPE = re.compile(r"\\(.)", re.DOTALL)
 _CALLABLE_ROLES = frozenset({"func", "meth", "py:func", "py:meth"})
 
@@ -87,6 +92,8 @@ _SIGNATURE_PREFIXES = {"class": "class ", "exception": "exception ", "decorator"
 
 def reduce_inline(text: str) -> str:
     """reStructuredText inline markup → the text a reader sees."""
+    if "_" in text and _REFERENCE_HINT.search(text):
+        return _INLINE_AND_REFERENCES.sub(_inline_text, text)
     if "`" not in text and "*" not in text and "\\" not in text and "]_" not in text:
         return text
     return _INLINE.sub(_inline_text, text)
@@ -95,6 +102,8 @@ def reduce_inline(text: str) -> str:
 def _inline_text(match: re.Match[str]) -> str:
     if match.group("literal") is not None:
         return match.group("literal")
+    if match.lastgroup == "reference":
+        return match.group("reference")
     if match.group("escaped") is not None:
         return _unescape(match.group())
     for name in ("strong", "em"):
@@ -211,7 +220,7 @@ class _Parser(BlockParser):
         elif short in _SIGNATURES:
             prose.before_block()
             prefix = _SIGNATURE_PREFIXES.get(short, "")
-            self.builder.paragraph("\n".join(prefix + line.strip() for line in [argument, *head]), keep_lines=True)
+            self.builder.paragraph("\n".join(prefix + line for line in _signatures([argument, *head])), keep_lines=True)
             self.parse(content, prose)
         elif short in _LABELS:
             self.parse([argument, *head, *content], prose.led(_LABELS[short]))
@@ -275,6 +284,20 @@ class _Parser(BlockParser):
         prose.before_block()
         self.builder.code("\n".join(dedent(lines[index:end])))
         return end
+
+
+def _signatures(lines: list[str]) -> list[str]:
+    """One line per signature: a line ending in a backslash continues on the next (Sphinx)."""
+    signatures: list[str] = []
+    continued = False
+    for line in lines:
+        line = line.strip()
+        if continued:
+            signatures[-1] += " " + line.removesuffix("\\").strip()
+        else:
+            signatures.append(line.removesuffix("\\").strip())
+        continued = line.endswith("\\")
+    return [signature for signature in signatures if signature]
 
 
 def _paragraph_end(lines: list[str], index: int) -> int:
