@@ -11,6 +11,7 @@ import logging
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, Query, Request, UploadFile
+from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
@@ -115,7 +116,7 @@ async def upload_documents(
     future = request.app.state.ingest_worker.submit(_run, corpus, name, sources, acl or (), errors, job_id)
     if wait:
         await asyncio.wrap_future(future)
-        return JSONResponse(_job(corpus, job_id), status_code=200)
+        return JSONResponse(jsonable_encoder(_job(corpus, job_id)), status_code=200)
     return _job(corpus, job_id)
 
 
