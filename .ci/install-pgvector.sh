@@ -7,7 +7,7 @@
 # under a temp dir), so the machine's apt sources are left exactly as they were.
 set -euo pipefail
 
-bindir=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)
+bindir=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1 || true)
 [ -x "$bindir/initdb" ] || { echo "install-pgvector: no PostgreSQL server under /usr/lib/postgresql" >&2; exit 1; }
 pg_config="$bindir/pg_config"
 control="$("$pg_config" --sharedir)/extension/vector.control"

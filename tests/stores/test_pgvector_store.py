@@ -70,6 +70,10 @@ def test_two_processes_see_each_others_writes(postgres_url, pgvector_store, stor
         assert other.delete(NS, ["p0"]) == 1
         assert store.fetch(NS, ["p0", "p1"]) and [r.id for r in store.fetch(NS, ["p0", "p1"])] == ["p1"]
         other.drop_namespace(NS)
+        other.create_namespace(NS, 8)  # same name, new table and dimensions: nothing stale in `store`
+        store.upsert(NS, records(unit(np.random.default_rng(1), 2, 8)))
+        assert other.count(NS) == 2 and store.namespaces() == {NS: 8}
+        other.drop_namespace(NS)
         with pytest.raises(NotFound):
             store.count(NS)
     finally:

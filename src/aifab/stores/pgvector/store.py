@@ -58,6 +58,9 @@ class PgVectorStore:
         self.m, self.ef_construction, self.ef_search = hnsw_m, hnsw_ef_construction, hnsw_ef_search
         self.iterative_scan = False
         self._vector_oid = 0
+        # namespace -> (table, dims). Table names are never reused, so a stale entry (the namespace was
+        # dropped elsewhere) can only name a missing table: UndefinedTable, and _run looks it up again.
+        self._tables: dict[str, tuple[str, int]] = {}
         self._pool = Pool(url, pool_size, self._setup)
         self._run(lambda conn: None)  # connect now: a bad URL or a missing extension fails here
 
@@ -66,29 +69,46 @@ class PgVectorStore:
             self.iterative_scan = bootstrap(conn, q.CATALOGUE_DDL)
         self._vector_oid = register_vector(conn)
         conn.execute(q.STAGE_DDL)
+        # Session-wide, so that a plain query is one statement (no transaction for SET LOCAL).
+        conn.execute("SELECT set_config('hnsw.ef_search', %s, false)", (str(self.ef_search),))
+        if self.iterative_scan:
+            conn.execute("SELECT set_config('hnsw.iterative_scan', 'relaxed_order', false)")
 
-    def _run(self, fn: Callable[[psycopg.Connection], T]) -> T:
-        """``fn`` in one transaction; once more on a fresh connection when a pooled one turned out stale."""
-        for attempt in range(2):
+    def _run(self, fn: Callable[[psycopg.Connection], T], *, transaction: bool = True) -> T:
+        """``fn`` on a pooled connection, in one transaction unless told otherwise. Runs it again, once,
+        on a fresh connection when a pooled one died with a server restart, and once after a cached
+        table turned out dropped."""
+        stale_connection = stale_table = False
+        while True:
             with self._pool.connection() as (conn, reused):
                 try:
+                    if not transaction:
+                        return fn(conn)
                     with conn.transaction():
                         return fn(conn)
                 except psycopg.OperationalError:
-                    if attempt == 0 and reused and conn.broken:
+                    if reused and conn.broken and not stale_connection:
+                        stale_connection = True
                         continue
                     raise
-                except psycopg.errors.UndefinedTable as exc:  # dropped by someone else mid-way
+                except psycopg.errors.UndefinedTable as exc:
+                    self._tables.clear()
+                    if not stale_table:
+                        stale_table = True
+                        continue
                     raise NotFound(f"namespace dropped while in use: {exc}") from exc
                 except psycopg.DataError as exc:
                     raise InvalidRequest(f"PostgreSQL rejected the data: {exc}") from exc
-        raise AssertionError("unreachable")  # pragma: no cover
 
-    @staticmethod
-    def _table(conn: psycopg.Connection, namespace: str) -> tuple[str, int]:
+    def _table(self, conn: psycopg.Connection, namespace: str, *, fresh: bool = False) -> tuple[str, int]:
+        """The namespace's table and dimensions; ``fresh`` skips the cache (whose dimensions may be stale)."""
+        known = None if fresh else self._tables.get(namespace)
+        if known is not None:
+            return known
         row = conn.execute(f"SELECT tbl, dims FROM {q.CATALOGUE} WHERE name = %s", (namespace,)).fetchone()
         if row is None:
             raise NotFound(f"no namespace '{namespace}'")
+        self._tables[namespace] = (row[0], row[1])
         return row[0], row[1]
 
     # -- namespaces -----------------------------------------------------------------------------------
@@ -123,6 +143,7 @@ class PgVectorStore:
             if row is not None:
                 conn.execute(q.sql.SQL("DROP TABLE IF EXISTS {}").format(q.sql.Identifier(row[0])))
 
+        self._tables.pop(namespace, None)
         self._run(drop)
 
     def namespaces(self) -> dict[str, int]:
@@ -132,7 +153,7 @@ class PgVectorStore:
 
     def upsert(self, namespace: str, records: Sequence[ChunkRecord]) -> None:
         def write(conn: psycopg.Connection) -> None:
-            table, dims = self._table(conn, namespace)
+            table, dims = self._table(conn, namespace, fresh=True)
             latest = {r.id: r for r in records}  # one row per id, the last one wins
             rows = [_row(r, dims) for r in latest.values()]
             if not rows:
@@ -171,7 +192,7 @@ class PgVectorStore:
             with conn.cursor(binary=True) as cur:
                 return [_record(row) for row in cur.execute(statement, (q.ids_param(ids),))]
 
-        return self._run(read)
+        return self._run(read, transaction=False)
 
     def document_chunks(self, namespace: str, document_id: str) -> set[str]:
         def read(conn: psycopg.Connection) -> set[str]:
@@ -179,34 +200,39 @@ class PgVectorStore:
             return {r[0] for r in conn.execute(q.sql.SQL("SELECT id FROM {} WHERE document_id = %s").format(t),
                                                (document_id,))}
 
-        return self._run(read)
+        return self._run(read, transaction=False)
 
     def count(self, namespace: str) -> int:
         def read(conn: psycopg.Connection) -> int:
             t = q.sql.Identifier(self._table(conn, namespace)[0])
             return conn.execute(q.sql.SQL("SELECT count(*) FROM {}").format(t)).fetchone()[0]  # type: ignore[index]
 
-        return self._run(read)
+        return self._run(read, transaction=False)
 
     def query(self, namespace: str, vector: np.ndarray, k: int, filter: Filter | None = None) -> list[Hit]:
         def search(conn: psycopg.Connection) -> list[Hit]:
             table, dims = self._table(conn, namespace)
+            if np.shape(vector) != (dims,):  # or the namespace was recreated elsewhere
+                table, dims = self._table(conn, namespace, fresh=True)
             qv = _vector(vector, dims, "the query")
             if k <= 0:
                 return []
             cond, params = q.where(filter)
+            statement, args = _dense(table, cond, k), [qv, *params, qv, k]
             rows: list[Any] = []
-            if k <= MAX_EF:
-                conn.execute("SELECT set_config('hnsw.ef_search', %s, true)", (str(max(self.ef_search, k)),))
-                if self.iterative_scan:
-                    conn.execute("SELECT set_config('hnsw.iterative_scan', 'relaxed_order', true)")
-                rows = conn.execute(_dense(table, cond, k), [qv, *params, qv, k]).fetchall()
+            if k <= self.ef_search:
+                rows = conn.execute(statement, args).fetchall()
+            elif k <= MAX_EF:  # HNSW returns at most ef_search rows
+                with conn.transaction():
+                    conn.execute("SELECT set_config('hnsw.ef_search', %s, true)", (str(k),))
+                    rows = conn.execute(statement, args).fetchall()
             if len(rows) < k:  # too few passed the filter on the graph walk: exact scan of the matches
-                conn.execute("SELECT set_config('enable_indexscan', 'off', true)")
-                rows = conn.execute(_dense(table, cond, k), [qv, *params, qv, k]).fetchall()
+                with conn.transaction():
+                    conn.execute("SELECT set_config('enable_indexscan', 'off', true)")
+                    rows = conn.execute(statement, args).fetchall()
             return [Hit(r[0], 1.0 - float(r[-1]), _record(r[:-1])) for r in rows]
 
-        return self._run(search)
+        return self._run(search, transaction=False)
 
     def lexical(self, namespace: str, text: str, k: int, filter: Filter | None = None) -> list[Hit]:
         source = q.or_query(text)
@@ -224,7 +250,7 @@ class PgVectorStore:
             rows = conn.execute(statement, [source, source, *params, k]).fetchall()
             return [Hit(r[0], float(r[-1]), _record(r[:-1])) for r in rows]
 
-        return self._run(search)
+        return self._run(search, transaction=False)
 
     def close(self) -> None:
         self._pool.close()
