@@ -167,6 +167,30 @@ def test_filled_k_without_iterative_scan(store) -> None:
     assert len(store.query(NS, vecs[1], 1001)) == 1000  # k above pgvector's ef_search ceiling: exact
 
 
+def test_bulk_load_rebuilds_the_index(store, postgres_url) -> None:
+    rng = np.random.default_rng(8)
+    vecs = clustered(rng, 2000, DIM)
+
+    def hnsw_indexes() -> list[str]:
+        with psycopg.connect(libpq(postgres_url)) as conn:
+            return [r[0] for r in conn.execute("SELECT indexdef FROM pg_indexes WHERE indexdef LIKE '%USING hnsw%'")]
+
+    assert len(hnsw_indexes()) == 1
+    with store.bulk_load(NS):
+        assert hnsw_indexes() == []
+        store.upsert(NS, records(vecs))
+        assert store.query(NS, vecs[9], 1)[0].id == "c9"  # exact meanwhile
+    (index,) = hnsw_indexes()
+    assert "m='32'" in index and "ef_construction='128'" in index
+    queries = clustered(np.random.default_rng(9), 20, DIM)
+    exact = np.argsort(-(queries @ vecs.T), axis=1)[:, :10]
+    found = sum(len({h.id for h in store.query(NS, q, 10)} & {f"c{i}" for i in t}) for q, t in zip(queries, exact, strict=True))
+    assert found / 200 >= 0.9
+    with pytest.raises(RuntimeError), store.bulk_load(NS):
+        raise RuntimeError("the load failed half-way")
+    assert len(hnsw_indexes()) == 1  # rebuilt anyway
+
+
 def test_data_and_store_survive_a_server_restart(pgvector_store) -> None:
     from aifab.testing.postgres import PrivatePostgres, find_bindir
 

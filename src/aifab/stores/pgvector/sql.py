@@ -26,6 +26,8 @@ CATALOGUE_DDL = [
         name text NOT NULL UNIQUE,
         dims integer NOT NULL,
         tbl text NOT NULL UNIQUE,
+        hnsw_m integer NOT NULL,
+        hnsw_ef_construction integer NOT NULL,
         created_at timestamptz NOT NULL DEFAULT now())""",
 ]
 STAGE = "aifab_vec_stage"
@@ -44,6 +46,16 @@ def table_name(table_id: int) -> str:
     return f"aifab_vec_{int(table_id)}"
 
 
+def hnsw_index(table: str, m: int, ef_construction: int) -> sql.Composed:
+    return sql.SQL(
+        "CREATE INDEX IF NOT EXISTS {i} ON {t} USING hnsw (embedding vector_cosine_ops) WITH (m = {m}, ef_construction = {ef})"
+    ).format(i=sql.Identifier(f"{table}_hnsw"), t=sql.Identifier(table), m=sql.Literal(m), ef=sql.Literal(ef_construction))
+
+
+def drop_hnsw_index(table: str) -> sql.Composed:
+    return sql.SQL("DROP INDEX IF EXISTS {}").format(sql.Identifier(f"{table}_hnsw"))
+
+
 def create_table(table: str, dims: int, m: int, ef_construction: int) -> list[sql.Composed]:
     t = sql.Identifier(table)
     return [
@@ -59,8 +71,7 @@ def create_table(table: str, dims: int, m: int, ef_construction: int) -> list[sq
                 setweight(to_tsvector('english'::regconfig, content), 'A')
                 || setweight(to_tsvector('simple'::regconfig, content), 'B')) STORED)"""
         ).format(t=t, dims=sql.Literal(dims)),
-        sql.SQL("CREATE INDEX ON {t} USING hnsw (embedding vector_cosine_ops) WITH (m = {m}, ef_construction = {ef})")
-        .format(t=t, m=sql.Literal(m), ef=sql.Literal(ef_construction)),
+        hnsw_index(table, m, ef_construction),
         sql.SQL("CREATE INDEX ON {t} USING gin (tsv)").format(t=t),
         sql.SQL("CREATE INDEX ON {t} USING gin (acl)").format(t=t),
         sql.SQL("CREATE INDEX ON {t} USING gin (metadata jsonb_path_ops)").format(t=t),
