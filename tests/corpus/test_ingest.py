@@ -198,3 +198,27 @@ def test_crash_between_store_and_row_is_repaired(make_corpus, docs, monkeypatch)
     got, want = stored(corpus), stored(clean)
     assert got.keys() == want.keys()
     assert all(got[i].text == want[i].text and got[i].metadata == want[i].metadata for i in got)
+
+
+@pytest.mark.integration
+def test_sync_on_pgvector(make_corpus, docs, postgres_url):
+    """The same pipeline over PostgreSQL + pgvector: first ingest, unchanged re-ingest, change, prune."""
+    from aifab.stores.pgvector import PgVectorStore
+
+    store = PgVectorStore(postgres_url)
+    try:
+        corpus = make_corpus(store=store)
+        first = corpus.ingest_paths("c", [docs])
+        assert (first.documents_added, first.errors) == (5, [])
+        assert corpus.ingest_paths("c", [docs]).chunks_embedded == 0
+        (docs / "notes.txt").write_text("A short plain text note.\n\nNow about giraffes instead.")
+        (docs / "doc0.md").unlink()
+        r = corpus.ingest_paths("c", [docs], prune=True)
+        assert (r.documents_updated, r.documents_deleted, r.documents_unchanged) == (1, 1, 3)
+        chunks = stored(corpus)
+        assert any("giraffes" in c.text for c in chunks.values())
+        v = corpus.collections.version("c")
+        assert [h.record.metadata["source"] for h in store.lexical(v.namespace, "giraffes", 1)] == [
+            str(docs / "notes.txt")]
+    finally:
+        store.close()
