@@ -22,6 +22,7 @@ from aifab.cli.common import ConfigOpt, DataDirOpt, JsonOpt, open_registry, prin
 from aifab.config import Settings
 from aifab.corpus.ingest import IngestReport
 from aifab.corpus.service import Corpus
+from aifab.errors import Conflict
 from aifab.stores.factory import open_store
 
 app = typer.Typer(help="List, inspect, version and delete document collections.", no_args_is_help=True)
@@ -30,7 +31,14 @@ CollectionArg = Annotated[str, typer.Argument(help="collection name")]
 
 def open_corpus(settings: Settings) -> Corpus:
     registry = open_registry(settings)
-    return Corpus(settings, registry, open_store(settings))
+    try:
+        store = open_store(settings)
+    except Conflict as exc:  # the embedded store belongs to one process at a time
+        raise Conflict(
+            f"{exc.message}: if `aifab up` runs on this data directory, stop it or use its API "
+            "(POST /v1/collections/NAME/documents)"
+        ) from None
+    return Corpus(settings, registry, store)
 
 
 def _console() -> Console:
