@@ -39,7 +39,7 @@ def main() -> None:
     """Run the CLI; an aifab error is one line on stderr and exit code 1."""
     configure_openmp()
     try:
-        app(standalone_mode=False)
+        code = app(standalone_mode=False)  # a command's typer.Exit(n) comes back as n here
     except AifabError as exc:
         typer.echo(f"aifab: error: {exc.message}", err=True)
         sys.exit(1)
@@ -55,6 +55,8 @@ def main() -> None:
             exc.show()
             sys.exit(exc.exit_code)
         raise
+    if isinstance(code, int) and code:
+        sys.exit(code)
 
 
 if __name__ == "__main__":

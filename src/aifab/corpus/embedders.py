@@ -49,7 +49,9 @@ class SentenceTransformerEmbedder:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")  # a local package never needs the hub
         import torch
         from sentence_transformers import SentenceTransformer
+        from transformers.utils import logging as hf_logging
 
+        hf_logging.disable_progress_bar()  # a bar per weight load is noise on the CLI's stderr
         if threads > 0:
             torch.set_num_threads(threads)
         self.model = SentenceTransformer(str(package.path), device="cpu", local_files_only=True)
