@@ -65,7 +65,7 @@ def aifab_phase(files: list[Path], work: Path, threads: int) -> dict[str, Any]:
     store = open_store(settings)
     corpus = Corpus(settings, registry, store)
     t = time.perf_counter()
-    corpus.ingestor()  # loads the embedding model: not part of the timed ingest
+    corpus.ingestor().embedder.embed(["warm-up"])  # loads the model: not part of the timed ingest
     model_load = time.perf_counter() - t
     sources = [file_source(f) for f in files]
 

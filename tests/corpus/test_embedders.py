@@ -227,6 +227,13 @@ def minilm(registry) -> SentenceTransformerEmbedder:
     return embedder
 
 
+def test_local_embedder_loads_its_model_only_when_used(registry):
+    """Identity, dimensions and limit come from the manifest: a re-ingest with nothing new never loads it."""
+    embedder = SentenceTransformerEmbedder(registry.get(MINILM.name))
+    assert (embedder.dimensions, embedder.max_tokens) == (384, 256) and embedder._model is None
+    assert embedder.name.startswith(f"{MINILM.name}@")
+
+
 TEXTS = [
     "short",
     "A medium sentence about retrieval-augmented generation and citations.",

@@ -12,6 +12,7 @@ import base64
 import math
 import os
 import re
+import threading
 import time
 from collections.abc import Sequence
 from email.utils import parsedate_to_datetime
@@ -46,25 +47,47 @@ class SentenceTransformerEmbedder:
                 f"model '{package.name}' is a {package.format} package; the corpus embeds with a "
                 "sentence-transformers package or an OpenAI-compatible endpoint (corpus.embedder = 'openai')"
             )
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")  # a local package never needs the hub
-        import torch
-        from sentence_transformers import SentenceTransformer
-        from transformers.utils import logging as hf_logging
-
-        hf_logging.disable_progress_bar()  # a bar per weight load is noise on the CLI's stderr
-        if threads > 0:
-            torch.set_num_threads(threads)
-        self.model = SentenceTransformer(str(package.path), device="cpu", local_files_only=True)
+        self.package = package
+        self.threads = threads
         self.name = f"{package.name}@{package.sha256[:12]}"
-        dimension = getattr(self.model, "get_embedding_dimension", None) or self.model.get_sentence_embedding_dimension
-        self.dimensions = int(dimension() or package.embedding_dimensions or 0)
-        self.max_tokens = int(self.model.max_seq_length or package.context_length)
         self.batch_size = batch_size
-        self._count = token_counter(self.model.tokenizer)
-        self._preprocess = getattr(self.model, "preprocess", None) or self.model.tokenize
+        self._model: Any = None
+        self._lock = threading.Lock()
+        if package.embedding_dimensions and package.context_length:
+            # Known from the manifest: the model loads on first use, so an ingest with nothing new to
+            # embed (the common re-run) never pays for it.
+            self.dimensions, self.max_tokens = int(package.embedding_dimensions), int(package.context_length)
+        else:
+            self._load()
+
+    @property
+    def model(self) -> Any:
+        return self._model if self._model is not None else self._load()
+
+    def _load(self) -> Any:
+        with self._lock:
+            if self._model is not None:
+                return self._model
+            os.environ.setdefault("HF_HUB_OFFLINE", "1")  # a local package never needs the hub
+            import torch
+            from sentence_transformers import SentenceTransformer
+            from transformers.utils import logging as hf_logging
+
+            hf_logging.disable_progress_bar()  # a bar per weight load is noise on the CLI's stderr
+            if self.threads > 0:
+                torch.set_num_threads(self.threads)
+            model = SentenceTransformer(str(self.package.path), device="cpu", local_files_only=True)
+            dimension = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
+            self.dimensions = int(dimension() or self.package.embedding_dimensions or 0)
+            self.max_tokens = int(model.max_seq_length or self.package.context_length)
+            self._count = token_counter(model.tokenizer)
+            self._preprocess = getattr(model, "preprocess", None) or model.tokenize
+            self._model = model
+            return model
 
     def count_tokens(self, texts: Sequence[str]) -> list[int]:
         """Tokens the model sees, special tokens included, before any truncation; one batch call."""
+        self.model  # noqa: B018 - loads the tokenizer with the model on first use
         return self._count(texts)
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
@@ -75,11 +98,12 @@ class SentenceTransformerEmbedder:
         texts = list(texts)
         out = np.empty((len(texts), self.dimensions), dtype=np.float32)
         order = np.argsort(-np.asarray(self.count_tokens(texts), dtype=np.int64), kind="stable")
+        model = self.model
         with torch.inference_mode():
             for at in range(0, len(texts), self.batch_size):
                 rows = order[at : at + self.batch_size]
                 features = self._preprocess([texts[i] for i in rows])
-                vectors = self.model(features)["sentence_embedding"]
+                vectors = model(features)["sentence_embedding"]
                 vectors = torch.nn.functional.normalize(vectors.to(torch.float32), p=2, dim=1)
                 out[rows] = vectors.numpy()
         return out
