@@ -193,6 +193,10 @@ class Ingestor:
         if row is not None and row.content_hash == content_hash and sorted(row.acl) == tags:
             return None
         document = self.load(data, src.source)
+        if not any(b.kind != "heading" and b.text.strip() for b in document.blocks):
+            # e.g. a page of nothing but a title and a table of contents; said before the chunker runs,
+            # so that re-ingesting such a page does not load the embedding model to count tokens
+            raise InvalidDocument("no text to index after loading")
         chunks = self.chunker.chunk(document)
         if not chunks:
             raise InvalidDocument("no text to index after loading")
