@@ -4,7 +4,7 @@ faiss HNSW on the same vectors, in the same run, one phase after the other.
 1. data: ``--n`` synthetic vectors (see :func:`synthetic`; deterministic, generated in blocks so that
    every process regenerates the same ones) and ``--queries`` queries from the same distribution (never
    in the data). Ground truth by exact inner product (faiss ``IndexFlatIP``, all cores), unfiltered
-   and for two ACL filters: a tag held by 10% of the records and one held by 0.1%.
+   and for three ACL filters: tags held by 10%, 1% and 0.1% of the records.
 2. baseline ``exact``: ``IndexFlatIP`` over all vectors (or the filter's rows), one query at a time on
    one thread: the latency a store saves.
 3. baseline ``faiss-hnsw``: ``IndexHNSWFlat`` with the store's M / efConstruction / efSearch over the
@@ -41,7 +41,7 @@ from inference import Contention, percentile  # noqa: E402 - shared benchmark he
 
 RESULT_TAG = "BENCH_RESULT_JSON:"
 NAMESPACE = "bench@v1"
-FILTERS = {"acl 10%": "team-a", "acl 0.1%": "team-rare"}
+FILTERS = {"acl 10%": "team-a", "acl 1%": "team-b", "acl 0.1%": "team-rare"}
 BLOCK = 8192
 
 # -- data --------------------------------------------------------------------------------------------
@@ -79,7 +79,10 @@ def queries(args: argparse.Namespace) -> np.ndarray:
 
 
 def acl_of(i: int) -> tuple[str, ...]:
-    return ("team-rare",) if i % 1000 == 1 else ("team-a",) if i % 10 == 0 else ("staff",)
+    """One tag per record, none public: 10% "team-a", 1% "team-b", 0.1% "team-rare", the rest "staff"."""
+    if i % 10 == 0:
+        return ("team-a",)
+    return ("team-rare",) if i % 1000 == 1 else ("team-b",) if i % 100 == 11 else ("staff",)
 
 
 def chunk_records(start: int, vectors: np.ndarray) -> list[Any]:
@@ -385,19 +388,20 @@ def main(argv: list[str] | None = None) -> int:
         qry["runs"].update(run_child("query", {**p, "ef_search": [ef]})["runs"])
     cont.end("query")
     rows = build_rows(args, exact, fa, ing, reb, qry)
-    disk = sum(f.stat().st_size for f in (args.work_dir / "store").glob("*")) / 2**20 if args.backend == "embedded" else None
+    files = {f.name: f.stat().st_size / 2**20 for f in sorted((args.work_dir / "store").glob("*"))} if args.backend == "embedded" else {}
+    disk = sum(files.values()) if files else None
     total = time.perf_counter() - t_start
     print(f"\naifab vector search: {args.backend}, n={args.n:,} x {args.dim}, {args.queries} queries, k={args.k}, "
           f"M={args.hnsw_m}, efConstruction={args.hnsw_ef_construction}, batch={args.batch:,}, "
           f"{os.cpu_count()} CPUs, {total:.0f}s")
     print_table(rows)
     if disk is not None:
-        print(f"\n  store directory on disk: {disk:,.0f} MiB")
+        print(f"\n  store directory on disk: {disk:,.0f} MiB (" + ", ".join(f"{k} {v:,.0f}" for k, v in files.items() if v >= 1) + ")")
     busy = ", ".join(f"{k} {v:.2f}" for k, v in cont.phases.items())
     print(f"  CPU used by other processes (cores, mean per phase): {busy}")
     if any(v > 0.2 for v in cont.phases.values()):
         print("  WARNING: the machine was not idle during the run; timings are unreliable")
-    report = {"config": {k: v for k, v in vars(args).items() if k != "output"}, "rows": rows, "disk_mib": disk,
+    report = {"config": {k: v for k, v in vars(args).items() if k != "output"}, "rows": rows, "disk_mib": disk, "files_mib": files,
               "foreign_cpu_cores": cont.phases, "total_s": total, "ingest": ing, "rebuild": reb,
               "faiss_build_s": fa["build_s"],
               "latencies_ms": {ef: {name: [x * 1000 for x in v["lat"]] for name, v in run.items() if isinstance(v, dict) and "lat" in v}

@@ -217,6 +217,27 @@ def test_filters_on_the_graph_path_match_exact_search(tmp_path):
         s.close()
 
 
+def test_small_acl_sets_with_and_without_where_match_exact_search(tmp_path):
+    """No public rows and a rare tag: the ACL side is small (sparse positions), `where` is not."""
+    vecs = clustered(np.random.default_rng(11), 3000, DIM)
+    recs = records(vecs, acl=lambda i: ("rare",) if i % 100 == 5 else ("eng",))
+    s = graph_only(tmp_path / "store")
+    s.exact_max_rows = 100
+    reference = MemoryStore()
+    try:
+        for store in (s, reference):
+            store.create_namespace(NS, DIM)
+            store.upsert(NS, recs)
+        s.delete(NS, ["c105"])
+        reference.delete(NS, ["c105"])
+        queries = clustered(np.random.default_rng(61), 10, DIM)
+        for f in (Filter(acl=frozenset({"rare"})), Filter(acl=frozenset({"rare", "nobody"}), where={"page": [1, 3]}),
+                  Filter(acl=frozenset({"rare"}), where={"document_id": ["d1", "d51"]})):  # c205 alone
+            assert_matches_reference(s, reference, queries, f=f, min_recall=1.0)
+    finally:
+        s.close()
+
+
 # -- concurrency and ownership ---------------------------------------------------------------------
 
 

@@ -61,6 +61,7 @@ class AnnIndex:
         self.keys = Growable(np.int64)
         self.visible = Growable(np.bool_)
         self.public = Growable(np.bool_)
+        self.public_positions = Growable(np.int32)  # the same, sparse: for small ACL candidate sets
         self.tags: dict[str, Growable] = {}
         self.watermark = 0  # every change with seq <= watermark is reflected here
         self.published = 0  # positions below this have been published (visible unless removed)
@@ -113,6 +114,7 @@ class AnnIndex:
                 self.keys.append(keys[at:stop])
                 self.visible.append(np.zeros(stop - at, np.bool_))
                 self.public.append([not acls[i] for i in range(at, stop)])
+                self.public_positions.append([start + i for i in range(at, stop) if not acls[i]])
                 for i in range(at, stop):
                     for tag in acls[i]:
                         self.tags.setdefault(tag, Growable(np.int32)).append([start + i])
@@ -143,6 +145,15 @@ class AnnIndex:
         self._packed_visible = None
 
     # -- reads ------------------------------------------------------------------------------------
+
+    def acl_positions(self, tags: frozenset[str], limit: int) -> np.ndarray | None:
+        """Visible positions that are public or carry one of ``tags``, sorted; ``None`` when the
+        postings hold more than ``limit`` positions (then :meth:`acl_mask` is the cheaper form)."""
+        lists = [self.public_positions.view, *(self.tags[t].view for t in tags if t in self.tags)]
+        if sum(len(x) for x in lists) > limit:
+            return None
+        pos = np.unique(np.concatenate(lists)).astype(np.int64)
+        return pos[self.visible.view[pos]]
 
     def acl_mask(self, tags: frozenset[str]) -> np.ndarray:
         """Visible positions that are public or carry one of ``tags``."""

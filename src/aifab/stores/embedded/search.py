@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 import sqlite3
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -50,6 +51,38 @@ def exact_threshold(size: int, ef: int) -> int:
     return int((SCAN_ROWS_PER_EF * ef) ** (2 / 3) * max(size, 1) ** (1 / 3))
 
 
+@dataclass
+class _Allowed:
+    """The visible positions an ACL filter lets through: sorted ``positions`` when few (from the
+    postings, nothing proportional to the namespace), else a ``mask`` over every position."""
+
+    count: int
+    positions: np.ndarray | None = None
+    mask: np.ndarray | None = None
+
+    @classmethod
+    def of(cls, ann: AnnIndex, acl: frozenset[str] | None, limit: int) -> _Allowed:
+        if acl is None:
+            return cls(ann.visible_count, mask=ann.visible.view)
+        pos = ann.acl_positions(acl, limit)
+        if pos is not None:
+            return cls(len(pos), positions=pos)
+        mask = ann.acl_mask(acl)
+        return cls(int(np.count_nonzero(mask)), mask=mask)
+
+    def every(self) -> np.ndarray:
+        if self.positions is not None:
+            return self.positions
+        assert self.mask is not None
+        return np.flatnonzero(self.mask)
+
+    def keep(self, pos: np.ndarray) -> np.ndarray:
+        if self.positions is not None:
+            return pos[np.isin(pos, self.positions, assume_unique=True)]
+        assert self.mask is not None
+        return pos[self.mask[pos]]
+
+
 def vector_search(ann: AnnIndex, conn: sqlite3.Connection, t: str, q: np.ndarray, k: int, f: Filter | None, *,
                   ef: int, exact_max_rows: int | None = None) -> Result:
     """The ``k`` best visible records for the unit vector ``q`` that pass ``f``. The caller holds the
@@ -58,47 +91,55 @@ def vector_search(ann: AnnIndex, conn: sqlite3.Connection, t: str, q: np.ndarray
     if ann.visible_count == 0:
         return _keys(ann, np.empty(0, np.float32), np.empty(0, np.int64))
     limit = exact_threshold(ann.size, ef) if exact_max_rows is None else exact_max_rows
-    allowed = ann.acl_mask(f.acl) if f is not None and f.acl is not None else None
+    acl = f.acl if f is not None else None
+    allowed = _Allowed.of(ann, acl, limit)
+    selector = allowed.mask if acl is not None else None  # None: the graph's own bitmap of visible positions
     if f is not None and f.where:
         cond, params = sql.where_sql(t, f)
         rows = conn.execute(f"SELECT key FROM {t}_rec r WHERE {cond} LIMIT ?", [*params, limit + 1]).fetchall()
         if len(rows) <= limit:
-            pos = ann.positions(r[0] for r in rows)
-            pos = pos[(allowed if allowed is not None else ann.visible.view)[pos]]
-            return _keys(ann, *ann.exact(q, k, pos))
-        return _post_filtered(ann, conn, t, q, k, allowed, cond, params, ef=ef)
-    mask = allowed if allowed is not None else ann.visible.view
-    n = ann.visible_count if allowed is None else int(np.count_nonzero(allowed))
-    if allowed is not None and n <= limit:
-        return _keys(ann, *ann.exact(q, k, np.flatnonzero(mask)))
-    scores, pos = ann.search(q, k, filtered_ef(ef, k, n / ann.size), allowed)
-    if len(pos) < min(k, n):
-        scores, pos = ann.exact(q, k, np.flatnonzero(mask))
+            return _exact(ann, q, k, allowed.keep(ann.positions(r[0] for r in rows)))
+        if allowed.count <= limit:  # many rows pass `where`, few pass the ACL: check those few in SQLite
+            return _exact(ann, q, k, _passing(ann, conn, t, allowed.every(), cond, params))
+        return _post_filtered(ann, conn, t, q, k, allowed, selector, cond, params, ef=ef)
+    if acl is not None and allowed.count <= limit:
+        return _exact(ann, q, k, allowed.every())
+    scores, pos = ann.search(q, k, filtered_ef(ef, k, allowed.count / ann.size), selector)
+    if len(pos) < min(k, allowed.count):
+        return _exact(ann, q, k, allowed.every())
     return _keys(ann, scores, pos)
 
 
-def _post_filtered(ann: AnnIndex, conn: sqlite3.Connection, t: str, q: np.ndarray, k: int,
-                   allowed: np.ndarray | None, cond: str, params: list[object], *, ef: int) -> Result:
-    """Many rows pass ``where``: fetch graph candidates in growing lists and keep those SQLite accepts."""
-    share = (int(np.count_nonzero(allowed)) if allowed is not None else ann.visible_count) / ann.size
+def _post_filtered(ann: AnnIndex, conn: sqlite3.Connection, t: str, q: np.ndarray, k: int, allowed: _Allowed,
+                   selector: np.ndarray | None, cond: str, params: list[object], *, ef: int) -> Result:
+    """Many rows pass ``where`` and the ACL: walk the graph for growing candidate lists and keep the
+    candidates SQLite accepts, until k pass."""
+    walk_ef = filtered_ef(ef, k, allowed.count / ann.size)
     fetch = 4 * k
     while True:
-        scores, pos = ann.search(q, fetch, max(filtered_ef(ef, k, share), fetch), allowed)
-        keys = ann.keys.view[pos]
-        passing: set[int] = set()
-        for part in sql.chunked(keys.tolist()):
-            passing.update(r[0] for r in conn.execute(
-                f"SELECT key FROM {t}_rec r WHERE key IN ({sql.placeholders(len(part))}) AND {cond}", [*part, *params]))
-        keep = np.fromiter((key in passing for key in keys.tolist()), dtype=np.bool_, count=len(keys))
-        if keep.sum() >= k or len(pos) < fetch or fetch >= ann.visible_count:
+        scores, pos = ann.search(q, fetch, max(walk_ef, fetch), selector)
+        keep = np.isin(pos, _passing(ann, conn, t, pos, cond, params))
+        if keep.sum() >= k:
+            return _keys(ann, scores[keep][:k], pos[keep][:k])
+        if len(pos) < fetch or fetch >= ann.visible_count:
             break
         fetch *= 4
-    if keep.sum() >= k:
-        return scores[keep][:k], keys[keep][:k]
     # The graph ran dry before k passed (rare): score every matching row exactly.
     rows = conn.execute(f"SELECT key FROM {t}_rec r WHERE {cond}", params).fetchall()
-    pos = ann.positions(r[0] for r in rows)
-    pos = pos[(allowed if allowed is not None else ann.visible.view)[pos]]
+    return _exact(ann, q, k, allowed.keep(ann.positions(r[0] for r in rows)))
+
+
+def _passing(ann: AnnIndex, conn: sqlite3.Connection, t: str, pos: np.ndarray, cond: str,
+             params: list[object]) -> np.ndarray:
+    """The positions among ``pos`` whose records pass the SQL condition ``cond``."""
+    passing: list[int] = []
+    for part in sql.chunked(ann.keys.view[pos].tolist()):
+        passing += (r[0] for r in conn.execute(
+            f"SELECT key FROM {t}_rec r WHERE key IN ({sql.placeholders(len(part))}) AND {cond}", [*part, *params]))
+    return ann.positions(sorted(passing))
+
+
+def _exact(ann: AnnIndex, q: np.ndarray, k: int, pos: np.ndarray) -> Result:
     return _keys(ann, *ann.exact(q, k, pos))
 
 

@@ -24,7 +24,7 @@ from aifab.stores.embedded.ann import AnnIndex, Growable
 
 faiss: Any = _faiss  # see ann.py
 
-MAGIC = b"AIFAB-ANN\x00\x01\n"
+MAGIC = b"AIFAB-ANN\x00\x02\n"
 END = b"AIFAB-END\n"
 _IO_CHUNK = 1 << 22
 
@@ -63,7 +63,7 @@ def save(ann: AnnIndex, path: Path, identity: dict[str, Any]) -> None:
         **identity,
         "dims": ann.dims, "m": ann.m, "ef_construction": ann.ef_construction,
         "watermark": ann.watermark, "size": ann.size, "published": ann.published,
-        "tags": tags, "posting_sizes": [len(p) for p in postings],
+        "public_size": len(ann.public_positions), "tags": tags, "posting_sizes": [len(p) for p in postings],
     }
     raw = json.dumps(header).encode()
     tmp = path.with_name(path.name + ".tmp")
@@ -72,7 +72,7 @@ def save(ann: AnnIndex, path: Path, identity: dict[str, Any]) -> None:
         out = _CrcFile(f)
         out.write(struct.pack("<Q", len(raw)))
         out.write(raw)
-        for arr in (ann.keys.view, ann.visible.view, ann.public.view, *postings):
+        for arr in (ann.keys.view, ann.visible.view, ann.public.view, ann.public_positions.view, *postings):
             out.write(np.ascontiguousarray(arr).data.cast("B"))
         faiss.write_index(ann.index, faiss.PyCallbackIOWriter(out.write))
         f.write(struct.pack("<I", out.crc) + END)
@@ -104,6 +104,7 @@ def load(path: Path, identity: dict[str, Any], *, m: int, ef_construction: int,
             keys = src.read_array(np.int64, size)
             visible = src.read_array(np.bool_, size)
             public = src.read_array(np.bool_, size)
+            public_positions = src.read_array(np.int32, int(header["public_size"]))
             postings = [src.read_array(np.int32, n) for n in header["posting_sizes"]]
             index = faiss.read_index(faiss.PyCallbackIOReader(src.read, _IO_CHUNK))
             trailer = f.read(4 + len(END))
@@ -116,6 +117,7 @@ def load(path: Path, identity: dict[str, Any], *, m: int, ef_construction: int,
         return None, "index and arrays disagree"
     ann = AnnIndex(int(header["dims"]), m=m, ef_construction=ef_construction, index=index)
     ann.keys, ann.visible, ann.public = Growable(np.int64, keys), Growable(np.bool_, visible), Growable(np.bool_, public)
+    ann.public_positions = Growable(np.int32, public_positions)
     ann.tags = {t: Growable(np.int32, p) for t, p in zip(header["tags"], postings, strict=True)}
     ann.watermark, ann.published = int(header["watermark"]), int(header["published"])
     ann.visible_count = int(np.count_nonzero(visible))
