@@ -7,7 +7,7 @@ import sys
 import typer
 
 from aifab import __version__
-from aifab.cli import config_cmd, models
+from aifab.cli import config_cmd, corpus, models
 from aifab.cli.process import configure_openmp
 from aifab.cli.up import up
 from aifab.errors import AifabError
@@ -22,6 +22,8 @@ app = typer.Typer(
 app.command("up")(up)
 app.add_typer(models.app, name="models")
 app.add_typer(config_cmd.app, name="config")
+app.command("ingest")(corpus.ingest)
+app.add_typer(corpus.app, name="collections")
 
 
 @app.callback()
@@ -37,7 +39,7 @@ def main() -> None:
     """Run the CLI; an aifab error is one line on stderr and exit code 1."""
     configure_openmp()
     try:
-        app(standalone_mode=False)
+        code = app(standalone_mode=False)  # a command's typer.Exit(n) comes back as n here
     except AifabError as exc:
         typer.echo(f"aifab: error: {exc.message}", err=True)
         sys.exit(1)
@@ -53,6 +55,8 @@ def main() -> None:
             exc.show()
             sys.exit(exc.exit_code)
         raise
+    if isinstance(code, int) and code:
+        sys.exit(code)
 
 
 if __name__ == "__main__":

@@ -10,10 +10,12 @@ import typer
 
 from aifab.cli.common import ConfigOpt, DataDirOpt, open_registry, settings_from
 from aifab.config import Settings
+from aifab.corpus.service import Corpus
 from aifab.engines import load_engine
 from aifab.engines.protocol import Engine
 from aifab.registry import Registry
 from aifab.serve import ModelPool, create_app
+from aifab.stores.factory import open_store
 
 
 def load_pool(settings: Settings, registry: Registry) -> ModelPool:
@@ -45,11 +47,14 @@ def up(
     logging.basicConfig(level=settings.serve.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
     registry = open_registry(settings)
     pool = load_pool(settings, registry)
+    store = open_store(settings)
     try:
-        app = create_app(pool, max_body_bytes=settings.serve.max_body_bytes)
+        corpus = Corpus(settings, registry, store)
+        app = create_app(pool, max_body_bytes=settings.serve.max_body_bytes, corpus=corpus)
         s = settings.serve
         names = ", ".join(name for name, _ in pool.items())
         typer.echo(f"aifab listening on http://{s.host}:{s.port}/v1  (models: {names}; data: {Path(settings.data_dir).resolve()})")
         uvicorn.run(app, host=s.host, port=s.port, log_level=s.log_level, access_log=False, timeout_graceful_shutdown=5)
     finally:
+        store.close()
         pool.close()

@@ -2,20 +2,29 @@
 
 from __future__ import annotations
 
+import re
+from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
+
 from fastapi import FastAPI
 
 from aifab import __version__
+from aifab.corpus.service import Corpus
 from aifab.serve import errors
 from aifab.serve.metrics import Metrics
 from aifab.serve.middleware import BodyLimit, RequestCounter
 from aifab.serve.pool import ModelPool
-from aifab.serve.routes import openai, ops
+from aifab.serve.routes import collections, openai, ops
 from aifab.serve.service import OpenAIServing
 
 
-def create_app(pool: ModelPool, *, max_body_bytes: int = 2 * 1024 * 1024) -> FastAPI:
-    """An app serving the models in ``pool``. The caller owns the pool (and closes it)."""
-    app = FastAPI(title="aifab", version=__version__, docs_url="/docs", redoc_url=None)
+def create_app(
+    pool: ModelPool, *, max_body_bytes: int = 2 * 1024 * 1024, corpus: Corpus | None = None
+) -> FastAPI:
+    """An app serving the models in ``pool`` and, when given, the document collections of ``corpus``.
+    The caller owns the pool and the corpus (and closes them)."""
+    app = FastAPI(title="aifab", version=__version__, docs_url="/docs", redoc_url=None, lifespan=_lifespan)
     metrics = Metrics(pool.queue_depths)
     app.state.pool = pool
     app.state.metrics = metrics
@@ -23,7 +32,20 @@ def create_app(pool: ModelPool, *, max_body_bytes: int = 2 * 1024 * 1024) -> Fas
     errors.install(app)
     app.include_router(openai.router)
     app.include_router(ops.router)
+    app.state.corpus = corpus
+    app.state.ingest_worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="aifab-ingest")
+    app.include_router(collections.router)
+    uploads = {UPLOADS: corpus.settings.corpus.max_file_bytes * 4} if corpus is not None else {}
 
     app.add_middleware(RequestCounter, metrics=metrics)
-    app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
+    app.add_middleware(BodyLimit, max_bytes=max_body_bytes, overrides=uploads)
     return app
+
+
+UPLOADS = re.compile(r"^/v1/collections/[^/]+/documents$")  # bodies up to a few files of corpus.max_file_bytes
+
+
+@asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    yield
+    app.state.ingest_worker.shutdown(wait=False, cancel_futures=True)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from aifab.serve.errors import envelope
@@ -9,19 +11,22 @@ from aifab.serve.metrics import Metrics
 
 
 class BodyLimit:
-    """Refuses bodies over ``max_bytes`` with 413 before the route reads them."""
+    """Refuses bodies over ``max_bytes`` with 413 before the route reads them; ``overrides`` maps path
+    patterns (document uploads) to their own limits."""
 
-    def __init__(self, app: ASGIApp, *, max_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, *, max_bytes: int, overrides: dict[re.Pattern[str], int] | None = None) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.overrides = overrides or {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        limit = next((n for p, n in self.overrides.items() if p.match(scope["path"])), self.max_bytes)
         declared = dict(scope.get("headers") or []).get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
-            await self._reject(scope, receive, send)
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            await self._reject(scope, receive, send, limit)
             return
         if declared is not None:
             await self.app(scope, receive, send)  # the server enforces Content-Length itself
@@ -34,8 +39,8 @@ class BodyLimit:
                 return  # client went away
             body += message.get("body", b"")
             more = message.get("more_body", False)
-            if len(body) > self.max_bytes:
-                await self._reject(scope, receive, send)
+            if len(body) > limit:
+                await self._reject(scope, receive, send, limit)
                 return
         replayed = False
 
@@ -48,9 +53,9 @@ class BodyLimit:
 
         await self.app(scope, replay, send)
 
-    async def _reject(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def _reject(self, scope: Scope, receive: Receive, send: Send, limit: int) -> None:
         response = envelope(
-            413, f"request body is larger than the server's limit of {self.max_bytes} bytes",
+            413, f"request body is larger than the server's limit of {limit} bytes",
             type_="invalid_request_error", code="payload_too_large",
         )
         await response(scope, receive, send)

@@ -4,8 +4,17 @@ Imported by tests only, never by aifab itself.
 """
 
 from aifab.testing.conformance import EngineConformance
+from aifab.testing.embedders import FakeEmbedder
 from aifab.testing.fakes import FakeEngine, FakeRuntime
 from aifab.testing.memory_store import MemoryStorage, MemoryStore
 from aifab.testing.stores import StoreConformance
 
-__all__ = ["EngineConformance", "FakeEngine", "FakeRuntime", "MemoryStorage", "MemoryStore", "StoreConformance"]
+__all__ = [
+    "EngineConformance",
+    "FakeEmbedder",
+    "FakeEngine",
+    "FakeRuntime",
+    "MemoryStorage",
+    "MemoryStore",
+    "StoreConformance",
+]

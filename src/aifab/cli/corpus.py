@@ -1,0 +1,196 @@
+"""``aifab ingest`` and ``aifab collections``: the RAG corpus."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+
+from aifab.cli.common import ConfigOpt, DataDirOpt, JsonOpt, open_registry, print_json, settings_from
+from aifab.config import Settings
+from aifab.corpus.ingest import IngestReport
+from aifab.corpus.service import Corpus
+from aifab.errors import Conflict
+from aifab.stores.factory import open_store
+
+app = typer.Typer(help="List, inspect, version and delete document collections.", no_args_is_help=True)
+CollectionArg = Annotated[str, typer.Argument(help="collection name")]
+
+
+def open_corpus(settings: Settings) -> Corpus:
+    registry = open_registry(settings)
+    try:
+        store = open_store(settings)
+    except Conflict as exc:  # the embedded store belongs to one process at a time
+        raise Conflict(
+            f"{exc.message}: if `aifab up` runs on this data directory, stop it or use its API "
+            "(POST /v1/collections/NAME/documents)"
+        ) from None
+    return Corpus(settings, registry, store)
+
+
+def _console() -> Console:
+    return Console(width=None if sys.stdout.isatty() else 160)
+
+
+def ingest(
+    paths: Annotated[list[Path], typer.Argument(help="files or folders (walked recursively; hidden files skipped)")],
+    collection: Annotated[str, typer.Option("--collection", "-C", help="collection to ingest into (created if new)")],
+    acl: Annotated[
+        list[str] | None, typer.Option("--acl", help="ACL tag stored on every chunk; repeat for several")
+    ] = None,
+    prune: Annotated[bool, typer.Option("--prune", help="remove documents whose files under PATHS are gone")] = False,
+    config: ConfigOpt = None,
+    data_dir: DataDirOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Ingest documents: load, chunk, embed and index them; unchanged files cost nothing the second time.
+
+    Exit code 0 when every file went in, 2 when some failed (the others went in; see `errors`)."""
+    corpus = open_corpus(settings_from(config, data_dir))
+    try:
+        show_bar = not as_json and sys.stderr.isatty()
+        with Progress(
+            TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+            TimeRemainingColumn(), TextColumn("{task.fields[file]}", style="dim"),
+            console=Console(stderr=True), disable=not show_bar, transient=True,
+        ) as bar:
+            task = bar.add_task("loading model", total=None, file="")
+
+            def progress(report: IngestReport, source: str) -> None:
+                bar.update(task, description=f"ingest {collection} v{report.version}", total=report.files_total,
+                           completed=report.files_done, file=Path(source).name[-40:])
+
+            report = corpus.ingest_paths(collection, paths, acl=acl or (), prune=prune, on_progress=progress)
+    finally:
+        corpus.store.close()
+    if as_json:
+        print_json(report.to_dict())
+    else:
+        _print_report(report)
+    if report.errors:
+        raise typer.Exit(2)
+
+
+def _print_report(r: IngestReport) -> None:
+    console = _console()
+    if r.new_version and r.version > 1:
+        console.print(
+            f"[yellow]the pipeline changed: built version {r.version} beside the live one; "
+            f"`aifab collections promote {r.collection} {r.version}` switches retrieval to it[/yellow]"
+        )
+    table = Table(title=f"{r.collection} v{r.version} ({r.seconds:.1f} s)", show_header=False)
+    for label, value in [
+        ("documents added", r.documents_added), ("documents updated", r.documents_updated),
+        ("documents unchanged", r.documents_unchanged), ("documents deleted", r.documents_deleted),
+        ("chunks embedded", r.chunks_embedded), ("chunks reused", r.chunks_reused),
+        ("chunks deleted", r.chunks_deleted), ("errors", len(r.errors)),
+    ]:
+        table.add_row(label, str(value))
+    console.print(table)
+    if r.errors:
+        errors = Table("file", "reason", title="not ingested")
+        for e in r.errors:
+            errors.add_row(e["path"], e["reason"])
+        console.print(errors)
+
+
+@app.command("list")
+def list_collections(config: ConfigOpt = None, data_dir: DataDirOpt = None, as_json: JsonOpt = False) -> None:
+    """List collections with their live version and size."""
+    corpus = open_corpus(settings_from(config, data_dir))
+    infos = corpus.collections.list()
+    corpus.store.close()
+    if as_json:
+        print_json([i.to_dict() for i in infos])
+        return
+    table = Table("name", "live version", "versions", "documents", "chunks")
+    for i in infos:
+        d = i.to_dict()
+        table.add_row(i.name, str(i.live_version or "-"), str(len(i.versions)), str(d["documents"]), str(d["chunks"]))
+    _console().print(table)
+
+
+@app.command("show")
+def show(name: CollectionArg, config: ConfigOpt = None, data_dir: DataDirOpt = None, as_json: JsonOpt = False) -> None:
+    """Show one collection: versions, documents, last ingest jobs."""
+    corpus = open_corpus(settings_from(config, data_dir))
+    info = corpus.collections.get(name)
+    documents = corpus.collections.documents(name) if info.live_version else []
+    jobs = corpus.jobs.list(name, limit=5)
+    corpus.store.close()
+    if as_json:
+        print_json({**info.to_dict(), "documents_list": [
+            {"id": d.document_id, "source": d.source, "format": d.format, "title": d.title, "chunks": d.chunks,
+             "acl": d.acl, "updated_at": d.updated_at} for d in documents], "jobs": jobs})
+        return
+    _print_versions(info)
+    table = Table("document", "format", "chunks", "acl", "source", title="documents (live version)")
+    for d in documents:
+        table.add_row(d.document_id[:12], d.format, str(d.chunks), ",".join(d.acl) or "-", d.source)
+    _console().print(table)
+
+
+def _print_versions(info) -> None:  # type: ignore[no-untyped-def]
+    table = Table("version", "live", "documents", "chunks", "embedder", "chunking", "created", title=info.name)
+    for v in info.versions:
+        chunker = v.pipeline.get("chunker", {})
+        table.add_row(str(v.version), "yes" if v.live else "", str(v.documents), str(v.chunks),
+                      str(v.pipeline.get("embedder")),
+                      f"{chunker.get('chunk_tokens')}/{chunker.get('overlap_tokens')} tokens",
+                      str(v.created_at)[:19])
+    _console().print(table)
+
+
+@app.command("versions")
+def versions(name: CollectionArg, config: ConfigOpt = None, data_dir: DataDirOpt = None, as_json: JsonOpt = False) -> None:
+    """List a collection's versions (one per pipeline: chunking settings and embedding model)."""
+    corpus = open_corpus(settings_from(config, data_dir))
+    info = corpus.collections.get(name)
+    corpus.store.close()
+    if as_json:
+        print_json([v.to_dict() for v in info.versions])
+    else:
+        _print_versions(info)
+
+
+@app.command("promote")
+def promote(
+    name: CollectionArg,
+    version: Annotated[int, typer.Argument(help="the version retrieval should read from now on")],
+    config: ConfigOpt = None,
+    data_dir: DataDirOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Make VERSION the live version (atomic; the previous one stays for rollback)."""
+    corpus = open_corpus(settings_from(config, data_dir))
+    v = corpus.collections.promote(name, version)
+    corpus.store.close()
+    if as_json:
+        print_json(v.to_dict())
+    else:
+        typer.echo(f"{name}: version {v.version} is live ({v.documents} documents, {v.chunks} chunks)")
+
+
+@app.command("delete")
+def delete(name: CollectionArg, config: ConfigOpt = None, data_dir: DataDirOpt = None, as_json: JsonOpt = False) -> None:
+    """Delete a collection, all its versions and their chunks."""
+    corpus = open_corpus(settings_from(config, data_dir))
+    corpus.collections.delete(name)
+    corpus.store.close()
+    if as_json:
+        print_json({"name": name, "deleted": True})
+    else:
+        typer.echo(f"deleted collection {name}")
