@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
@@ -29,7 +31,9 @@ app = typer.Typer(help="List, inspect, version and delete document collections."
 CollectionArg = Annotated[str, typer.Argument(help="collection name")]
 
 
-def open_corpus(settings: Settings) -> Corpus:
+@contextmanager
+def open_corpus(settings: Settings) -> Iterator[Corpus]:
+    """The corpus over the configured store; the store is closed however the command ends."""
     registry = open_registry(settings)
     try:
         store = open_store(settings)
@@ -38,7 +42,10 @@ def open_corpus(settings: Settings) -> Corpus:
             f"{exc.message}: if `aifab up` runs on this data directory, stop it or use its API "
             "(POST /v1/collections/NAME/documents)"
         ) from None
-    return Corpus(settings, registry, store)
+    try:
+        yield Corpus(settings, registry, store)
+    finally:
+        store.close()
 
 
 def _console() -> Console:
@@ -59,9 +66,8 @@ def ingest(
     """Ingest documents: load, chunk, embed and index them; unchanged files cost nothing the second time.
 
     Exit code 0 when every file went in, 2 when some failed (the others went in; see `errors`)."""
-    corpus = open_corpus(settings_from(config, data_dir))
-    try:
-        show_bar = not as_json and sys.stderr.isatty()
+    show_bar = not as_json and sys.stderr.isatty()
+    with open_corpus(settings_from(config, data_dir)) as corpus:
         with Progress(
             TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
             TimeRemainingColumn(), TextColumn("{task.fields[file]}", style="dim"),
@@ -74,8 +80,6 @@ def ingest(
                            completed=report.files_done, file=Path(source).name[-40:])
 
             report = corpus.ingest_paths(collection, paths, acl=acl or (), prune=prune, on_progress=progress)
-    finally:
-        corpus.store.close()
     if as_json:
         print_json(report.to_dict())
     else:
@@ -110,9 +114,8 @@ def _print_report(r: IngestReport) -> None:
 @app.command("list")
 def list_collections(config: ConfigOpt = None, data_dir: DataDirOpt = None, as_json: JsonOpt = False) -> None:
     """List collections with their live version and size."""
-    corpus = open_corpus(settings_from(config, data_dir))
-    infos = corpus.collections.list()
-    corpus.store.close()
+    with open_corpus(settings_from(config, data_dir)) as corpus:
+        infos = corpus.collections.list()
     if as_json:
         print_json([i.to_dict() for i in infos])
         return
@@ -126,11 +129,10 @@ def list_collections(config: ConfigOpt = None, data_dir: DataDirOpt = None, as_j
 @app.command("show")
 def show(name: CollectionArg, config: ConfigOpt = None, data_dir: DataDirOpt = None, as_json: JsonOpt = False) -> None:
     """Show one collection: versions, documents, last ingest jobs."""
-    corpus = open_corpus(settings_from(config, data_dir))
-    info = corpus.collections.get(name)
-    documents = corpus.collections.documents(name) if info.live_version else []
-    jobs = corpus.jobs.list(name, limit=5)
-    corpus.store.close()
+    with open_corpus(settings_from(config, data_dir)) as corpus:
+        info = corpus.collections.get(name)
+        documents = corpus.collections.documents(name) if info.live_version else []
+        jobs = corpus.jobs.list(name, limit=5)
     if as_json:
         print_json({**info.to_dict(), "documents_list": [
             {"id": d.document_id, "source": d.source, "format": d.format, "title": d.title, "chunks": d.chunks,
@@ -157,9 +159,8 @@ def _print_versions(info) -> None:  # type: ignore[no-untyped-def]
 @app.command("versions")
 def versions(name: CollectionArg, config: ConfigOpt = None, data_dir: DataDirOpt = None, as_json: JsonOpt = False) -> None:
     """List a collection's versions (one per pipeline: chunking settings and embedding model)."""
-    corpus = open_corpus(settings_from(config, data_dir))
-    info = corpus.collections.get(name)
-    corpus.store.close()
+    with open_corpus(settings_from(config, data_dir)) as corpus:
+        info = corpus.collections.get(name)
     if as_json:
         print_json([v.to_dict() for v in info.versions])
     else:
@@ -175,9 +176,8 @@ def promote(
     as_json: JsonOpt = False,
 ) -> None:
     """Make VERSION the live version (atomic; the previous one stays for rollback)."""
-    corpus = open_corpus(settings_from(config, data_dir))
-    v = corpus.collections.promote(name, version)
-    corpus.store.close()
+    with open_corpus(settings_from(config, data_dir)) as corpus:
+        v = corpus.collections.promote(name, version)
     if as_json:
         print_json(v.to_dict())
     else:
@@ -187,9 +187,8 @@ def promote(
 @app.command("delete")
 def delete(name: CollectionArg, config: ConfigOpt = None, data_dir: DataDirOpt = None, as_json: JsonOpt = False) -> None:
     """Delete a collection, all its versions and their chunks."""
-    corpus = open_corpus(settings_from(config, data_dir))
-    corpus.collections.delete(name)
-    corpus.store.close()
+    with open_corpus(settings_from(config, data_dir)) as corpus:
+        corpus.collections.delete(name)
     if as_json:
         print_json({"name": name, "deleted": True})
     else:

@@ -76,7 +76,6 @@ def promote(request: Request, name: str, version: Annotated[int, Query(ge=1)]) -
 @router.get("/collections/{name}/documents")
 def list_documents(request: Request, name: str) -> dict[str, Any]:
     corpus = _corpus(request)
-    corpus.collections.get(name)
     docs = corpus.collections.documents(name) if corpus.collections.get(name).live_version else []
     return {"object": "list", "data": [
         {"object": "document", "id": d.document_id, "source": d.source, "format": d.format, "title": d.title,
