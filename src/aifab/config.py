@@ -81,6 +81,43 @@ class StoreSettings(_Section):
     hnsw_ef_search: int = Field(128, ge=8, description="search breadth: higher = better recall, slower")
 
 
+class RetrievalSettings(_Section):
+    """How a question finds its passages: dense and lexical search fused by reciprocal rank."""
+
+    mode: Literal["hybrid", "dense", "lexical"] = "hybrid"
+    top_k: int = Field(5, ge=1, le=100, description="passages returned (and given to the model)")
+    candidates: int = Field(40, ge=1, le=1000, description="hits taken from each search before fusion")
+    rrf_k: int = Field(60, ge=1, description="reciprocal rank fusion constant: score = sum w / (rrf_k + rank)")
+    dense_weight: float = Field(1.0, ge=0)
+    lexical_weight: float = Field(1.0, ge=0)
+    mmr: bool = Field(False, description="diversify the passages (maximal marginal relevance)")
+    mmr_lambda: float = Field(0.7, ge=0, le=1, description="1 = relevance only, 0 = diversity only")
+    reranker: Literal["none", "maxsim"] = Field(
+        "none", description="re-order the fused candidates; 'maxsim' = token-level late interaction"
+    )
+    rerank_candidates: int = Field(20, ge=1, le=200, description="fused candidates the reranker sees")
+    min_score: float = Field(
+        0.25, ge=-1, le=1, description="below this cosine similarity for every passage, answers say they don't know"
+    )
+
+
+class AppSettings(_Section):
+    """A RAG app: a collection, a model and a prompt, called as a model through the OpenAI API."""
+
+    collection: str
+    model: str | None = Field(None, description="the chat model that answers; default: models.chat")
+    retrieval: RetrievalSettings | None = Field(None, description="default: the [rag] section")
+    system_prompt: str | None = Field(None, description="replaces the default grounding instructions")
+    rewrite: Literal["context", "model", "none"] = Field(
+        "context", description="how a follow-up becomes a standalone search query"
+    )
+    max_tokens: int = Field(256, ge=1, description="answer length unless the request asks for less")
+    temperature: float = Field(0.2, ge=0, le=2)
+    max_context_tokens: int | None = Field(
+        None, ge=256, description="prompt budget in the model's tokens; default: the model's context length"
+    )
+
+
 class Settings(BaseSettings):
     """The effective aifab configuration."""
 
@@ -100,6 +137,8 @@ class Settings(BaseSettings):
     models: ModelSettings = ModelSettings()
     corpus: CorpusSettings = CorpusSettings()
     stores: StoreSettings = StoreSettings()
+    rag: RetrievalSettings = Field(RetrievalSettings(), description="retrieval defaults for /v1/retrieve and ask")
+    apps: dict[str, AppSettings] = Field(default_factory=dict, description="RAG apps, called as models")
 
     @classmethod
     def settings_customise_sources(

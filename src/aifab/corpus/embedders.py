@@ -109,6 +109,26 @@ class SentenceTransformerEmbedder:
         return out
 
 
+    def token_vectors(self, texts: Sequence[str]) -> list[np.ndarray]:
+        """Per-token contextual vectors (float32 (tokens, dimensions), rows L2-normalised, padding and
+        special tokens dropped) of each text: what late-interaction scoring compares."""
+        import torch
+
+        model = self.model
+        out: list[np.ndarray] = []
+        with torch.inference_mode():
+            for at in range(0, len(texts), self.batch_size):
+                features = self._preprocess(list(texts[at : at + self.batch_size]))
+                result = model(features)
+                tokens = torch.nn.functional.normalize(result["token_embeddings"].to(torch.float32), p=2, dim=2)
+                mask = features["attention_mask"].bool()
+                mask[:, 0] = False  # [CLS]
+                lengths = features["attention_mask"].sum(dim=1)
+                mask[torch.arange(mask.shape[0]), lengths - 1] = False  # [SEP]
+                out.extend(tokens[i][mask[i]].numpy() for i in range(tokens.shape[0]))
+        return out
+
+
 def token_counter(tokenizer: Any) -> CountTokens:
     """Exact counts (special tokens included, nothing truncated), one batch call each, from a
     transformers tokenizer or a ``tokenizers.Tokenizer``. A fast tokenizer's Rust core is copied:

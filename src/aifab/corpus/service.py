@@ -32,15 +32,23 @@ class Corpus:
         self._ingestor: Ingestor | None = None
         self._lock = threading.Lock()
 
+    def embedder(self) -> Embedder:
+        """The configured embedding model (loaded on first use): ingest and queries share it."""
+        with self._lock:
+            if self._embedder is None:
+                from aifab.corpus.embedders import load_embedder
+
+                self._embedder = load_embedder(self.settings, self.registry)
+            return self._embedder
+
     def ingestor(self) -> Ingestor:
+        embedder = self.embedder()
         with self._lock:
             if self._ingestor is None:
                 from aifab.corpus.chunking import StructuredChunker
-                from aifab.corpus.embedders import load_embedder
                 from aifab.corpus.loaders import load_document
 
                 cfg = self.settings.corpus
-                embedder = self._embedder or load_embedder(self.settings, self.registry)
                 chunker = StructuredChunker.for_embedder(
                     embedder, chunk_tokens=cfg.chunk_tokens, overlap_tokens=cfg.chunk_overlap
                 )

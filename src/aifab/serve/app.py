@@ -11,30 +11,33 @@ from fastapi import FastAPI
 
 from aifab import __version__
 from aifab.corpus.service import Corpus
+from aifab.rag import Rag
 from aifab.serve import errors
 from aifab.serve.metrics import Metrics
 from aifab.serve.middleware import BodyLimit, RequestCounter
 from aifab.serve.pool import ModelPool
-from aifab.serve.routes import collections, openai, ops
+from aifab.serve.routes import collections, openai, ops, rag
 from aifab.serve.service import OpenAIServing
 
 
 def create_app(
     pool: ModelPool, *, max_body_bytes: int = 2 * 1024 * 1024, corpus: Corpus | None = None
 ) -> FastAPI:
-    """An app serving the models in ``pool`` and, when given, the document collections of ``corpus``.
-    The caller owns the pool and the corpus (and closes them)."""
+    """An app serving the models in ``pool`` and, when given, the document collections of ``corpus``
+    with retrieval and the RAG apps of its settings. The caller owns the pool and the corpus (and closes them)."""
     app = FastAPI(title="aifab", version=__version__, docs_url="/docs", redoc_url=None, lifespan=_lifespan)
     metrics = Metrics(pool.queue_depths)
     app.state.pool = pool
     app.state.metrics = metrics
-    app.state.serving = OpenAIServing(pool, metrics=metrics)
+    app.state.rag = Rag(corpus.settings, corpus) if corpus is not None else None
+    app.state.serving = OpenAIServing(pool, metrics=metrics, rag=app.state.rag)
     errors.install(app)
     app.include_router(openai.router)
     app.include_router(ops.router)
     app.state.corpus = corpus
     app.state.ingest_worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="aifab-ingest")
     app.include_router(collections.router)
+    app.include_router(rag.router)
     uploads = {UPLOADS: corpus.settings.corpus.max_file_bytes * 4} if corpus is not None else {}
 
     app.add_middleware(RequestCounter, metrics=metrics)

@@ -5,9 +5,10 @@ from __future__ import annotations
 import base64
 import json
 import time
-from collections.abc import AsyncGenerator, AsyncIterator
+import uuid
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -16,6 +17,11 @@ from aifab.errors import InvalidRequest
 from aifab.serve.metrics import Metrics
 from aifab.serve.pool import ModelPool
 from aifab.serve.schemas import ChatCompletionRequest, CompletionRequest, EmbeddingRequest, _Sampling
+
+if TYPE_CHECKING:
+    from aifab.rag import Rag
+
+Extra = Callable[[str], dict[str, Any]]  # the answer's text -> extra fields of the message (and a last SSE event)
 
 
 @dataclass
@@ -33,9 +39,10 @@ TEXT = _Kind("cmpl-", "text_completion", "text_completion", False)
 
 
 class OpenAIServing:
-    def __init__(self, pool: ModelPool, *, metrics: Metrics) -> None:
+    def __init__(self, pool: ModelPool, *, metrics: Metrics, rag: Rag | None = None) -> None:
         self.pool = pool
         self.metrics = metrics
+        self.rag = rag
 
     def list_models(self) -> dict[str, Any]:
         data = []
@@ -52,15 +59,21 @@ class OpenAIServing:
                     "context_length": pkg.context_length,
                 }
             )
+        for name in self.rag.app_names() if self.rag else []:
+            app = self.rag.app(name)  # type: ignore[union-attr]
+            data.append({"id": name, "object": "model", "created": 0, "owned_by": "aifab", "kind": "rag-app",
+                         "collection": app.collection, "answer_model": app.model})
         return {"object": "list", "data": data}
 
     # --- generation -----------------------------------------------------------------------------
 
     async def chat(self, req: ChatCompletionRequest) -> dict[str, Any] | AsyncIterator[str]:
-        engine = self.pool.get(req.model)
         messages = [
             {"role": "system" if m.role == "developer" else m.role, "content": m.text()} for m in req.messages
         ]
+        if self.rag is not None and self.rag.has_app(req.model):
+            return await self._answer(req, messages)
+        engine = self.pool.get(req.model)
         prompt = engine.render_chat(messages)
         sampling = _sampling(req, engine, req.max_completion_tokens or req.max_tokens)
         rf = req.response_format
@@ -68,18 +81,41 @@ class OpenAIServing:
             sampling.json_schema = {}
         elif rf is not None and rf.type == "json_schema":
             sampling.json_schema = rf.json_schema.schema_ if rf.json_schema else {}
-        return await self._generate(engine, req, GenerationRequest(prompt=prompt, sampling=sampling), CHAT)
+        greq = GenerationRequest(prompt=prompt, sampling=sampling)
+        return await self._generate(engine.generate(greq), req, greq.request_id, CHAT)
+
+    async def _answer(self, req: ChatCompletionRequest, messages: list[dict[str, Any]]) -> dict[str, Any] | AsyncIterator[str]:
+        """A RAG app called as a model: retrieve, ground, generate; citations ride along."""
+        from aifab.rag.citations import citations
+
+        assert self.rag is not None
+        if req.response_format is not None and req.response_format.type != "text":
+            raise InvalidRequest("an app answers in text with citations; response_format is not supported",
+                                 param="response_format")
+        app = self.rag.app(req.model)
+        engine = self.pool.get(app.model or "")
+        wanted = req.max_completion_tokens or req.max_tokens
+        max_tokens = min(wanted, app.max_tokens) if wanted else app.max_tokens
+        prepared = await self.rag.prepare(app, messages, engine, max_tokens=max_tokens)
+        sampling = _sampling(req, engine, max_tokens)
+        if req.temperature is None:
+            sampling.temperature = app.temperature
+
+        def extra(answer: str) -> dict[str, Any]:
+            return {"citations": citations(prepared.passages, answer)}
+
+        gen = self.rag.generate(prepared, engine, sampling)
+        return await self._generate(gen, req, uuid.uuid4().hex, CHAT, extra)
 
     async def complete(self, req: CompletionRequest) -> dict[str, Any] | AsyncIterator[str]:
         engine = self.pool.get(req.model)
         greq = GenerationRequest(prompt=req.prompt_text(), sampling=_sampling(req, engine, req.max_tokens))
-        return await self._generate(engine, req, greq, TEXT)
+        return await self._generate(engine.generate(greq), req, greq.request_id, TEXT)
 
     async def _generate(
-        self, engine: Engine, req: _Sampling, greq: GenerationRequest, kind: _Kind
+        self, gen: AsyncGenerator[Delta, None], req: _Sampling, request_id: str, kind: _Kind, extra: Extra | None = None
     ) -> dict[str, Any] | AsyncIterator[str]:
         run = _Run(self.metrics, req.model, time.perf_counter())
-        gen = engine.generate(greq)
         # Prime the stream: a bad request, a full queue or an over-long prompt raises here, before any
         # byte is sent, so the client gets a proper status code even when it asked for a stream.
         try:
@@ -88,10 +124,10 @@ class OpenAIServing:
             await gen.aclose()
             raise
         run.observe(first)
-        rid = kind.prefix + greq.request_id
+        rid = kind.prefix + request_id
         if req.stream:
             include_usage = bool(req.stream_options and req.stream_options.include_usage)
-            return _sse(kind, rid, req.model, first, gen, run, include_usage)
+            return _sse(kind, rid, req.model, first, gen, run, include_usage, extra)
         text, last = [first.text], first
         try:
             async for delta in gen:
@@ -103,7 +139,7 @@ class OpenAIServing:
         content = "".join(text)
         choice: dict[str, Any] = {"index": 0, "finish_reason": last.finish_reason, "logprobs": None}
         if kind.chat:
-            choice["message"] = {"role": "assistant", "content": content}
+            choice["message"] = {"role": "assistant", "content": content, **(extra(content) if extra else {})}
         else:
             choice["text"] = (req.prompt_text() if isinstance(req, CompletionRequest) and req.echo else "") + content
         return {
@@ -183,7 +219,8 @@ class _Run:
 
 
 async def _sse(
-    kind: _Kind, rid: str, model: str, first: Delta, rest: AsyncGenerator[Delta, None], run: _Run, include_usage: bool
+    kind: _Kind, rid: str, model: str, first: Delta, rest: AsyncGenerator[Delta, None], run: _Run,
+    include_usage: bool, extra: Extra | None = None,
 ) -> AsyncIterator[str]:
     created = int(time.time())
 
@@ -200,15 +237,19 @@ async def _sse(
             body["usage"] = usage
         return f"data: {json.dumps(body, separators=(',', ':'))}\n\n"
 
-    last = first
+    last, text = first, [first.text]
     try:
         yield chunk(first, role=True)
         if first.finish_reason is None:
             async for delta in rest:
                 run.observe(delta)
                 last = delta
+                text.append(delta.text)
                 if delta.text or delta.finish_reason:
                     yield chunk(delta)
+        if extra is not None:  # e.g. an app's citations: one more event with no choices, as usage has
+            fields = {"id": rid, "object": kind.chunk_object, "created": created, "model": model, "choices": []}
+            yield f"data: {json.dumps({**fields, **extra(''.join(text))}, separators=(',', ':'))}\n\n"
         if include_usage:
             yield chunk(None, usage=_usage(last))
         yield "data: [DONE]\n\n"

@@ -1,0 +1,180 @@
+"""``aifab ask`` and ``aifab eval``: grounded answers and their measurement, in-process."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from aifab.cli.common import ConfigOpt, DataDirOpt, JsonOpt, print_json, settings_from
+from aifab.cli.corpus import open_corpus
+from aifab.config import AppSettings
+from aifab.engines import load_engine
+from aifab.engines.protocol import Engine, SamplingParams
+from aifab.errors import InvalidRequest
+from aifab.rag import Rag
+from aifab.rag.citations import citations
+from aifab.rag.evaluate import evaluate_retrieval, judge_answer, load_qa, summarise_answers
+
+app = typer.Typer(help="Measure retrieval and answers on a question set (JSONL).", no_args_is_help=True)
+Mode = Literal["hybrid", "dense", "lexical"]
+CollectionOpt = Annotated[str | None, typer.Option("--collection", "-C", help="answer from this collection")]
+AppOpt = Annotated[str | None, typer.Option("--app", help="an app of the config (its \\[apps.NAME] section: collection, model, prompt)")]
+TopKOpt = Annotated[int | None, typer.Option("--top-k", min=1, max=100, help="passages to retrieve [default: rag.top_k]")]
+ModeOpt = Annotated[Mode | None, typer.Option("--mode", help="hybrid, dense or lexical [default: rag.mode]")]
+QaOpt = Annotated[Path, typer.Option("--qa", help="JSONL lines of {question, gold[, answer]}", exists=True, dir_okay=False)]
+
+
+@contextmanager
+def open_rag(config: Path | None, data_dir: Path | None) -> Iterator[Rag]:
+    settings = settings_from(config, data_dir)
+    with open_corpus(settings) as corpus:
+        yield Rag(settings, corpus)
+
+
+def _app(rag: Rag, app_name: str | None, collection: str | None, top_k: int | None, mode: Mode | None) -> AppSettings:
+    if (app_name is None) == (collection is None):
+        raise InvalidRequest("give either --collection NAME or --app NAME")
+    app = rag.app(app_name) if app_name else rag.app_for_collection(collection or "")
+    overrides = {k: v for k, v in {"top_k": top_k, "mode": mode}.items() if v is not None}
+    if overrides:
+        app = app.model_copy(update={"retrieval": app.retrieval.model_copy(update=overrides)})  # type: ignore[union-attr]
+    rag.corpus.collections.version(app.collection)  # unknown collection: one line, before a model loads
+    return app
+
+
+@contextmanager
+def _engine(rag: Rag, app: AppSettings) -> Iterator[Engine]:
+    package = rag.corpus.registry.get(app.model or "")
+    typer.echo(f"loading {package.name}...", err=True)
+    engine = load_engine(package, rag.settings)
+    try:
+        yield engine
+    finally:
+        engine.close()
+
+
+async def _answer(rag: Rag, app: AppSettings, engine: Engine, question: str, echo: bool) -> dict[str, Any]:
+    prepared = await rag.prepare(app, [{"role": "user", "content": question}], engine, max_tokens=app.max_tokens)
+    sampling = SamplingParams(temperature=app.temperature, max_tokens=app.max_tokens)
+    parts = []
+    async for delta in rag.generate(prepared, engine, sampling):
+        parts.append(delta.text)
+        if echo:
+            sys.stdout.write(delta.text)
+            sys.stdout.flush()
+    answer = "".join(parts)
+    return {"question": question, "query": prepared.query, "answer": answer,
+            "citations": citations(prepared.passages, answer)}
+
+
+def _where(c: dict[str, Any]) -> str:
+    place = str(c["source"])
+    if c["section"]:
+        place += " § " + " > ".join(c["section"])
+    if c["page"]:
+        place += f", page {c['page']}"
+    return f"{place} (characters {c['start']}-{c['end']})"
+
+
+def ask(
+    question: Annotated[str, typer.Argument(help="the question")],
+    collection: CollectionOpt = None,
+    app_name: AppOpt = None,
+    top_k: TopKOpt = None,
+    mode: ModeOpt = None,
+    config: ConfigOpt = None,
+    data_dir: DataDirOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Answer a question from a collection, streaming the answer, then list its numbered sources
+    (* = cited in the answer). Says it does not know when nothing relevant is found."""
+    with open_rag(config, data_dir) as rag:
+        app = _app(rag, app_name, collection, top_k, mode)
+        with _engine(rag, app) as engine:
+            result = asyncio.run(_answer(rag, app, engine, question, echo=not as_json))
+    if as_json:
+        print_json(result)
+        return
+    typer.echo("")
+    if result["citations"]:
+        typer.echo("\nSources:")
+    for c in result["citations"]:
+        typer.echo(f"{'*' if c['cited'] else ' '}[{c['index']}] {_where(c)}")
+
+
+def _progress(total: int, label: str, enabled: bool) -> Progress:
+    bar = Progress(TextColumn(f"[bold]{label}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                   console=Console(stderr=True), disable=not enabled, transient=True)
+    bar.add_task(label, total=total)
+    return bar
+
+
+def _print_metrics(title: str, metrics: dict[str, float]) -> None:
+    typer.echo(title)
+    for key, value in metrics.items():
+        typer.echo(f"  {key:<16} {int(value) if key == 'questions' else f'{value:.3f}'}")
+
+
+@app.command("retrieval")
+def eval_retrieval(
+    collection: Annotated[str, typer.Option("--collection", "-C", help="collection to search")],
+    qa: QaOpt,
+    mode: ModeOpt = None,
+    reranker: Annotated[str | None, typer.Option(help="none or maxsim [default: rag.reranker]")] = None,
+    mmr: Annotated[bool | None, typer.Option("--mmr/--no-mmr", help="diversify [default: rag.mmr]")] = None,
+    limit: Annotated[int | None, typer.Option(min=1, help="only the first N questions")] = None,
+    config: ConfigOpt = None,
+    data_dir: DataDirOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """recall@1/5/10, MRR@10 and nDCG@10 of retrieval over a question set with gold passages."""
+    qas = load_qa(qa)[:limit]
+    with open_rag(config, data_dir) as rag:
+        overrides = {k: v for k, v in {"mode": mode, "reranker": reranker, "mmr": mmr}.items() if v is not None}
+        settings = rag.settings.rag.model_copy(update=overrides)
+        rag.corpus.collections.version(collection)
+        with _progress(len(qas), "retrieval", not as_json and sys.stderr.isatty()) as bar:
+            metrics, rows = evaluate_retrieval(
+                lambda q: [(p.text, p.metadata) for p in rag.retrieve(collection, q, settings=settings, top_k=10)],
+                qas, on_progress=lambda n: bar.update(bar.task_ids[0], completed=n),
+            )
+    if as_json:
+        print_json({"collection": collection, "settings": settings.model_dump(), "metrics": metrics, "questions": rows})
+    else:
+        _print_metrics(f"retrieval on {collection} ({settings.mode}, reranker {settings.reranker})", metrics)
+
+
+@app.command("answers")
+def eval_answers(
+    qa: QaOpt,
+    collection: CollectionOpt = None,
+    app_name: AppOpt = None,
+    limit: Annotated[int | None, typer.Option(min=1, help="only the first N questions")] = None,
+    config: ConfigOpt = None,
+    data_dir: DataDirOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Answer every question, then report: share citing a gold source, exact match / F1 against gold
+    answers (when given), share of answer sentences supported by the cited text, share abstained."""
+    qas = load_qa(qa)[:limit]
+    with open_rag(config, data_dir) as rag:
+        app = _app(rag, app_name, collection, None, None)
+        with _engine(rag, app) as engine, _progress(len(qas), "answers", not as_json and sys.stderr.isatty()) as bar:
+            rows = []
+            for i, item in enumerate(qas):
+                result = asyncio.run(_answer(rag, app, engine, item.question, echo=False))
+                rows.append(judge_answer(item, result["answer"], result["citations"]))
+                bar.update(bar.task_ids[0], completed=i + 1)
+    metrics = summarise_answers(rows)
+    if as_json:
+        print_json({"app": app.model_dump(), "metrics": metrics, "questions": rows})
+    else:
+        _print_metrics(f"answers from {app.collection} by {app.model}", metrics)

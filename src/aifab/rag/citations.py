@@ -1,0 +1,44 @@
+"""Citations: the ``[n]`` markers of an answer mapped back to the passages they name."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from typing import Any
+
+from aifab.rag.protocol import Passage
+
+_MARKER = re.compile(r"\[(\d+(?:\s*[,;]\s*\d+)*)\]")
+
+
+def cited_numbers(answer: str) -> list[int]:
+    """The source numbers an answer cites, in order of first appearance: ``[1]``, ``[2][3]``, ``[1, 2]``."""
+    seen: dict[int, None] = {}
+    for group in _MARKER.findall(answer):
+        for part in re.split(r"[,;]", group):
+            seen.setdefault(int(part), None)
+    return list(seen)
+
+
+def citations(passages: Sequence[Passage], answer: str) -> list[dict[str, Any]]:
+    """One entry per source given to the model, numbered as in the prompt, with ``cited`` telling whether
+    the answer refers to it. A marker naming no source is ignored (the model invented it)."""
+    cited = set(cited_numbers(answer))
+    out = []
+    for number, p in enumerate(passages, start=1):
+        m = p.metadata
+        out.append({
+            "index": number,
+            "cited": number in cited,
+            "chunk_id": p.id,
+            "document_id": p.document_id,
+            "source": m.get("source"),
+            "title": m.get("title"),
+            "section": m.get("section") or [],
+            "page": m.get("page"),
+            "start": m.get("start"),
+            "end": m.get("end"),
+            "similarity": round(p.similarity, 4),
+            "text": p.text,
+        })
+    return out

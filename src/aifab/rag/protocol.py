@@ -1,0 +1,57 @@
+"""The RAG block's plain data and its one seam, ``Reranker``."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+
+
+@dataclass
+class Passage:
+    """One retrieved chunk with where it came from and how it scored.
+
+    ``score`` orders the list (fused RRF score, or the reranker's); ``similarity`` is the exact cosine
+    similarity to the query (comparable across queries, used for the don't-know threshold);
+    ``ranks`` holds its 1-based rank in each search that found it (``dense``, ``lexical``)."""
+
+    id: str
+    document_id: str
+    text: str
+    score: float
+    similarity: float
+    metadata: dict[str, Any] = field(default_factory=dict)
+    ranks: dict[str, int] = field(default_factory=dict)
+    vector: np.ndarray | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def source(self) -> str:
+        return str(self.metadata.get("source", ""))
+
+    def to_dict(self) -> dict[str, Any]:
+        m = self.metadata
+        return {
+            "id": self.id,
+            "document_id": self.document_id,
+            "score": round(self.score, 6),
+            "similarity": round(self.similarity, 6),
+            "ranks": self.ranks,
+            "source": m.get("source"),
+            "title": m.get("title"),
+            "section": m.get("section") or [],
+            "page": m.get("page"),
+            "start": m.get("start"),
+            "end": m.get("end"),
+            "text": self.text,
+        }
+
+
+@runtime_checkable
+class Reranker(Protocol):
+    """Re-orders candidate passages for a query, best first; sets each passage's ``score``."""
+
+    name: str
+
+    def rerank(self, query: str, passages: Sequence[Passage]) -> list[Passage]: ...
