@@ -78,12 +78,13 @@ def all_chunks(corpus: Corpus) -> list[ChunkRecord]:
 def quality(rag: Rag, qa_path: Path, chunks: list[ChunkRecord], args: argparse.Namespace) -> dict[str, Any]:
     qas = load_qa(qa_path)
     base = rag.settings.rag
+    off = {"reranker": "none"}
     variants = {
-        "dense": base.model_copy(update={"mode": "dense"}),
-        "lexical (BM25)": base.model_copy(update={"mode": "lexical"}),
-        "hybrid (RRF)": base.model_copy(update={"mode": "hybrid"}),
-        "hybrid + maxsim rerank": base.model_copy(update={"mode": "hybrid", "reranker": "maxsim"}),
-        "hybrid + MMR": base.model_copy(update={"mode": "hybrid", "mmr": True}),
+        "dense": base.model_copy(update={"mode": "dense", **off}),
+        "lexical (BM25)": base.model_copy(update={"mode": "lexical", **off}),
+        "hybrid (RRF)": base.model_copy(update={"mode": "hybrid", **off}),
+        "hybrid + MMR": base.model_copy(update={"mode": "hybrid", "mmr": True, **off}),
+        "hybrid + MaxSim (default)": base.model_copy(update={"mode": "hybrid", "reranker": "maxsim"}),
     }
     results: dict[str, Any] = {}
     for name, settings in variants.items():
@@ -97,6 +98,30 @@ def quality(rag: Rag, qa_path: Path, chunks: list[ChunkRecord], args: argparse.N
     if not args.skip_llamaindex:
         results["LlamaIndex VectorStoreIndex"] = llamaindex_quality(qas, qa_path, chunks, args)
     return results
+
+
+OFF_TOPIC = [
+    "Who painted the Mona Lisa?", "What is the capital of Australia?", "How tall is Mount Everest?",
+    "Who won the 2018 football world cup?", "What is the boiling point of water at sea level?",
+    "How many legs does a spider have?", "Who wrote Pride and Prejudice?", "What is photosynthesis?",
+    "When did the Roman Empire fall?", "What is the speed of light?", "How do I bake sourdough bread?",
+    "What causes earthquakes?", "Who was the first person on the Moon?", "What is the largest ocean?",
+    "How many bones are in the human body?", "What language is spoken in Brazil?",
+    "What is the best way to learn the violin?", "Why is the sky blue?", "What do pandas eat?",
+    "How does a rainbow form?",
+]
+
+
+def dont_know_gate(rag: Rag, qa_path: Path) -> dict[str, Any]:
+    """How the ``min_score`` threshold splits dev questions (should be answered) from off-topic ones
+    (should get "I don't know"), with the default retrieval."""
+    settings = rag.settings.rag
+    best = lambda q: max((p.similarity for p in rag.retrieve(COLLECTION, q, settings=settings)), default=-1.0)  # noqa: E731
+    dev = [best(q.question) for q in load_qa(qa_path)]
+    off = [best(q) for q in OFF_TOPIC]
+    return {"min_score": settings.min_score, "dev_answered": float(np.mean([s >= settings.min_score for s in dev])),
+            "off_topic_refused": float(np.mean([s < settings.min_score for s in off])),
+            "dev_best_similarity_p10": pct(dev, 10), "off_topic_best_similarity_p90": pct(off, 90)}
 
 
 def llamaindex_quality(qas: list, qa_path: Path, chunks: list[ChunkRecord], args: argparse.Namespace) -> dict[str, Any]:
@@ -159,7 +184,7 @@ def latency(rag: Rag, chunks: list[ChunkRecord], qa_path: Path, sizes: list[int]
     try:
         embedder = rag.corpus.embedder()
         retriever = Retriever(store, lambda q: embedder.embed([q])[0])
-        settings = RetrievalSettings()
+        plain = RetrievalSettings(reranker="none")
         for size in sizes:
             ns = f"n{size}"
             if store.namespaces().get(ns) is None or store.count(ns) != size:
@@ -172,14 +197,14 @@ def latency(rag: Rag, chunks: list[ChunkRecord], qa_path: Path, sizes: list[int]
                     store.upsert(ns, (real + fill)[at : at + 5000])
                 log(f"{ns}: {size} chunks ({len(real)} real) indexed in {time.perf_counter() - t:.0f} s")
             for q in questions[:10]:  # warm-up
-                retriever.search(ns, q, settings)
+                retriever.search(ns, q, plain)
             parts: dict[str, list[float]] = {"total": [], "embed": []}
             for i in range(args.latency_queries):
                 q = questions[i % len(questions)]
                 t0 = time.perf_counter()
                 embedder.embed([q])
                 t1 = time.perf_counter()
-                retriever.search(ns, q, settings)
+                retriever.search(ns, q, plain)
                 t2 = time.perf_counter()
                 parts["embed"].append((t1 - t0) * 1000)
                 parts["total"].append((t2 - t1) * 1000)
@@ -191,6 +216,18 @@ def latency(rag: Rag, chunks: list[ChunkRecord], qa_path: Path, sizes: list[int]
                 "query_embed_p50_ms": pct(parts["embed"], 50),
             }
             log(f"{ns}: hybrid p50 {results[ns]['p50_ms']:.1f} ms, p99 {results[ns]['p99_ms']:.1f} ms")
+        # The reranker's cost does not depend on the collection's size (it re-encodes rerank_candidates
+        # passages): measured once, on the largest namespace, with the default settings.
+        reranked = Retriever(store, lambda q: embedder.embed([q])[0], rag._reranker)
+        default = rag.settings.rag
+        times = []
+        for i in range(args.rerank_queries):
+            t = time.perf_counter()
+            reranked.search(ns, questions[i % len(questions)], default)
+            times.append((time.perf_counter() - t) * 1000)
+        results["with_maxsim"] = {"chunks": sizes[-1], "p50_ms": pct(times, 50), "p99_ms": pct(times, 99),
+                                  "candidates": default.rerank_candidates}
+        log(f"hybrid + MaxSim on {ns}: p50 {pct(times, 50):.0f} ms")
     finally:
         store.close()
     return results
@@ -208,14 +245,14 @@ async def ttft_round(base: str, model: str, questions: list[str], users: int, ro
         body = {"model": model, "messages": [{"role": "user", "content": q}], "stream": True, "max_tokens": 32,
                 "temperature": 0}
         t = time.perf_counter()
+        first = None
         async with client.stream("POST", f"{base}/v1/chat/completions", json=body) as r:
             r.raise_for_status()
-            async for line in r.aiter_lines():
-                if line.startswith("data: ") and '"content":"' in line and '"content":""' not in line:
-                    out.append((time.perf_counter() - t) * 1000)
-                    break
-            async for _ in r.aiter_lines():
-                pass
+            async for line in r.aiter_lines():  # read to the end: the request is whole, as a client's
+                if first is None and line.startswith("data: ") and '"content":"' in line and '"content":""' not in line:
+                    first = (time.perf_counter() - t) * 1000
+        if first is not None:
+            out.append(first)
 
     async with httpx.AsyncClient(timeout=300) as client:
         for r in range(rounds):
@@ -236,7 +273,8 @@ def end_to_end(qa_path: Path, args: argparse.Namespace) -> dict[str, Any]:
         asyncio.run(ttft_round(server.url, COLLECTION, questions[:4], 1, 4))  # warm-up: models, caches
         for users in (1, 8):
             for model, label in ((COLLECTION, "app (RAG)"), (chat, "chat model alone")):
-                ttft = asyncio.run(ttft_round(server.url, model, questions, users, args.e2e_rounds))
+                rounds = max(1, -(-args.e2e_requests // users))
+                ttft = asyncio.run(ttft_round(server.url, model, questions, users, rounds))
                 results[f"{label} @ {users}"] = {"users": users, "ttft_p50_ms": pct(ttft, 50),
                                                  "ttft_p99_ms": pct(ttft, 99), "requests": len(ttft)}
                 log(f"{label} @ {users}: TTFT p50 {pct(ttft, 50):.0f} ms")
@@ -257,16 +295,28 @@ def print_report(report: dict[str, Any]) -> None:
                 continue
             print(f"{name:<30}{m['recall@1']:>7.3f}{m['recall@5']:>7.3f}{m['recall@10']:>7.3f}"
                   f"{m['mrr@10']:>8.3f}{m['ndcg@10']:>9.3f}{m['ms_per_query']:>8.1f}")
-        hybrid = q["hybrid (RRF)"]["recall@5"]
         halves = max(q["dense"]["recall@5"], q["lexical (BM25)"]["recall@5"])
-        print(f"hybrid recall@5 / max(dense, BM25): {hybrid / halves:.3f}")
         li = q.get("LlamaIndex VectorStoreIndex", {})
-        if "recall@5" in li:
-            print(f"hybrid recall@5 / LlamaIndex recall@5: {hybrid / li['recall@5']:.3f}")
+        for name in ("hybrid (RRF)", "hybrid + MaxSim (default)"):
+            r5 = q[name]["recall@5"]
+            line = f"{name} recall@5 / max(dense, BM25): {r5 / halves:.3f}"
+            if "recall@5" in li:
+                line += f";  / LlamaIndex: {r5 / li['recall@5']:.3f}"
+            print(line)
+    gate = report.get("gate")
+    if gate:
+        print(f"don't-know gate (min_score {gate['min_score']}): {gate['dev_answered']:.0%} of dev questions answered, "
+              f"{gate['off_topic_refused']:.0%} of {len(OFF_TOPIC)} off-topic questions refused "
+              f"(dev best-similarity p10 {gate['dev_best_similarity_p10']:.2f}, off-topic p90 "
+              f"{gate['off_topic_best_similarity_p90']:.2f})")
     lat = report.get("latency")
     if lat:
         print("\nHybrid retrieval latency (query embedding + dense + BM25 + fusion; no generation)")
         for ns, m in lat.items():
+            if ns == "with_maxsim":
+                print(f"  + MaxSim rerank of {m['candidates']} (default), {m['chunks']} chunks: p50 {m['p50_ms']:.0f} ms, "
+                      f"p99 {m['p99_ms']:.0f} ms")
+                continue
             print(f"  {m['chunks']:>7} chunks ({m['real_chunks']} real): p50 {m['p50_ms']:.1f} ms, "
                   f"p99 {m['p99_ms']:.1f} ms (query embedding alone p50 {m['query_embed_p50_ms']:.1f} ms)")
     e2e = report.get("e2e")
@@ -282,7 +332,8 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--sizes", default="10000,100000", help="chunk counts for the latency test")
     ap.add_argument("--latency-queries", type=int, default=300)
-    ap.add_argument("--e2e-rounds", type=int, default=6, help="rounds of concurrent requests per setting")
+    ap.add_argument("--rerank-queries", type=int, default=40, help="queries timed with the reranker on")
+    ap.add_argument("--e2e-requests", type=int, default=12, help="requests per setting (in rounds of USERS)")
     ap.add_argument("--skip-quality", action="store_true")
     ap.add_argument("--skip-llamaindex", action="store_true")
     ap.add_argument("--skip-latency", action="store_true")
@@ -290,6 +341,7 @@ def main() -> int:
     ap.add_argument("--json", type=Path, help="also write the results here")
     ap.add_argument("--fresh", action="store_true", help="delete --data-dir first (re-ingests)")
     args = ap.parse_args()
+    os.environ.setdefault("AIFAB_ENGINES__THREADS", str(args.threads))  # the embedder here, the server below
     if args.fresh and args.data_dir.exists():
         shutil.rmtree(args.data_dir)
     docs, qa_path = python_docs(), build_qa()
@@ -308,6 +360,7 @@ def main() -> int:
         log(f"{len(chunks)} chunks in {COLLECTION}")
         if not args.skip_quality:
             report["quality"] = quality(rag, qa_path, chunks, args)
+            report["gate"] = dont_know_gate(rag, qa_path)
         if not args.skip_latency:
             report["latency"] = latency(rag, chunks, qa_path, [int(s) for s in args.sizes.split(",")], args)
     finally:

@@ -89,11 +89,11 @@ class RetrievalSettings(_Section):
     candidates: int = Field(40, ge=1, le=1000, description="hits taken from each search before fusion")
     rrf_k: int = Field(60, ge=1, description="reciprocal rank fusion constant: score = sum w / (rrf_k + rank)")
     dense_weight: float = Field(1.0, ge=0)
-    lexical_weight: float = Field(1.0, ge=0)
+    lexical_weight: float = Field(0.5, ge=0, description="BM25's vote; dense is the stronger half on questions")
     mmr: bool = Field(False, description="diversify the passages (maximal marginal relevance)")
     mmr_lambda: float = Field(0.7, ge=0, le=1, description="1 = relevance only, 0 = diversity only")
     reranker: Literal["none", "maxsim"] = Field(
-        "none", description="re-order the fused candidates; 'maxsim' = token-level late interaction"
+        "maxsim", description="re-order the fused candidates; 'maxsim' = token-level late interaction, 'none' = off"
     )
     rerank_candidates: int = Field(20, ge=1, le=200, description="fused candidates the reranker sees")
     min_score: float = Field(

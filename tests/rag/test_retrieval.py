@@ -94,9 +94,24 @@ def test_a_collection_embedded_by_another_model_is_refused(rag):
         rag.retrieve("kb", "Danube")
 
 
-def test_maxsim_reranker_needs_token_vectors(rag):
-    with pytest.raises(Exception, match="sentence-transformers"):
-        rag.retrieve("kb", "Danube", settings=RetrievalSettings(reranker="maxsim"))
+def test_maxsim_reranks_by_token_matches(rag):
+    on = rag.retrieve("kb", "Rhine Rotterdam", settings=RetrievalSettings(reranker="maxsim"), top_k=3)
+    off = rag.retrieve("kb", "Rhine Rotterdam", settings=RetrievalSettings(reranker="none"), top_k=3)
+    assert "Rhine" in on[0].text and {p.id for p in on} <= {p.id for p in rag.retrieve("kb", "Rhine Rotterdam", top_k=20)}
+    assert [p.score for p in on] == sorted((p.score for p in on), reverse=True)
+    assert 0 < on[0].score <= 1.0 and on[0].score != off[0].score  # MaxSim scores, not fused RRF scores
+
+
+def test_without_token_vectors_retrieval_goes_on_unreranked(rag, caplog):
+    class PooledOnly:  # an embedding endpoint: pooled vectors, no token vectors
+        name, dimensions = rag.corpus.embedder().name, rag.corpus.embedder().dimensions
+        embed = rag.corpus.embedder().embed
+        count_tokens = rag.corpus.embedder().count_tokens
+
+    rag.corpus._embedder = PooledOnly()
+    passages = rag.retrieve("kb", "Danube Vienna", settings=RetrievalSettings(reranker="maxsim"), top_k=2)
+    assert "Danube" in passages[0].text and passages[0].ranks
+    assert "without reranking" in caplog.text
 
 
 @pytest.mark.parametrize("question, expected", [

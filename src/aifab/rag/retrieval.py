@@ -24,9 +24,10 @@ EmbedQuery = Callable[[str], np.ndarray]  # one query -> one L2-normalised float
 
 class Retriever:
     def __init__(
-        self, store: VectorStore, embed_query: EmbedQuery, rerankers: Callable[[str], Reranker] | None = None
+        self, store: VectorStore, embed_query: EmbedQuery,
+        rerankers: Callable[[str], Reranker | None] | None = None,
     ) -> None:
-        """``rerankers`` returns the reranker a ``RetrievalSettings.reranker`` name stands for."""
+        """``rerankers`` returns the reranker a ``RetrievalSettings.reranker`` name stands for (None: skip)."""
         self.store = store
         self.embed_query = embed_query
         self.rerankers = rerankers
@@ -49,12 +50,9 @@ class Retriever:
         weights = {"dense": settings.dense_weight, "lexical": settings.lexical_weight}
         fused = fuse(searches, weights, settings.rrf_k)
         reranker = None
-        if settings.reranker != "none":
-            if self.rerankers is None:
-                raise InvalidRequest(f"reranker '{settings.reranker}' is not available here", param="reranker")
+        if settings.reranker != "none" and self.rerankers is not None:
             reranker = self.rerankers(settings.reranker)
-        reranking = reranker is not None
-        size = max(k, 3 * k if settings.mmr else 0, settings.rerank_candidates if reranking else 0)
+        size = max(k, 3 * k if settings.mmr else 0, settings.rerank_candidates if reranker else 0)
         passages = self._with_similarity(namespace, fused[:size], vector)
         if settings.mmr:
             passages = mmr(passages, settings.mmr_lambda, len(passages))

@@ -5,6 +5,7 @@ this one object; generation itself stays with the engine (and the OpenAI serving
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 import threading
 from collections.abc import AsyncGenerator, Mapping, Sequence
@@ -16,13 +17,14 @@ import numpy as np
 from aifab.config import AppSettings, RetrievalSettings, Settings
 from aifab.corpus.service import Corpus
 from aifab.engines.protocol import Delta, Engine, GenerationRequest, SamplingParams
-from aifab.errors import Conflict, InvalidRequest, NotFound
+from aifab.errors import ConfigError, Conflict, InvalidRequest, NotFound
 from aifab.rag.prompting import build_prompt
 from aifab.rag.protocol import Passage, Reranker
 from aifab.rag.rerank import make_reranker
 from aifab.rag.retrieval import Retriever
 from aifab.stores.protocol import Filter, Scalar
 
+log = logging.getLogger("aifab.rag")
 DONT_KNOW = "I don't know: nothing in collection '{collection}' is relevant enough to answer this question."
 _ANAPHORA = re.compile(
     r"\b(it|its|it's|this|that|these|those|they|them|their|theirs|he|him|his|she|her|hers|there|"
@@ -53,7 +55,7 @@ class Rag:
         self.settings = settings
         self.corpus = corpus
         self.retriever = Retriever(corpus.store, self._embed_query, self._reranker)
-        self._rerankers: dict[str, Reranker] = {}
+        self._rerankers: dict[str, Reranker | None] = {}
         self._lock = threading.Lock()
 
     # --- apps ------------------------------------------------------------------------------------
@@ -106,10 +108,16 @@ class Rag:
     def _embed_query(self, query: str) -> np.ndarray:
         return self.corpus.embedder().embed([query])[0]
 
-    def _reranker(self, name: str) -> Reranker:
+    def _reranker(self, name: str) -> Reranker | None:
+        """The named reranker; None (with one warning) when the embedder cannot feed it, e.g. an
+        embedding endpoint has no token vectors for ``maxsim``: retrieval then keeps the fused order."""
         with self._lock:
             if name not in self._rerankers:
-                self._rerankers[name] = make_reranker(name, self.corpus.embedder())
+                try:
+                    self._rerankers[name] = make_reranker(name, self.corpus.embedder())
+                except ConfigError as exc:
+                    log.warning("%s; retrieval goes on without reranking (set rag.reranker = \"none\")", exc.message)
+                    self._rerankers[name] = None
             return self._rerankers[name]
 
     # --- answering -------------------------------------------------------------------------------

@@ -28,11 +28,25 @@ class FakeEmbedder:
         out = np.zeros((len(texts), self.dimensions), dtype=np.float32)
         for row, text in enumerate(texts):
             for word in text.lower().split():
-                h = int.from_bytes(hashlib.blake2b(word.encode(), digest_size=8).digest(), "little")
-                out[row, h % self.dimensions] += 1.0 if (h >> 32) & 1 else -1.0
+                out[row] += self._word(word)
             norm = np.linalg.norm(out[row])
             out[row] = out[row] / norm if norm else np.eye(1, self.dimensions, 0, dtype=np.float32)
         return out
+
+    def token_vectors(self, texts: Sequence[str]) -> list[np.ndarray]:
+        """One unit vector per word (hashed), so late interaction matches shared words, as a real model's
+        token vectors match related tokens."""
+        out = []
+        for text in texts:
+            rows = [self._word(w) for w in text.lower().split()] or [np.zeros(self.dimensions, np.float32)]
+            out.append(np.stack([r / (np.linalg.norm(r) or 1.0) for r in rows]).astype(np.float32))
+        return out
+
+    def _word(self, word: str) -> np.ndarray:
+        v = np.zeros(self.dimensions, dtype=np.float32)
+        h = int.from_bytes(hashlib.blake2b(word.encode(), digest_size=8).digest(), "little")
+        v[h % self.dimensions] = 1.0 if (h >> 32) & 1 else -1.0
+        return v
 
     @property
     def embedded(self) -> int:

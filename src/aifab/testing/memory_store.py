@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from aifab.errors import Conflict, InvalidRequest, NotFound
+from aifab.stores.lexical import query_terms
 from aifab.stores.protocol import ChunkRecord, Filter, Hit
 
 _WORD = re.compile(r"\w+", re.UNICODE)
@@ -83,7 +84,7 @@ class MemoryStore:
 
     def lexical(self, namespace: str, text: str, k: int, filter: Filter | None = None) -> list[Hit]:
         rows = list(self._ns(namespace).values())
-        terms = set(words(text))
+        terms = set(query_terms(text))
         if not terms or not rows:
             return []
         docs = [(r, Counter(words(r.text))) for r in rows]

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
 import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
@@ -22,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from aifab.errors import InvalidRequest
+from aifab.stores.lexical import query_terms
 from aifab.stores.protocol import ChunkRecord, Filter
 
 SCHEMA_VERSION = 1
@@ -62,7 +62,6 @@ CREATE VIRTUAL TABLE {t}_fts USING fts5 (
 """
 
 NAMESPACE_TABLES = ("rec", "acl", "meta", "del", "fts")
-_WORD = re.compile(r"\w+", re.UNICODE)
 MAX_LEXICAL_TERMS = 64
 
 
@@ -170,16 +169,13 @@ def filter_sql(t: str, f: Filter | None) -> tuple[str, list[Any]]:
 
 
 def fts_query(text: str) -> str | None:
-    """An FTS5 query built from the words of ``text`` only: an OR of quoted terms, so that nothing the
-    user typed is read as query syntax (quotes, AND/OR/NOT, column filters, prefixes)."""
-    seen: dict[str, None] = {}
-    for w in _WORD.findall(text.lower()):
-        seen.setdefault(w, None)
-        if len(seen) >= MAX_LEXICAL_TERMS:
-            break
-    if not seen:
+    """An FTS5 query built from the words of ``text`` only (``aifab.stores.lexical``): an OR of quoted
+    terms, so that nothing the user typed is read as query syntax (quotes, AND/OR/NOT, column filters,
+    prefixes)."""
+    terms = query_terms(text, MAX_LEXICAL_TERMS)
+    if not terms:
         return None
-    return " OR ".join('"' + w.replace('"', '""') + '"' for w in seen)
+    return " OR ".join('"' + w.replace('"', '""') + '"' for w in terms)
 
 
 # -- writes ------------------------------------------------------------------------------------------

@@ -256,10 +256,18 @@ class EmbeddedStore:
         if match is None or k <= 0:
             return []
         t = sql.table(space.id)
-        cond, params = sql.filter_sql(t, filter)
-        rows = self._reader().execute(
-            f"SELECT {sql.RECORD_COLUMNS}, -bm25({t}_fts) FROM {t}_fts JOIN {t}_rec r ON r.key = {t}_fts.rowid "
-            f"WHERE {t}_fts MATCH ? AND {cond} ORDER BY bm25({t}_fts) LIMIT ?", [match, *params, int(k)]).fetchall()
+        if filter is None or (filter.acl is None and not filter.where):
+            # Rank in the full-text index alone, then read the k winners: joining every match to its
+            # record before the sort costs twice the time when common words match most of the rows.
+            rows = self._reader().execute(
+                f"SELECT {sql.RECORD_COLUMNS}, -f.s FROM (SELECT rowid AS key, bm25({t}_fts) AS s FROM {t}_fts "
+                f"WHERE {t}_fts MATCH ? ORDER BY s LIMIT ?) f JOIN {t}_rec r ON r.key = f.key ORDER BY f.s",
+                [match, int(k)]).fetchall()
+        else:
+            cond, params = sql.filter_sql(t, filter)
+            rows = self._reader().execute(
+                f"SELECT {sql.RECORD_COLUMNS}, -bm25({t}_fts) FROM {t}_fts JOIN {t}_rec r ON r.key = {t}_fts.rowid "
+                f"WHERE {t}_fts MATCH ? AND {cond} ORDER BY bm25({t}_fts) LIMIT ?", [match, *params, int(k)]).fetchall()
         return [Hit(row[0], float(row[5]), sql.row_to_record(row)) for row in rows]
 
     # -- lifecycle --------------------------------------------------------------------------------

@@ -10,13 +10,13 @@ words dropped) at weight A and ``simple`` (every word as written, lower-cased) a
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from typing import Any
 
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
+from aifab.stores.lexical import query_terms
 from aifab.stores.protocol import Filter
 
 CATALOGUE = "aifab_vector_namespaces"
@@ -39,7 +39,6 @@ COLUMNS = "id, document_id, content, metadata, acl"
 # Weights are {D, C, B, A}: english (A) counts fully, the simple half (B) is a tie-breaker.
 RANK_WEIGHTS = "{0, 0, 0.25, 1}"
 MAX_TERMS = 64
-_WORD = re.compile(r"\w+")
 
 
 def table_name(table_id: int) -> str:
@@ -112,8 +111,7 @@ def or_query(text: str) -> str | None:
     Words are ``\\w+`` runs (letters, digits, underscore), so they carry no tsquery syntax and no quote; each
     is still quoted, so the server's parser splits and normalises it as it did the indexed text.
     """
-    seen = dict.fromkeys(w.lower() for w in _WORD.findall(text))
-    terms = list(seen)[:MAX_TERMS]
+    terms = query_terms(text, MAX_TERMS)
     return " | ".join(f"'{t}'" for t in terms) if terms else None
 
 
