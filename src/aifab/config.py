@@ -97,7 +97,7 @@ class RetrievalSettings(_Section):
     )
     rerank_candidates: int = Field(20, ge=1, le=200, description="fused candidates the reranker sees")
     min_score: float = Field(
-        0.25, ge=-1, le=1, description="below this cosine similarity for every passage, answers say they don't know"
+        0.4, ge=-1, le=1, description="below this cosine similarity for every passage, answers say they don't know"
     )
 
 
