@@ -9,6 +9,7 @@ import typer
 from aifab import __version__
 from aifab.cli import config_cmd, corpus, models
 from aifab.cli.process import configure_openmp
+from aifab.cli.train import train
 from aifab.cli.up import up
 from aifab.errors import AifabError
 
@@ -24,6 +25,7 @@ app.add_typer(models.app, name="models")
 app.add_typer(config_cmd.app, name="config")
 app.command("ingest")(corpus.ingest)
 app.add_typer(corpus.app, name="collections")
+app.command("train")(train)
 
 
 @app.callback()
