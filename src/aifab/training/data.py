@@ -129,11 +129,12 @@ class _Dedup:
 def _documents(sources: list[Source], cfg: DataConfig, stats: dict[str, Any]) -> Iterator[tuple[str, str]]:
     dedup = _Dedup(cfg)
     for src in sources:
-        text = dedup.filter_lines(clean(read_text(src), cfg))
+        text = clean(read_text(src), cfg)
+        if not dedup.document(text):  # whole documents first: a copy must not survive by losing lines
+            continue
+        text = dedup.filter_lines(text)
         if not text.strip() or len(text) < cfg.min_doc_chars or (cfg.max_doc_chars and len(text) > cfg.max_doc_chars):
             stats["filtered_length"] += 1
-            continue
-        if not dedup.document(text):
             continue
         stats["documents"] += 1
         yield str(src.path), text

@@ -143,6 +143,7 @@ class Trainer:
         self.last_val = math.nan
         self.last_eval_step = -1
         self.train_seconds = 0.0
+        self.pending: list[torch.Tensor] = []  # per-step losses not yet written
 
     # --- state --------------------------------------------------------------------------------
 
@@ -216,13 +217,13 @@ class Trainer:
 
     def _loop(self, model: Any, metrics: Any, stop: StopFlag) -> tuple[bool, bool]:
         cfg, start = self.cfg, self.step
-        pending: list[torch.Tensor] = []
         t0 = time.perf_counter()
         while self.step < cfg.steps:
             if self.step % cfg.eval_every == 0 and self.last_eval_step != self.step:
                 self.train_seconds += time.perf_counter() - t0
                 improved = self._validate(metrics)
                 if not improved and cfg.patience and self.bad_evals >= cfg.patience:
+                    self._flush(metrics)
                     self.save()
                     return True, False
                 t0 = time.perf_counter()
@@ -232,14 +233,14 @@ class Trainer:
                 t0 = time.perf_counter()
             if stop.set:
                 self.train_seconds += time.perf_counter() - t0
+                self._flush(metrics)  # every step's loss is in the metrics before the checkpoint
                 self.save()
                 return False, True
-            pending.append(self._train_step(model, lr_at(self.step, cfg)))
+            self.pending.append(self._train_step(model, lr_at(self.step, cfg)))
             self.step += 1
             if self.step % cfg.log_every == 0 or self.step == cfg.steps or self.step % cfg.checkpoint_every == 0:
                 self.train_seconds += time.perf_counter() - t0
-                self._flush(pending, metrics)
-                pending = []
+                self._flush(metrics)
                 if self.hook:
                     self.hook(self.step)
                 t0 = time.perf_counter()
@@ -269,11 +270,12 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         return total / accum
 
-    def _flush(self, pending: list[torch.Tensor], metrics: Any) -> None:
+    def _flush(self, metrics: Any) -> None:
         """Write the per-step losses since the last flush: one device-to-host transfer."""
-        if not pending:
+        if not self.pending:
             return
-        losses = torch.stack(pending)
+        losses = torch.stack(self.pending)
+        self.pending = []
         if self.dist.enabled:
             torch.distributed.all_reduce(losses)
             losses /= self.dist.world
