@@ -8,6 +8,7 @@ import torch
 from aifab.training.config import ModelConfig, OptimConfig
 from aifab.training.model import Transformer
 from aifab.training.optim import lr_at, make_optimizer
+from aifab.training.preflight import param_count
 
 ARCHS = [dict(), dict(positions="learned", norm="layernorm", mlp="gelu", bias=True, tie_embeddings=False)]
 
@@ -26,6 +27,12 @@ def test_model_is_causal_and_gives_a_loss(arch):
     assert torch.allclose(logits[:, :10], logits2[:, :10], atol=1e-6)
     assert not torch.allclose(logits[:, 10:], logits2[:, 10:])
     assert (model.head.weight is model.tok.weight) == model.config.tie_embeddings
+
+
+@pytest.mark.parametrize("arch", ARCHS + [dict(positions="learned", norm="layernorm", mlp="gelu")])
+def test_parameter_count_from_the_config_matches_the_model(arch):
+    cfg = ModelConfig(n_layer=3, n_head=2, n_embd=24, block_size=16, vocab_size=37, **arch)
+    assert param_count(cfg) == Transformer(cfg).num_params()
 
 
 def test_swiglu_hidden_size_and_generation_length():

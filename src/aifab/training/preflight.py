@@ -5,8 +5,7 @@ from __future__ import annotations
 import torch
 
 from aifab.errors import InvalidRequest
-from aifab.training.config import OptimConfig
-from aifab.training.model import ModelConfig, Transformer
+from aifab.training.config import ModelConfig, OptimConfig
 
 GiB = 1024**3
 
@@ -22,8 +21,14 @@ def check_context(block_size: int, counts: dict[str, int], unit: str) -> None:
 
 
 def param_count(cfg: ModelConfig) -> int:
-    with torch.device("meta"):
-        return Transformer(cfg).num_params()
+    """Parameters of ``Transformer(cfg)``, counted from the config (building the model, even on the meta
+    device, would cost a second of imports before the first check)."""
+    C, H, V, b = cfg.n_embd, cfg.hidden, cfg.vocab_size, int(cfg.bias)
+    norm = C * (2 if cfg.norm == "layernorm" and cfg.bias else 1)
+    up = (2 if cfg.mlp == "swiglu" else 1) * H
+    layer = 2 * norm + (3 * C * C + 3 * C * b) + (C * C + C * b) + (up * C + up * b) + (H * C + C * b)
+    embeddings = V * C * (1 if cfg.tie_embeddings else 2) + (cfg.block_size * C if cfg.positions == "learned" else 0)
+    return embeddings + cfg.n_layer * layer + norm
 
 
 def training_bytes(cfg: ModelConfig, opt: OptimConfig, *, bytes_per_activation: int = 4) -> tuple[int, int]:
