@@ -185,39 +185,51 @@ class BabyGPT:
     seed: int = 1337
 
 
-def train(data_dir: Path, vocab_size: int, cfg: BabyGPT, *, log=print) -> dict:  # type: ignore[no-untyped-def]
-    """nanoGPT's train.py loop on ``data_dir/{train,val}.bin`` (uint16). Returns val losses by iteration
-    and the training time (evaluation excluded)."""
-    torch.manual_seed(cfg.seed)
-    device = "cpu"
+class Run:
+    """nanoGPT's train.py loop on ``data_dir/{train,val}.bin`` (uint16), advanced in blocks so that it can
+    be interleaved with another run in the same process. It owns the global torch RNG stream it would
+    have alone: ``advance`` swaps its state in and out. Training time excludes evaluation."""
 
-    def get_batch(split: str) -> tuple[torch.Tensor, torch.Tensor]:
+    def __init__(self, data_dir: Path, vocab_size: int, cfg: BabyGPT, *, log=print) -> None:  # type: ignore[no-untyped-def]
+        outer = torch.get_rng_state()
+        torch.manual_seed(cfg.seed)
+        self.cfg, self.data_dir, self.log = cfg, data_dir, log
+        self.model = GPT(GPTConfig(block_size=cfg.block_size, vocab_size=vocab_size, n_layer=cfg.n_layer,
+                                   n_head=cfg.n_head, n_embd=cfg.n_embd, dropout=cfg.dropout, bias=cfg.bias))
+        self.optimizer = self.model.configure_optimizers(cfg.weight_decay, cfg.learning_rate,
+                                                         (cfg.beta1, cfg.beta2), "cpu")
+        self.X, self.Y = self.get_batch("train")
+        self.iter_num = 0
+        self.val_loss: dict[int, float] = {}
+        self.train_seconds = 0.0
+        self._rng = torch.get_rng_state()
+        torch.set_rng_state(outer)
+
+    def get_batch(self, split: str) -> tuple[torch.Tensor, torch.Tensor]:
+        cfg = self.cfg
         # nanoGPT recreates the memmap every batch to avoid a memory leak
-        data = np.memmap(data_dir / f"{split}.bin", dtype=np.uint16, mode="r")
+        data = np.memmap(self.data_dir / f"{split}.bin", dtype=np.uint16, mode="r")
         ix = torch.randint(len(data) - cfg.block_size, (cfg.batch_size,))
         x = torch.stack([torch.from_numpy((data[i:i + cfg.block_size]).astype(np.int64)) for i in ix])
         y = torch.stack([torch.from_numpy((data[i + 1:i + 1 + cfg.block_size]).astype(np.int64)) for i in ix])
-        return x.to(device), y.to(device)
-
-    model = GPT(GPTConfig(block_size=cfg.block_size, vocab_size=vocab_size, n_layer=cfg.n_layer,
-                          n_head=cfg.n_head, n_embd=cfg.n_embd, dropout=cfg.dropout, bias=cfg.bias))
-    optimizer = model.configure_optimizers(cfg.weight_decay, cfg.learning_rate, (cfg.beta1, cfg.beta2), "cpu")
+        return x, y
 
     @torch.no_grad()
-    def estimate_loss() -> dict[str, float]:
+    def estimate_loss(self) -> dict[str, float]:
         out = {}
-        model.eval()
+        self.model.eval()
         for split in ["train", "val"]:
-            losses = torch.zeros(cfg.eval_iters)
-            for k in range(cfg.eval_iters):
-                X, Y = get_batch(split)
-                _, loss = model(X, Y)
+            losses = torch.zeros(self.cfg.eval_iters)
+            for k in range(self.cfg.eval_iters):
+                X, Y = self.get_batch(split)
+                _, loss = self.model(X, Y)
                 losses[k] = loss.item()
             out[split] = float(losses.mean())
-        model.train()
+        self.model.train()
         return out
 
-    def get_lr(it: int) -> float:
+    def get_lr(self, it: int) -> float:
+        cfg = self.cfg
         if it < cfg.warmup_iters:
             return cfg.learning_rate * (it + 1) / (cfg.warmup_iters + 1)
         if it > cfg.lr_decay_iters:
@@ -226,29 +238,46 @@ def train(data_dir: Path, vocab_size: int, cfg: BabyGPT, *, log=print) -> dict: 
         coeff = 0.5 * (1.0 + math.cos(math.pi * decay_ratio))
         return cfg.min_lr + coeff * (cfg.learning_rate - cfg.min_lr)
 
-    val: dict[int, float] = {}
-    train_seconds = 0.0
-    X, Y = get_batch("train")
-    iter_num = 0
-    t0 = time.perf_counter()
-    while True:
-        lr = get_lr(iter_num)
-        for param_group in optimizer.param_groups:
-            param_group["lr"] = lr
-        if iter_num % cfg.eval_interval == 0 or iter_num == cfg.max_iters:
-            train_seconds += time.perf_counter() - t0
-            losses = estimate_loss()
-            val[iter_num] = losses["val"]
-            log(f"nanoGPT step {iter_num}: train loss {losses['train']:.4f}, val loss {losses['val']:.4f}")
-            t0 = time.perf_counter()
-        if iter_num == cfg.max_iters:
-            break
-        _, loss = model(X, Y)
-        X, Y = get_batch("train")
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        iter_num += 1
-    return {"val_loss": val, "train_seconds": train_seconds, "iters": cfg.max_iters,
+    @property
+    def done(self) -> bool:
+        return self.cfg.max_iters in self.val_loss
+
+    def advance(self, n: int) -> None:
+        """Run ``n`` more iterations (fewer at the end), evaluating where nanoGPT does."""
+        outer = torch.get_rng_state()
+        torch.set_rng_state(self._rng)
+        cfg, model, optimizer = self.cfg, self.model, self.optimizer
+        stop = min(self.iter_num + n, cfg.max_iters)
+        t0 = time.perf_counter()
+        while True:
+            lr = self.get_lr(self.iter_num)
+            for param_group in optimizer.param_groups:
+                param_group["lr"] = lr
+            if (self.iter_num % cfg.eval_interval == 0 or self.iter_num == cfg.max_iters) \
+                    and self.iter_num not in self.val_loss:
+                self.train_seconds += time.perf_counter() - t0
+                losses = self.estimate_loss()
+                self.val_loss[self.iter_num] = losses["val"]
+                self.log(f"nanoGPT step {self.iter_num}: train loss {losses['train']:.4f}, "
+                         f"val loss {losses['val']:.4f}")
+                t0 = time.perf_counter()
+            if self.iter_num >= stop:
+                break
+            _, loss = model(self.X, self.Y)
+            self.X, self.Y = self.get_batch("train")
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            self.iter_num += 1
+        self.train_seconds += time.perf_counter() - t0
+        self._rng = torch.get_rng_state()
+        torch.set_rng_state(outer)
+
+
+def train(data_dir: Path, vocab_size: int, cfg: BabyGPT, *, log=print) -> dict:  # type: ignore[no-untyped-def]
+    """The whole run at once. Returns val losses by iteration and the training time."""
+    run = Run(data_dir, vocab_size, cfg, log=log)
+    run.advance(cfg.max_iters)
+    return {"val_loss": run.val_loss, "train_seconds": run.train_seconds, "iters": cfg.max_iters,
             "tokens": cfg.max_iters * cfg.batch_size * cfg.block_size}
