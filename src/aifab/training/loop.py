@@ -231,7 +231,7 @@ class Trainer:
                 self.train_seconds += time.perf_counter() - t0
                 self.save()
                 t0 = time.perf_counter()
-            if stop.set:
+            if self._should_stop(stop):
                 self.train_seconds += time.perf_counter() - t0
                 self._flush(metrics)  # every step's loss is in the metrics before the checkpoint
                 self.save()
@@ -249,6 +249,14 @@ class Trainer:
             self._validate(metrics)
         self.save()
         return False, False
+
+    def _should_stop(self, stop: StopFlag) -> bool:
+        """Under DDP every rank must stop at the same step (a checkpoint is a collective)."""
+        if not self.dist.enabled:
+            return stop.set
+        flag = torch.tensor([float(stop.set)], device=self.device)
+        torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
+        return bool(flag.item())
 
     def _train_step(self, model: Any, lr: float) -> torch.Tensor:
         for group in self.optimizer.param_groups:
