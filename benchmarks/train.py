@@ -151,9 +151,9 @@ def main() -> None:
         result["better"] = better(args, plays, args.work_dir, result["baseline_seconds"])
     n, a, mid = result["nanogpt"], result["aifab"], args.iters // 2
     rows = [
-        ("val loss @%d" % mid, f"{n['val_loss_mid']:.4f}", f"{a['val_loss_mid']:.4f}", ""),
-        ("val loss @%d" % args.iters, f"{n['val_loss_end']:.4f}", f"{a['val_loss_end']:.4f}", "aifab <= nanoGPT"),
-        ("val bits/char @%d" % args.iters, f"{bpc(n['val_loss_end']):.3f}", f"{bpc(a['val_loss_end']):.3f}", ""),
+        (f"val loss @{mid}", f"{n['val_loss_mid']:.4f}", f"{a['val_loss_mid']:.4f}", ""),
+        (f"val loss @{args.iters}", f"{n['val_loss_end']:.4f}", f"{a['val_loss_end']:.4f}", "aifab <= nanoGPT"),
+        (f"val bits/char @{args.iters}", f"{bpc(n['val_loss_end']):.3f}", f"{bpc(a['val_loss_end']):.3f}", ""),
         ("training tokens/s", f"{n['tokens_per_s']:,.0f}", f"{a['tokens_per_s']:,.0f}",
          f"ratio {a['tokens_per_s'] / n['tokens_per_s']:.2f} (target >= 1.3)"),
         ("training seconds", f"{n['train_seconds']:.1f}", f"{a['train_seconds']:.1f}", ""),

@@ -17,7 +17,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 def test_torchrun_two_cpu_processes(tmp_path):
     corpus = write_text_corpus(tmp_path / "corpus")
     data = tmp_path / "data"
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", "0",
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
            "-m", "aifab.cli.main", "train", str(corpus), "--data-dir", str(data), "--tokenizer", "char",
            "--n-layer", "2", "--n-head", "2", "--n-embd", "32", "--block-size", "32", "--batch-size", "4",
            "--eval-every", "10", "--eval-batches", "2", "--log-every", "5", "--checkpoint-every", "10",

@@ -8,6 +8,7 @@ section, with their defaults.
 from __future__ import annotations
 
 import inspect
+import os
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -61,7 +62,9 @@ def train(**kwargs: Any) -> None:
         overrides["sources"] = [*paths, *(overrides.get("sources") or [])]
     spec = load_spec(kwargs["config"], overrides)
     settings = settings_from(kwargs["aifab_config"], kwargs["data_dir"])
-    registry = open_registry(settings) if (spec.run.package or spec.run.name) != "none" else None
+    # under torchrun only rank 0 packages (and touches the state database)
+    packaging = (spec.run.package or spec.run.name) != "none" and os.environ.get("RANK", "0") == "0"
+    registry = open_registry(settings) if packaging else None
     err = Console(stderr=True)
     show = sys.stderr.isatty() and not kwargs["as_json"]
     with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
@@ -82,7 +85,9 @@ def train(**kwargs: Any) -> None:
         summary = Pipeline(spec, data_dir=settings.data_dir, settings=settings, registry=registry,
                            report=report, progress=progress).run()
     outcome = summary["outcome"]
-    if kwargs["as_json"]:
+    if os.environ.get("RANK", "0") != "0":
+        pass  # rank 0 speaks for the run
+    elif kwargs["as_json"]:
         print_json(summary)
     else:
         typer.echo(f"run: {summary['run_dir']}  steps {outcome['step']}  best val loss "

@@ -149,11 +149,25 @@ class Pipeline:
         return key_of({"data": data["sha256"], "tokenizer": tok_key, "model": mcfg.to_dict(), "optim": optim})
 
     def run(self, *, hook: Callable[[int], None] | None = None) -> dict[str, Any]:
-        """All stages; returns a summary (stages, training outcome, package)."""
+        """All stages; returns a summary (stages, training outcome, package).
+
+        Under torchrun, rank 0 prepares the stages while the other ranks wait, then find them done."""
         t = self.spec.train
         device = distributed.resolve_device(t.device, distributed.local_rank_hint())
         torch.set_num_threads(t.threads or os.cpu_count() or 1)
         preflight.check_memory(self.model_config(self._vocab_guess()), t, device)  # before any stage
+        d = distributed.setup(device) if t.distributed != "ray" else distributed.Dist()
+        try:
+            if not d.main:
+                self.report = lambda _m: None
+                torch.distributed.barrier()
+            summary = self._run(device, d.main, hook)
+        finally:
+            distributed.teardown(d)
+        return summary
+
+    def _run(self, device: torch.device, main: bool, hook: Callable[[int], None] | None) -> dict[str, Any]:
+        t = self.spec.train
         data = self.prepare_data()
         tok, tok_key = self.prepare_tokenizer(data)
         shards = self.prepare_shards(tok, tok_key, data)
@@ -163,8 +177,10 @@ class Pipeline:
         preflight.check_memory(mcfg, t, device)
         fingerprint = self.fingerprint(data, tok_key, mcfg)
         files = self.paths.train
-        if self.spec.run.restart:
+        if self.spec.run.restart and main:
             shutil.rmtree(files.root, ignore_errors=True)
+        if main and torch.distributed.is_initialized():
+            torch.distributed.barrier()  # the other ranks may start: every stage is on disk
         job = {"spec": self.spec.to_dict(), "model": mcfg.to_dict(), "root": str(self.paths.root),
                "fingerprint": fingerprint}
         if t.distributed == "ray":
@@ -178,7 +194,7 @@ class Pipeline:
         summary: dict[str, Any] = {"run_dir": str(self.paths.root), "data": data, "shards": shards,
                                    "tokenizer": {"kind": tok.kind, "vocab_size": tok.vocab_size},
                                    "model": mcfg.to_dict(), "outcome": asdict(outcome), "package": None}
-        if outcome.interrupted:
+        if outcome.interrupted or not main:
             return summary
         summary["package"] = self.package(tok, mcfg, data, outcome)
         return summary
