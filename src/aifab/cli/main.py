@@ -9,6 +9,7 @@ import typer
 from aifab import __version__
 from aifab.cli import config_cmd, corpus, models, rag
 from aifab.cli.process import configure_openmp
+from aifab.cli.train import train
 from aifab.cli.up import up
 from aifab.errors import AifabError
 
@@ -26,6 +27,7 @@ app.command("ingest")(corpus.ingest)
 app.add_typer(corpus.app, name="collections")
 app.command("ask")(rag.ask)
 app.add_typer(rag.app, name="eval")
+app.command("train")(train)
 
 
 @app.callback()
