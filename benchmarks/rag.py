@@ -360,7 +360,7 @@ def main() -> int:
         log(f"{len(chunks)} chunks in {COLLECTION}")
         if not args.skip_quality:
             report["quality"] = quality(rag, qa_path, chunks, args)
-            report["gate"] = dont_know_gate(rag, qa_path)
+        report["gate"] = dont_know_gate(rag, qa_path)
         if not args.skip_latency:
             report["latency"] = latency(rag, chunks, qa_path, [int(s) for s in args.sizes.split(",")], args)
     finally:
