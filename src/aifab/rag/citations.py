@@ -26,18 +26,12 @@ def citations(passages: Sequence[Passage], answer: str) -> list[dict[str, Any]]:
     cited = set(cited_numbers(answer))
     out = []
     for number, p in enumerate(passages, start=1):
-        m = p.metadata
         out.append({
             "index": number,
             "cited": number in cited,
             "chunk_id": p.id,
             "document_id": p.document_id,
-            "source": m.get("source"),
-            "title": m.get("title"),
-            "section": m.get("section") or [],
-            "page": m.get("page"),
-            "start": m.get("start"),
-            "end": m.get("end"),
+            **p.place(),
             "similarity": round(p.similarity, 4),
             "text": p.text,
         })

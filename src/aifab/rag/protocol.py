@@ -30,20 +30,20 @@ class Passage:
     def source(self) -> str:
         return str(self.metadata.get("source", ""))
 
-    def to_dict(self) -> dict[str, Any]:
+    def place(self) -> dict[str, Any]:
+        """Where the passage is: source path, title, section headings, page and character offsets."""
         m = self.metadata
+        return {"source": m.get("source"), "title": m.get("title"), "section": m.get("section") or [],
+                "page": m.get("page"), "start": m.get("start"), "end": m.get("end")}
+
+    def to_dict(self) -> dict[str, Any]:
         return {
             "id": self.id,
             "document_id": self.document_id,
             "score": round(self.score, 6),
             "similarity": round(self.similarity, 6),
             "ranks": self.ranks,
-            "source": m.get("source"),
-            "title": m.get("title"),
-            "section": m.get("section") or [],
-            "page": m.get("page"),
-            "start": m.get("start"),
-            "end": m.get("end"),
+            **self.place(),
             "text": self.text,
         }
 
