@@ -46,6 +46,7 @@ from aifab.config import RetrievalSettings, load_settings  # noqa: E402
 from aifab.corpus.service import Corpus  # noqa: E402
 from aifab.rag import Rag  # noqa: E402
 from aifab.rag.evaluate import evaluate_retrieval, load_qa, relevance, retrieval_metrics  # noqa: E402
+from aifab.rag.rerank import make_reranker  # noqa: E402
 from aifab.rag.retrieval import Retriever  # noqa: E402
 from aifab.stores.embedded import EmbeddedStore  # noqa: E402
 from aifab.stores.factory import open_store  # noqa: E402
@@ -218,7 +219,7 @@ def latency(rag: Rag, chunks: list[ChunkRecord], qa_path: Path, sizes: list[int]
             log(f"{ns}: hybrid p50 {results[ns]['p50_ms']:.1f} ms, p99 {results[ns]['p99_ms']:.1f} ms")
         # The reranker's cost does not depend on the collection's size (it re-encodes rerank_candidates
         # passages): measured once, on the largest namespace, with the default settings.
-        reranked = Retriever(store, lambda q: embedder.embed([q])[0], rag._reranker)
+        reranked = Retriever(store, lambda q: embedder.embed([q])[0], lambda name: make_reranker(name, embedder))
         default = rag.settings.rag
         times = []
         for i in range(args.rerank_queries):

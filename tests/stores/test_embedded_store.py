@@ -7,6 +7,8 @@ import sys
 import textwrap
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -41,6 +43,21 @@ def graph_only(path: Path, **kw: int) -> EmbeddedStore:
     s = EmbeddedStore(path, hnsw_m=kw.get("m", 16), hnsw_ef_construction=64, hnsw_ef_search=64)
     s.exact_max_rows = 0
     return s
+
+
+@contextmanager
+def graph_and_reference(path: Path, recs: list[ChunkRecord]) -> Iterator[tuple[EmbeddedStore, MemoryStore]]:
+    """A graph-path store (exact scans only under 100 rows) and the reference, both holding ``recs``."""
+    s = graph_only(path)
+    s.exact_max_rows = 100
+    reference = MemoryStore()
+    try:
+        for store in (s, reference):
+            store.create_namespace(NS, DIM)
+            store.upsert(NS, recs)
+        yield s, reference
+    finally:
+        s.close()
 
 
 def ann_files(path: Path) -> list[Path]:
@@ -201,41 +218,25 @@ def test_filters_on_the_graph_path_match_exact_search(tmp_path):
     rng = np.random.default_rng(6)
     vecs = clustered(rng, 3000, DIM)
     recs = records(vecs, acl=lambda i: ("eng",) if i % 3 == 0 else ("hr",) if i % 3 == 1 else ())
-    s = graph_only(tmp_path / "store")
-    s.exact_max_rows = 100
-    reference = MemoryStore()
-    try:
-        for store in (s, reference):
-            store.create_namespace(NS, DIM)
-            store.upsert(NS, recs)
+    with graph_and_reference(tmp_path / "store", recs) as (s, reference):
         queries = clustered(np.random.default_rng(60), 20, DIM)
         for f in (Filter(acl=frozenset({"eng"})), Filter(where={"page": 2}),
                   Filter(acl=frozenset({"hr"}), where={"page": [1, 3]}), Filter(acl=frozenset()),
                   Filter(where={"document_id": ["d3", "d10"]})):
             assert_matches_reference(s, reference, queries, f=f)
-    finally:
-        s.close()
 
 
 def test_small_acl_sets_with_and_without_where_match_exact_search(tmp_path):
     """No public rows and a rare tag: the ACL side is small (sparse positions), `where` is not."""
     vecs = clustered(np.random.default_rng(11), 3000, DIM)
     recs = records(vecs, acl=lambda i: ("rare",) if i % 100 == 5 else ("eng",))
-    s = graph_only(tmp_path / "store")
-    s.exact_max_rows = 100
-    reference = MemoryStore()
-    try:
-        for store in (s, reference):
-            store.create_namespace(NS, DIM)
-            store.upsert(NS, recs)
+    with graph_and_reference(tmp_path / "store", recs) as (s, reference):
         s.delete(NS, ["c105"])
         reference.delete(NS, ["c105"])
         queries = clustered(np.random.default_rng(61), 10, DIM)
         for f in (Filter(acl=frozenset({"rare"})), Filter(acl=frozenset({"rare", "nobody"}), where={"page": [1, 3]}),
                   Filter(acl=frozenset({"rare"}), where={"document_id": ["d1", "d51"]})):  # c205 alone
             assert_matches_reference(s, reference, queries, f=f, min_recall=1.0)
-    finally:
-        s.close()
 
 
 # -- concurrency and ownership ---------------------------------------------------------------------

@@ -20,6 +20,11 @@ def cited_numbers(answer: str) -> list[int]:
     return list(seen)
 
 
+def strip_markers(text: str) -> str:
+    """The text without its citation markers."""
+    return _MARKER.sub(" ", text)
+
+
 def citations(passages: Sequence[Passage], answer: str) -> list[dict[str, Any]]:
     """One entry per source given to the model, numbered as in the prompt, with ``cited`` telling whether
     the answer refers to it. A marker naming no source is ignored (the model invented it)."""

@@ -22,15 +22,10 @@ from pathlib import Path
 from typing import Any
 
 from aifab.errors import InvalidRequest
-from aifab.rag.citations import cited_numbers
+from aifab.rag.citations import cited_numbers, strip_markers
+from aifab.stores.lexical import STOPWORDS, words
 
-_WORD = re.compile(r"\w+", re.UNICODE)
 _SENTENCE = re.compile(r"(?<=[.!?])\s+|\n+")
-_STOP = frozenset(
-    "a an the and or of to in on for is are was were be been it its this that these those with as by at from "
-    "into than then there their they them which who what when where how why not no can may will would should "
-    "do does did has have had i you he she we our your his her".split()
-)
 TEXT_MATCH = 0.5  # share of the gold passage's words a retrieved passage must hold
 
 
@@ -64,10 +59,6 @@ class QA:
     question: str
     gold: list[Gold] = field(default_factory=list)
     answer: str | None = None
-
-
-def words(text: str) -> list[str]:
-    return _WORD.findall(text.lower())
 
 
 def containment(needle: str, haystack: str) -> float:
@@ -190,14 +181,11 @@ def supported_share(answer: str, cited_texts: dict[int, str], support: float = 0
     supported = 0
     for sentence in sentences:
         numbers = [n for n in cited_numbers(sentence) if n in cited_texts] or everywhere
-        content = " ".join(w for w in words(_strip_markers(sentence)) if w not in _STOP and len(w) > 1)
+        content = " ".join(w for w in words(strip_markers(sentence)) if w not in STOPWORDS and len(w) > 1)
         if numbers and content and containment(content, " ".join(cited_texts[n] for n in numbers)) >= support:
             supported += 1
     return supported / len(sentences)
 
-
-def _strip_markers(text: str) -> str:
-    return re.sub(r"\[\d+(?:\s*[,;]\s*\d+)*\]", " ", text)
 
 
 # --- runs -----------------------------------------------------------------------------------------
@@ -239,7 +227,7 @@ def judge_answer(qa: QA, answer: str, citations: Sequence[dict[str, Any]]) -> di
         row["cites_gold"] = any(g.matches(c["text"], c) for c in cited for g in qa.gold)
         row["gold_in_sources"] = any(g.matches(c["text"], c) for c in citations for g in qa.gold)
     if qa.answer is not None:
-        bare = _strip_markers(answer)  # citation markers are not part of the answer
+        bare = strip_markers(answer)  # citation markers are not part of the answer
         row["exact_match"] = exact_match(bare, qa.answer)
         row["f1"] = f1(bare, qa.answer)
     return row

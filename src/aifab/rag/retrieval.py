@@ -53,25 +53,30 @@ class Retriever:
         if settings.reranker != "none" and self.rerankers is not None:
             reranker = self.rerankers(settings.reranker)
         size = max(k, 3 * k if settings.mmr else 0, settings.rerank_candidates if reranker else 0)
-        passages = self._with_similarity(namespace, fused[:size], vector)
+        passages = self._with_similarity(namespace, fused[:size], vector, vectors=settings.mmr)
         if settings.mmr:
             passages = mmr(passages, settings.mmr_lambda, len(passages))
         if reranker is not None:
             passages = reranker.rerank(query, passages[: settings.rerank_candidates])
         return passages[:k]
 
-    def _with_similarity(self, namespace: str, pool: list[Passage], vector: np.ndarray) -> list[Passage]:
-        """Exact cosine similarity (and the vector, for MMR) of each pooled candidate."""
-        if not pool:
+    def _with_similarity(
+        self, namespace: str, pool: list[Passage], vector: np.ndarray, *, vectors: bool
+    ) -> list[Passage]:
+        """Exact cosine similarity of each pooled candidate: the dense search's own score where it found
+        the passage, else computed from the stored vector (fetched for all when ``vectors``, for MMR)."""
+        wanted = {p.id for p in pool if vectors or "dense" not in p.ranks}
+        if not wanted:
             return pool
-        records = {r.id: r for r in self.store.fetch(namespace, [p.id for p in pool], vectors=True)}
+        records = {r.id: r for r in self.store.fetch(namespace, sorted(wanted), vectors=True)}
         out = []
         for p in pool:
             record = records.get(p.id)
-            if record is None or record.vector is None:  # deleted between search and fetch
+            if record is not None and record.vector is not None:
+                p.similarity = float(np.dot(record.vector, vector))
+                p.vector = record.vector
+            elif p.id in wanted:  # deleted between search and fetch
                 continue
-            p.similarity = float(np.dot(record.vector, vector))
-            p.vector = record.vector
             out.append(p)
         return out
 
@@ -86,6 +91,8 @@ def fuse(searches: dict[str, list[Hit]], weights: dict[str, float], rrf_k: int) 
             if p is None:
                 r = hit.record
                 p = by_id[hit.id] = Passage(hit.id, r.document_id, r.text, 0.0, 0.0, dict(r.metadata))
+            if name == "dense":
+                p.similarity = hit.score  # the store's cosine similarity: Hit.score of a vector query
             p.score += w / (rrf_k + rank)
             p.ranks[name] = rank
     # ties (equal fused score) go to the better best rank, then to the id, so results are deterministic

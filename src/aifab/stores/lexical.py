@@ -22,8 +22,13 @@ own same so than too very s t can will just don should now
 """.split())
 
 
+def words(text: str) -> list[str]:
+    """The lower-cased words of ``text``, in order, repeats kept."""
+    return _WORD.findall(text.lower())
+
+
 def query_terms(text: str, limit: int = 64) -> list[str]:
     """The distinct words of ``text`` to search for, in order, at most ``limit``."""
-    words = list(dict.fromkeys(w.lower() for w in _WORD.findall(text)))
-    content = [w for w in words if w not in STOPWORDS]
-    return (content or words)[:limit]
+    distinct = list(dict.fromkeys(words(text)))
+    content = [w for w in distinct if w not in STOPWORDS]
+    return (content or distinct)[:limit]

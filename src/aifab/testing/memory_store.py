@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import copy
 import math
-import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -15,14 +14,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from aifab.errors import Conflict, InvalidRequest, NotFound
-from aifab.stores.lexical import query_terms
+from aifab.stores.lexical import query_terms, words
 from aifab.stores.protocol import ChunkRecord, Filter, Hit
-
-_WORD = re.compile(r"\w+", re.UNICODE)
-
-
-def words(text: str) -> list[str]:
-    return [w.lower() for w in _WORD.findall(text)]
 
 
 @dataclass
