@@ -176,11 +176,16 @@ class Rag:
         return text
 
     @staticmethod
-    def generate(prepared: Prepared, engine: Engine, sampling: SamplingParams) -> AsyncGenerator[Delta, None]:
+    def generate(
+        prepared: Prepared, engine: Engine, sampling: SamplingParams, request_id: str | None = None
+    ) -> AsyncGenerator[Delta, None]:
         """The answer's deltas: the model's over the grounded prompt, or the fixed reply."""
         if prepared.prompt is None:
             return _fixed(prepared.fallback or "")
-        return engine.generate(GenerationRequest(prepared.prompt, sampling))
+        request = GenerationRequest(prepared.prompt, sampling)
+        if request_id is not None:
+            request.request_id = request_id
+        return engine.generate(request)
 
 
 async def _fixed(text: str) -> AsyncGenerator[Delta, None]:

@@ -104,8 +104,9 @@ class OpenAIServing:
         def extra(answer: str) -> dict[str, Any]:
             return {"citations": citations(prepared.passages, answer)}
 
-        gen = self.rag.generate(prepared, engine, sampling)
-        return await self._generate(gen, req, uuid.uuid4().hex, CHAT, extra)
+        request_id = uuid.uuid4().hex  # one id for the engine's request and the response
+        gen = self.rag.generate(prepared, engine, sampling, request_id)
+        return await self._generate(gen, req, request_id, CHAT, extra)
 
     async def complete(self, req: CompletionRequest) -> dict[str, Any] | AsyncIterator[str]:
         engine = self.pool.get(req.model)
