@@ -118,6 +118,78 @@ class AppSettings(_Section):
     )
 
 
+GuardAction = Literal["off", "flag", "redact", "block"]
+
+
+class GuardrailSettings(_Section):
+    """Checks on what goes into and comes out of a model: flag (log the verdict), redact (replace the span
+    with a placeholder), block (refuse: 400 on input, a stopped stream on output) or off."""
+
+    enabled: bool = True
+    input_pii: GuardAction = Field("flag", description="e-mail, phone, credit card (Luhn), IBAN, national IDs")
+    input_secrets: GuardAction = Field("redact", description="API keys, tokens, private keys, passwords in URLs")
+    input_injection: GuardAction = Field("block", description="prompt injection and jailbreak attempts")
+    output_pii: GuardAction = "flag"
+    output_secrets: GuardAction = "redact"
+    window_chars: int = Field(
+        96, ge=16, description="streamed output is held back by this many characters so a match split across chunks is caught"
+    )
+
+
+class UpstreamSettings(_Section):
+    """One member of a route's pool."""
+
+    url: str | None = Field(None, description="an OpenAI-compatible base URL (…/v1); none = this process's own models")
+    model: str | None = Field(None, description="the model's name at the upstream; default: the route's name")
+    weight: float = Field(1.0, gt=0, description="share of traffic under round-robin; capacity under least-outstanding")
+    api_key_env: str | None = Field(None, description="environment variable holding the upstream's key")
+    api_key_file: Path | None = Field(None, description="file holding the upstream's key")
+    name: str | None = Field(None, description="label in metrics and the audit log; default: host:port or 'local'")
+
+
+class RouteSettings(_Section):
+    """A model name (and its aliases) mapped to a pool of upstreams."""
+
+    upstreams: list[UpstreamSettings] = Field(default_factory=lambda: [UpstreamSettings()], min_length=1)
+    aliases: list[str] = Field(default_factory=list, description="other names clients may call the route by")
+    balance: Literal["least_outstanding", "round_robin", "prefix"] = Field(
+        "least_outstanding", description="prefix = consistent hashing of the session id or prompt prefix, bounded load"
+    )
+    prefix_chars: int = Field(512, ge=16, description="prompt characters hashed for prefix affinity")
+    split: dict[str, float] = Field(
+        default_factory=dict, description="canary: other route -> percent of this route's traffic sent there"
+    )
+    fallback: list[str] = Field(
+        default_factory=list, description="routes tried in order when every upstream here fails before the first byte"
+    )
+    max_tokens: int | None = Field(None, ge=1, description="max_tokens is clamped to this")
+    retries: int = Field(2, ge=0, description="attempts on other upstreams after a failure before the first byte")
+    connect_timeout: float = Field(2.0, gt=0)
+    first_token_timeout: float = Field(60.0, gt=0, description="seconds to the response headers / first stream event")
+    total_timeout: float = Field(600.0, gt=0)
+
+
+class GatewaySettings(_Section):
+    """The front door: routes, balancing, health, keys, quotas, guardrails and the audit log."""
+
+    routes: dict[str, RouteSettings] = Field(
+        default_factory=dict, description="model name -> pool; models not named here are served by this process"
+    )
+    allow_open: bool = Field(
+        False, description="serve a non-loopback address although no API key exists (anyone can call it)"
+    )
+    health_interval: float = Field(1.0, gt=0, description="seconds between active health checks of remote upstreams")
+    eject_after: int = Field(3, ge=1, description="consecutive failures that eject an upstream (a refused connection ejects at once)")
+    eject_seconds: float = Field(1.0, gt=0, description="first ejection; doubles on each failed half-open probe, up to 30 s")
+    retry_budget: float = Field(0.2, ge=0, le=1, description="retries allowed as a share of recent requests (at least 3/s)")
+    audit: bool = Field(True, description="record every model request in the state store")
+    log_content: bool = Field(
+        False, description="keep (redacted) prompts and completions of requests made without a key (loopback)"
+    )
+    otel_endpoint: str | None = Field(None, description="OTLP/HTTP endpoint for traces; none = no tracing")
+    guardrails: GuardrailSettings = GuardrailSettings()
+
+
 class Settings(BaseSettings):
     """The effective aifab configuration."""
 
@@ -139,6 +211,7 @@ class Settings(BaseSettings):
     stores: StoreSettings = StoreSettings()
     rag: RetrievalSettings = Field(RetrievalSettings(), description="retrieval defaults for /v1/retrieve and ask")
     apps: dict[str, AppSettings] = Field(default_factory=dict, description="RAG apps, called as models")
+    gateway: GatewaySettings = GatewaySettings()
 
     @classmethod
     def settings_customise_sources(

@@ -10,11 +10,15 @@ knowing the details of the block that raised it.
     ├── InvalidRequest         400: a request that cannot be served as written
     │   ├── ContextLengthExceeded   400: prompt + max_tokens do not fit the model's context
     │   └── InvalidDocument         400: a file that cannot be ingested (corrupt, binary, empty, too big)
+    ├── Unauthorized           401: no API key, or not a valid one
+    ├── Forbidden              403: the key's scopes do not cover the model, collection or action
     ├── NotFound               404: unknown model, package or resource
     ├── Conflict               409: the name is taken
     ├── PayloadTooLarge        413: body over the configured limit
     ├── Overloaded             429: queue full; carries ``retry_after`` seconds
+    │   └── RateLimited             429: a key's requests/min, tokens/min or token budget is spent
     ├── EngineError            500: the model runtime failed
+    ├── UpstreamError          502: every upstream of a route failed (or 504 on a timeout)
     └── MissingDependency      an optional extra is not installed; names the pip command
 """
 
@@ -56,6 +60,18 @@ class InvalidDocument(InvalidRequest):
     code = "invalid_document"
 
 
+class Unauthorized(AifabError):
+    status_code = 401
+    error_type = "authentication_error"
+    code = "invalid_api_key"
+
+
+class Forbidden(AifabError):
+    status_code = 403
+    error_type = "permission_error"
+    code = "forbidden"
+
+
 class NotFound(AifabError):
     status_code = 404
     error_type = "invalid_request_error"
@@ -84,10 +100,29 @@ class Overloaded(AifabError):
         self.retry_after = retry_after
 
 
+class RateLimited(Overloaded):
+    code = "rate_limit_exceeded"
+
+    def __init__(self, message: str, *, retry_after: float = 1.0, code: str | None = None) -> None:
+        super().__init__(message, retry_after=retry_after)
+        if code is not None:
+            self.code = code
+
+
 class EngineError(AifabError):
     status_code = 500
     error_type = "server_error"
     code = "engine_error"
+
+
+class UpstreamError(AifabError):
+    status_code = 502
+    error_type = "server_error"
+    code = "upstream_error"
+
+    def __init__(self, message: str, *, status_code: int = 502, code: str | None = None) -> None:
+        super().__init__(message, code=code)
+        self.status_code = status_code
 
 
 class MissingDependency(AifabError):

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import JSON, BigInteger, DateTime, ForeignKey, ForeignKeyConstraint, Integer, String, func
+from sqlalchemy import (
+    JSON, BigInteger, Boolean, DateTime, Float, ForeignKey, ForeignKeyConstraint, Integer, String, Text, func,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -95,3 +97,78 @@ class IngestJobRow(Base):
     summary: Mapped[dict] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class ApiKeyRow(Base):
+    """A gateway API key. Only the sha256 of the secret is stored; ``prefix`` is its first characters, shown
+    in listings so a key can be recognised. Scope lists are JSON; null means unrestricted."""
+
+    __tablename__ = "api_keys"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    name: Mapped[str] = mapped_column(String(128), unique=True)
+    prefix: Mapped[str] = mapped_column(String(16))
+    secret_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    models: Mapped[list | None] = mapped_column(JSON, nullable=True)
+    collections: Mapped[list | None] = mapped_column(JSON, nullable=True)
+    acl: Mapped[list | None] = mapped_column(JSON, nullable=True)
+    rpm: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    tpm: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    budget_tokens: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    max_tokens: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    admin: Mapped[bool] = mapped_column(Boolean, default=False)
+    log_content: Mapped[bool] = mapped_column(Boolean, default=False)
+    allow_training: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class KeyUsageRow(Base):
+    """Tokens a key has spent in all (its budget is checked against ``prompt_tokens + completion_tokens``)."""
+
+    __tablename__ = "key_usage"
+
+    key_id: Mapped[str] = mapped_column(String(32), ForeignKey("api_keys.id", ondelete="CASCADE"), primary_key=True)
+    requests: Mapped[int] = mapped_column(BigInteger, default=0)
+    prompt_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+    completion_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class RateBucketRow(Base):
+    """A token bucket shared by several gateway processes (PostgreSQL state): ``level`` tokens left at
+    ``updated`` (epoch seconds); refilled on read."""
+
+    __tablename__ = "rate_buckets"
+
+    key_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(8), primary_key=True)  # rpm | tpm
+    level: Mapped[float] = mapped_column(Float)
+    updated: Mapped[float] = mapped_column(Float)
+
+
+class AuditRow(Base):
+    """One model request through the gateway. ``request``/``response`` hold redacted content only where the
+    key's policy allows it (else null); ``verdicts`` are the guardrails' findings (never the raw text)."""
+
+    __tablename__ = "audit_log"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)  # the response id the client saw
+    ts: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    key_id: Mapped[str | None] = mapped_column(String(32), nullable=True, index=True)
+    key_name: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    endpoint: Mapped[str] = mapped_column(String(64))
+    model: Mapped[str] = mapped_column(String(200), index=True)
+    route: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    upstream: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    status: Mapped[int] = mapped_column(Integer)
+    error: Mapped[str | None] = mapped_column(String(1024), nullable=True)
+    stream: Mapped[bool] = mapped_column(Boolean, default=False)
+    attempts: Mapped[int] = mapped_column(Integer, default=1)
+    prompt_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    completion_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    latency_ms: Mapped[float] = mapped_column(Float)
+    ttft_ms: Mapped[float | None] = mapped_column(Float, nullable=True)
+    verdicts: Mapped[list] = mapped_column(JSON)
+    request: Mapped[dict | None] = mapped_column(JSON, nullable=True)
+    response: Mapped[str | None] = mapped_column(Text, nullable=True)
+    allow_training: Mapped[bool] = mapped_column(Boolean, default=False)
