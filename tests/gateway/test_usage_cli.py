@@ -16,7 +16,7 @@ import pytest
 from aifab.gateway.keys import KeyStore
 from aifab.gateway.usage import parse_since, usage_report
 from aifab.state import Database
-from aifab.state.tables import AuditRow
+from aifab.state.tables import AuditRow, KeyUsageRow
 
 SRC = str(Path(sys.modules["aifab"].__file__).parents[1])  # the child runs the code under test, too
 
@@ -95,6 +95,8 @@ def test_usage_adds_up_the_audit_log_per_key_and_model(db):
     audit(db, a, "m2", 502, tokens=(5, 0))
     audit(db, a, "m1", 200, ago=timedelta(days=3))
     audit(db, None, "m1", 200)
+    with db.session() as s:  # what the limiter counted against the budget (lifetime)
+        s.add(KeyUsageRow(key_id=a.id, requests=3, prompt_tokens=100, completion_tokens=50))
     report = usage_report(db, since=parse_since("24h"))
     assert report["object"] == "usage" and report["since"]
     entries = {e["key"]: e for e in report["keys"]}
@@ -104,7 +106,7 @@ def test_usage_adds_up_the_audit_log_per_key_and_model(db):
     assert ea["errors"] == {"4xx": 1, "5xx": 1}
     assert ea["models"]["m2"] == {"requests": 2, "prompt_tokens": 5, "completion_tokens": 0, "errors": 2}
     assert ea["latency_ms"]["p95"] == 100.0 and ea["ttft_ms"]["p50"] == 5.5
-    assert (ea["budget_tokens"], ea["budget_left"]) == (1000, 1000)  # budgets count in key_usage, not here
+    assert (ea["budget_tokens"], ea["budget_spent"], ea["budget_left"]) == (1000, 150, 850)
     assert entries["b"]["requests"] == 0 and entries["b"]["latency_ms"] is None
     assert usage_report(db, key=a)["keys"][0]["requests"] == 23  # all time
     keys.revoke("b")

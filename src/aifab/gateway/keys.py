@@ -30,6 +30,7 @@ from aifab.state.tables import ApiKeyRow
 
 SECRET_PREFIX = "afk-"
 CHANNEL = "aifab_keys"  # PostgreSQL NOTIFY channel of key changes
+SAFETY_S = 5.0  # a change made behind KeyStore's back (plain SQL) is seen within this long
 _NAME = re.compile(r"[A-Za-z0-9._-]{1,128}")
 _LIMITS = ("rpm", "tpm", "budget_tokens", "max_tokens")
 
@@ -46,6 +47,7 @@ class KeyStore:
         self._lock = threading.Lock()
         self._watch: _Watch | None = None
         self._active: dict[str, ApiKey] = {}  # secret hash -> key
+        self._loaded = 0.0
 
     def create(
         self,
@@ -119,7 +121,7 @@ class KeyStore:
             if self._watch is None:
                 self._watch = _open_watch(self.db)
                 self._reload()
-            elif self._watch.changed():
+            elif self._watch.changed() or time.monotonic() - self._loaded > SAFETY_S:
                 self._reload()
             # A dict lookup by hash leaks nothing timing-wise: the hash of a guess tells nothing of a secret.
             return self._active.get(digest)
@@ -131,6 +133,7 @@ class KeyStore:
                 self._watch = None
 
     def _reload(self) -> None:
+        self._loaded = time.monotonic()
         with self.db.session() as s:
             rows = s.execute(select(ApiKeyRow).where(ApiKeyRow.revoked_at.is_(None))).scalars()
             self._active = {r.secret_hash: to_key(r) for r in rows}
@@ -143,8 +146,12 @@ class KeyStore:
         return rows[0]
 
     def _notify(self, s: Session) -> None:
+        """Tell every running gateway, at commit, that the keys changed (see ``_SqliteWatch``, ``_PgWatch``)."""
         if self.db.engine.dialect.name == "postgresql":
-            s.execute(text(f"NOTIFY {CHANNEL}"))  # delivered on commit, to every listening gateway
+            s.execute(text(f"NOTIFY {CHANNEL}"))
+        else:  # this transaction holds the write lock already, so read-and-bump is atomic
+            stamp = s.execute(text("PRAGMA user_version")).scalar_one()
+            s.execute(text(f"PRAGMA user_version = {int(stamp) + 1}"))
 
 
 def to_key(row: ApiKeyRow) -> ApiKey:
@@ -170,7 +177,7 @@ def _utc(ts: datetime | None) -> datetime | None:
 
 
 class _Watch(Protocol):
-    """Tells, cheaply and without blocking, whether the keys may have changed since the last call."""
+    """Tells, cheaply and without blocking, whether ``KeyStore`` changed the keys since the last call."""
 
     def changed(self) -> bool: ...
 
@@ -184,34 +191,26 @@ def _open_watch(db: Database) -> _Watch:
 
 
 class _SqliteWatch:
-    """``PRAGMA data_version`` on a private connection: it changes when any other connection commits.
-
-    Any commit (an audit row, say) changes it, so a cheap fingerprint of ``api_keys`` decides whether the
-    keys themselves changed. Rows are only ever added or revoked, which the fingerprint always sees."""
-
-    _FINGERPRINT = "SELECT count(*), count(revoked_at), max(created_at), max(revoked_at) FROM api_keys"
+    """Two O(1) reads of the file header on a private connection: ``PRAGMA data_version`` changes when any
+    other connection commits (an audit row, say), and only then is ``user_version`` read, which
+    ``KeyStore`` bumps with every change of a key."""
 
     def __init__(self, db: Database) -> None:
-        path = db.engine.url.database
-        uri = path if path and path != ":memory:" else "file::memory:"
-        self._conn = sqlite3.connect(uri, timeout=5, check_same_thread=False, isolation_level=None)
-        self._version = self._data_version()
-        self._print = self._fingerprint()
+        self._conn = sqlite3.connect(db.engine.url.database or "", timeout=5, check_same_thread=False,
+                                     isolation_level=None)
+        self._version = self._pragma("data_version")
+        self._stamp = self._pragma("user_version")
 
     def changed(self) -> bool:
-        version = self._data_version()
+        version = self._pragma("data_version")
         if version == self._version:
             return False
         self._version = version
-        fingerprint = self._fingerprint()
-        changed, self._print = fingerprint != self._print, fingerprint
-        return changed
+        stamp, self._stamp = self._stamp, self._pragma("user_version")
+        return stamp != self._stamp
 
-    def _data_version(self) -> int:
-        return self._conn.execute("PRAGMA data_version").fetchone()[0]
-
-    def _fingerprint(self) -> tuple:
-        return tuple(self._conn.execute(self._FINGERPRINT).fetchone())
+    def _pragma(self, name: str) -> int:
+        return self._conn.execute(f"PRAGMA {name}").fetchone()[0]
 
     def close(self) -> None:
         self._conn.close()
@@ -219,14 +218,11 @@ class _SqliteWatch:
 
 class _PgWatch:
     """``LISTEN aifab_keys`` on a private connection, polled without waiting; ``KeyStore`` sends ``NOTIFY``
-    on every change. A reload every ``safety_s`` covers changes made outside ``KeyStore``, and a lost
-    connection is re-opened (and counts as a change, since notices may have been missed)."""
+    with every change. A lost connection is re-opened and counts as a change (notices may be lost)."""
 
-    def __init__(self, db: Database, safety_s: float = 5.0) -> None:
+    def __init__(self, db: Database) -> None:
         self._url = db.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
-        self._safety_s = safety_s
         self._conn = self._listen()
-        self._last = time.monotonic()
 
     def _listen(self):  # type: ignore[no-untyped-def]
         import psycopg
@@ -238,17 +234,12 @@ class _PgWatch:
     def changed(self) -> bool:
         import psycopg
 
-        now = time.monotonic()
         try:
-            notified = bool(list(self._conn.notifies(timeout=0)))  # timeout=0: one poll, no wait
+            return bool(list(self._conn.notifies(timeout=0)))  # timeout=0: one poll, no wait
         except psycopg.OperationalError:
             self._conn.close()
             self._conn = self._listen()
-            notified = True
-        if notified or now - self._last > self._safety_s:
-            self._last = now
             return True
-        return False
 
     def close(self) -> None:
         self._conn.close()

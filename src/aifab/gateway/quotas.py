@@ -153,7 +153,7 @@ class SqlLimiter:
     only if the refilled level covers it, under the row's lock, so concurrent processes never admit more
     than the limit; a refusal rolls back what the earlier ones took. Time is the database's clock, so
     hosts with skewed clocks agree. ``charge`` is batched and written every ``flush_s`` seconds (a crash
-    forgets at most that much), so the tokens bucket of a key lags its streams by up to that long."""
+    forgets at most that much), so a key's tokens bucket and budget lag its streams by up to that long."""
 
     def __init__(self, db: Database, *, flush_s: float = FLUSH_S) -> None:
         self.db = db
@@ -166,7 +166,7 @@ class SqlLimiter:
         await asyncio.to_thread(self._admit, key, prompt_tokens)
 
     async def charge(self, key: ApiKey, tokens: int) -> None:
-        if limited(key) and tokens:
+        if tokens and (key.tpm is not None or key.budget_tokens is not None):
             self._charges.add(key, 0, 0, tokens)
 
     def flush(self) -> None:
