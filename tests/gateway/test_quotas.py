@@ -5,6 +5,7 @@ and on PostgreSQL two gateway processes together never admit more than the limit
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 
 import pytest
@@ -139,6 +140,9 @@ async def test_budget_spend_is_written_within_the_flush_interval(sqlite_db):
     await limiter.close()
 
 
+ROUNDS = 150  # admits and charges per task in the deadlock test
+
+
 @pytest.mark.integration
 class TestSqlLimiter:
     @pytest.fixture
@@ -184,3 +188,18 @@ class TestSqlLimiter:
         with pytest.raises(RateLimited, match="spent 90"):
             await first.admit(k, 20)
         await first.close()
+
+    async def test_admits_and_charges_of_two_processes_do_not_deadlock(self, dbs, caplog):
+        k, _ = KeyStore(dbs[0]).create("busy", rpm=10**6, tpm=10**8, budget_tokens=10**12)
+        limiters = [SqlLimiter(db, flush_s=0.005) for db in dbs]
+
+        async def requests(limiter: SqlLimiter) -> None:
+            for _ in range(ROUNDS):
+                await limiter.admit(k, 10)
+                await limiter.charge(k, 10)
+
+        await asyncio.gather(*(requests(limiter) for limiter in limiters for _ in range(3)))
+        for limiter in limiters:
+            await limiter.close()
+        assert spent(dbs[0], k.id) == 2 * 3 * ROUNDS * 20
+        assert not [r for r in caplog.records if r.levelno >= logging.ERROR]  # no flush lost a deadlock
