@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from aifab.cli.common import ConfigOpt, DataDirOpt, JsonOpt, print_json, settings_from
+from aifab.cli.common import ConfigOpt, DataDirOpt, JsonOpt, open_database, print_json, settings_from
 from aifab.gateway.keys import KeyStore
 from aifab.gateway.protocol import ApiKey
 from aifab.gateway.usage import parse_since, usage_report
@@ -25,11 +25,7 @@ IntOpt = int | None
 
 
 def _open(config: Any, data_dir: Any) -> Database:
-    settings = settings_from(config, data_dir)
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    db = Database(settings.effective_database_url)
-    db.upgrade()
-    return db
+    return open_database(settings_from(config, data_dir))
 
 
 def _split(values: ListOpt) -> list[str] | None:

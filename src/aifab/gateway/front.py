@@ -117,6 +117,8 @@ class Gateway:
             await self.limiter.close()
         if self.tracing is not None:
             await asyncio.to_thread(self.tracing.close)
+        if self.keys is not None:
+            self.keys.close()
 
     def _authenticate(self, scope: Scope) -> ApiKey | None:
         """None = no key needed (no key exists: a loopback-only server). Otherwise a valid, unrevoked key."""
