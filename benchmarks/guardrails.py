@@ -6,8 +6,8 @@ addresses and phone numbers, no attack); *long*, one 64 KB message (a pasted doc
 64 KB built to make regexes backtrack (digit runs, "@" runs, unterminated key blocks, repeated trigger
 words). Output: a 2 KB answer through ``check_output`` and streamed in 4-character chunks.
 
-    .venv/bin/python benchmarks/guardrails.py              # ~20 s
-    .venv/bin/python benchmarks/guardrails.py --quick      # ~5 s
+    .venv/bin/python benchmarks/guardrails.py              # ~5 s
+    .venv/bin/python benchmarks/guardrails.py --quick      # ~2 s
     .venv/bin/python benchmarks/guardrails.py --injection-corpus injections.jsonl   # + detection figures
 
 ``--injection-corpus``: a JSON-lines file with ``text`` and ``label`` ("malicious"/"benign") per row (the

@@ -24,7 +24,6 @@ from aifab.gateway.protocol import Finding
 REMOVED = "[REMOVED]"
 THRESHOLD = 1.0
 
-_GAP = r"(?:\W+\w+){0,3}?\W+"  # up to three words in between
 _RULES = (r"instructions?|prompts?|rules|directions?|directives?|guidelines|commands?|context|messages?"
           r"|constraints|guardrails|programming|orders|polic(?:y|ies)|restrictions|safeguards|guidance")
 _LIMITS = (r"restrictions|limitations|limits|filters?|censorship|guidelines|safeguards|guardrails|boundaries"

@@ -126,6 +126,7 @@ def _phone(m: re.Match[str]) -> bool:
 
 
 _PHONE_LABEL = re.compile(r"(?i:\b(?:phone|tel|telephone|mobile|cell|fax|whatsapp|call\s+me\s+at)\b)[^\w\n+]{0,4}$")
+_WORD_END = re.compile(r"[^\W\d_][^\w\n+]{0,4}$")  # a letter, then at most 4 non-word characters
 _BSN_LABEL = re.compile(r"(?i:\b(?:bsn|burgerservicenummer|sofinummer)\b)[^\d\n]{0,24}$")
 
 
@@ -133,6 +134,8 @@ def _after(label: re.Pattern[str], reach: int, needles: tuple[str, ...]) -> Call
     """The match is preceded (within ``reach`` characters) by ``label``, which contains one of ``needles``."""
 
     def check(m: re.Match[str]) -> bool:
+        if _WORD_END.search(m.string, max(m.start() - 5, 0), m.start()) is None:
+            return False  # most candidates: a digit group inside a longer number
         lo = max(m.start() - reach, 0)
         before = m.string[lo:m.start()].lower()
         return any(n in before for n in needles) and label.search(m.string, lo, m.start()) is not None
@@ -180,12 +183,11 @@ PII_RULES: tuple[Rule, ...] = (
     Rule("es_dni", _rx(r"(?<![A-Za-z0-9])(?:(?P<nie>[XYZ])[ \-]?(?P<n7>\d{7})|(?P<n8>\d{8}))[ \-]?(?P<l>[A-Z])"
                        r"(?![A-Za-z0-9])"), NATIONAL_ID, valid=_dni, where="digits", min_digits=7),
     Rule("nl_bsn", _rx(r"(?<![\d.])(?:\d{9}|\d{4}\.\d{2}\.\d{3}|\d{3} \d{3} \d{3})(?![\d.])"), NATIONAL_ID,
-         _BSN_WORDS, valid=lambda m: _after_bsn(m) and bsn_ok(m.group()), where="digits", min_digits=9),
+         valid=lambda m: _after_bsn(m) and bsn_ok(m.group()), where="digits", min_digits=9),
     Rule("phone", _rx(_B + r"(?:\+\d[\d \-.()/]{5,22}\d"
                       r"|(?:\([2-9]\d{2}\) ?|[2-9]\d{2}[\-. ])[2-9]\d{2}[\-. ]\d{4}"
                       r"|(?<!\d[ \-])0\d{1,4}(?:[ \-/]\d{2,4}){1,4})" + _E), PHONE, valid=_phone, where="digits", min_digits=8),
     Rule("phone", _rx(r"(?<![\w+])\+?\d[\d \-.()/]{5,20}\d" + _E), PHONE,
-         _PHONE_WORDS,
          valid=lambda m: _after_phone_label(m) and 7 <= len(digits(m.group())) <= 15, where="digits",
          min_digits=7),
 )
