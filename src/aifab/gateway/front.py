@@ -180,18 +180,18 @@ class Gateway:
         ex.route = route.name
         if endpoint != "embeddings":
             P.clamp_max_tokens(payload, key, route.settings.max_tokens)
-        refs = P.text_refs(payload, endpoint)
-        texts = [c[i] for c, i in refs]
         if self.guardrails is not None:
-            result = self.guardrails.check_input(texts)
+            refs = P.text_refs(payload, endpoint, operator=False)
+            checked = [c[i] for c, i in refs]
+            result = self.guardrails.check_input(checked)
             ex.verdicts.extend(result.verdicts)
             if result.blocked is not None:
                 raise InvalidRequest(f"the request was blocked by the guardrails ({result.blocked.category})",
                                      code="content_filter")
-            for (c, i), old, new in zip(refs, texts, result.texts, strict=True):
+            for (c, i), old, new in zip(refs, checked, result.texts, strict=True):
                 if new != old:
                     c[i] = new
-            texts = result.texts
+        texts = [c[i] for c, i in P.text_refs(payload, endpoint)]
         if (key.log_content if key is not None else self.settings.log_content):
             ex.request = P.audit_copy(payload, endpoint, self.redact)
             ex.response = []
