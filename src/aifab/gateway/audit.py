@@ -8,8 +8,6 @@ import threading
 from collections import deque
 from typing import Any
 
-from sqlalchemy import insert
-
 from aifab.state import Database
 from aifab.state.tables import AuditRow
 
@@ -40,7 +38,7 @@ class AuditLog:
             return
         try:
             with self.db.engine.begin() as conn:
-                conn.execute(insert(AuditRow), rows)
+                conn.execute(AuditRow.__table__.insert(), rows)
         except Exception:
             log.exception("could not write %d audit rows", len(rows))
 

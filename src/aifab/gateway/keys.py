@@ -19,7 +19,7 @@ from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Protocol
 
-from sqlalchemy import func, or_, select, text
+from sqlalchemy import or_, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -111,22 +111,27 @@ class KeyStore:
             return to_key(row)
 
     def any_active(self) -> bool:
-        with self.db.session() as s:
-            active = select(func.count()).select_from(ApiKeyRow).where(ApiKeyRow.revoked_at.is_(None))
-            return bool(s.scalar(active))
+        """Whether any unrevoked key exists: from memory, as fresh as ``authenticate``."""
+        with self._lock:
+            self._refresh()
+            return bool(self._active)
 
     def authenticate(self, secret: str) -> ApiKey | None:
         """The active key with this secret, or None. Answers from memory in a few µs; when the keys changed,
         or every ``SAFETY_S`` seconds, it first reloads them with one blocking query (about a millisecond)."""
         digest = hash_secret(secret)
         with self._lock:
-            if self._watch is None:
-                self._watch = _open_watch(self.db)
-                self._reload()
-            elif self._watch.changed() or time.monotonic() - self._loaded > SAFETY_S:
-                self._reload()
+            self._refresh()
             # A dict lookup by hash leaks nothing timing-wise: the hash of a guess tells nothing of a secret.
             return self._active.get(digest)
+
+    def _refresh(self) -> None:
+        """Reload the active keys when another process changed them (or every ``SAFETY_S`` seconds)."""
+        if self._watch is None:
+            self._watch = _open_watch(self.db)
+            self._reload()
+        elif self._watch.changed() or time.monotonic() - self._loaded > SAFETY_S:
+            self._reload()
 
     def close(self) -> None:
         with self._lock:
