@@ -8,10 +8,13 @@ import threading
 from collections import deque
 from typing import Any
 
+from sqlalchemy import Table, insert
+
 from aifab.state import Database
 from aifab.state.tables import AuditRow
 
 log = logging.getLogger("aifab.gateway")
+AUDIT: Table = AuditRow.__table__  # type: ignore[assignment]  # a core insert: no ORM work per row
 
 
 class AuditLog:
@@ -38,7 +41,7 @@ class AuditLog:
             return
         try:
             with self.db.engine.begin() as conn:
-                conn.execute(AuditRow.__table__.insert(), rows)
+                conn.execute(insert(AUDIT), rows)
         except Exception:
             log.exception("could not write %d audit rows", len(rows))
 

@@ -89,4 +89,7 @@ def _hash(text: str) -> int:
 
 
 def make_balancer(kind: str) -> Balancer:
-    return {"least_outstanding": LeastOutstanding, "round_robin": WeightedRoundRobin, "prefix": PrefixAffinity}[kind]()
+    kinds: dict[str, type[Balancer]] = {
+        "least_outstanding": LeastOutstanding, "round_robin": WeightedRoundRobin, "prefix": PrefixAffinity,
+    }
+    return kinds[kind]()
