@@ -33,6 +33,7 @@ class Exchange:
     verdicts: list[Verdict] = field(default_factory=list)
     request: dict[str, Any] | None = None  # redacted content, only where the key's policy allows
     response: list[str] | None = None
+    context: list[str] | None = None  # chunk ids a RAG app retrieved
 
     def first_byte(self) -> None:
         if self.ttft is None:
@@ -57,5 +58,5 @@ class Exchange:
             "latency_ms": self.latency * 1000, "ttft_ms": None if self.ttft is None else self.ttft * 1000,
             "verdicts": [v.to_dict() for v in self.verdicts], "request": self.request,
             "response": None if self.response is None else "".join(self.response),
-            "allow_training": bool(k and k.allow_training),
+            "allow_training": bool(k and k.allow_training), "context": self.context,
         }

@@ -87,11 +87,19 @@ def rewrite_body(body: bytes, ex: Exchange, rid: str | None, chat: bool, guards:
         holder, field_ = _content(choice, chat, stream=False)
         if holder is None or not isinstance(holder.get(field_), str):
             continue
+        if chat and "citations" in holder:
+            _read_context(holder["citations"], ex)
         index = choice.get("index", 0)
         holder[field_] = choices.text(index, holder[field_], final=True)
         if index in choices.blocked:
             choice["finish_reason"] = CONTENT_FILTER
     return orjson.dumps(obj)
+
+
+def _read_context(citations: Any, ex: Exchange) -> None:
+    """The chunk ids a RAG app grounded its answer on, for the audit log (and feedback, and lineage)."""
+    if isinstance(citations, list):
+        ex.context = [c["chunk_id"] for c in citations if isinstance(c, dict) and "chunk_id" in c]
 
 
 def _read_usage(obj: dict[str, Any], ex: Exchange) -> None:
@@ -148,6 +156,8 @@ class StreamRewriter:
             return b"data: " + payload + b"\n\n"
         obj["id"], obj["model"] = self.rid, self.ex.model
         self._last = obj
+        if "citations" in obj:
+            _read_context(obj["citations"], self.ex)
         if isinstance(obj.get("usage"), dict):
             _read_usage(obj, self.ex)
             self.usage_seen = True

@@ -182,3 +182,83 @@ class AuditRow(Base):
     request: Mapped[dict | None] = mapped_column(JSON, nullable=True)
     response: Mapped[str | None] = mapped_column(Text, nullable=True)
     allow_training: Mapped[bool] = mapped_column(Boolean, default=False)
+    context: Mapped[list | None] = mapped_column(JSON, nullable=True)  # chunk ids an app retrieved for it
+
+
+class FeedbackRow(Base):
+    """A user's rating of one logged response (``response_id`` = the audit log's id)."""
+
+    __tablename__ = "feedback"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    response_id: Mapped[str] = mapped_column(String(64), index=True)
+    key_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    rating: Mapped[str] = mapped_column(String(8))  # up | down
+    correction: Mapped[str | None] = mapped_column(Text, nullable=True)
+    comment: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class DatasetRow(Base):
+    """One version of a fine-tuning dataset: ``train.jsonl``, ``eval.jsonl`` and ``manifest.json`` under
+    ``path``; ``sha256`` covers both splits; ``source`` says where the examples came from (log row ids)."""
+
+    __tablename__ = "datasets"
+
+    name: Mapped[str] = mapped_column(String(128), primary_key=True)
+    version: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))  # sft | preference
+    path: Mapped[str] = mapped_column(String(4096))
+    sha256: Mapped[str] = mapped_column(String(64))
+    counts: Mapped[dict] = mapped_column(JSON)
+    source: Mapped[dict] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class FileRow(Base):
+    """A file uploaded through ``/v1/files`` (purpose ``fine-tune``), kept under the data directory."""
+
+    __tablename__ = "files"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    purpose: Mapped[str] = mapped_column(String(32))
+    filename: Mapped[str] = mapped_column(String(1024))
+    bytes: Mapped[int] = mapped_column(BigInteger)
+    path: Mapped[str] = mapped_column(String(4096))
+    key_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class FinetuneJobRow(Base):
+    """A fine-tuning job (CLI or ``/v1/fine_tuning/jobs``): its inputs, status, result and events."""
+
+    __tablename__ = "finetune_jobs"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    status: Mapped[str] = mapped_column(String(24))  # validating_files|queued|running|succeeded|failed|cancelled
+    base: Mapped[str] = mapped_column(String(200))
+    dataset: Mapped[str] = mapped_column(String(200))
+    method: Mapped[str] = mapped_column(String(16))
+    hyperparameters: Mapped[dict] = mapped_column(JSON)
+    suffix: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    result_model: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    gate: Mapped[dict | None] = mapped_column(JSON, nullable=True)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    events: Mapped[list] = mapped_column(JSON)
+    key_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class RolloutRow(Base):
+    """How a served model name is split between its current version and a candidate (the gateway reads
+    it): ``percent`` of traffic to ``candidate``; ``previous`` is what ``rollback`` returns to."""
+
+    __tablename__ = "rollouts"
+
+    model: Mapped[str] = mapped_column(String(200), primary_key=True)
+    current: Mapped[str] = mapped_column(String(200))
+    candidate: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    percent: Mapped[float] = mapped_column(Float, default=0.0)
+    previous: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
