@@ -246,5 +246,5 @@ def test_health_ready_and_metrics(server, client):
                  "aifab_inter_token_latency_seconds_bucket", "aifab_prompt_tokens_total",
                  "aifab_completion_tokens_total", "aifab_queue_depth"):
         assert name in text, name
-    assert "Traceback" not in server.log()
+    assert "Traceback" not in server.log(), server.log()[-3000:]
     assert server.proc.poll() is None  # still up after every bad request above

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated
 
@@ -12,28 +14,47 @@ from aifab.cli.common import ConfigOpt, DataDirOpt, open_registry, settings_from
 from aifab.config import Settings
 from aifab.corpus.service import Corpus
 from aifab.engines import load_engine
+from aifab.engines.adapters import AdapterView, adapter_of
 from aifab.engines.protocol import Engine
 from aifab.gateway.factory import build_gateway, check_bind
 from aifab.gateway.keys import KeyStore
 from aifab.registry import Registry
 from aifab.serve import ModelPool, create_app
+from aifab.serve.pool import Loader
 from aifab.stores.factory import open_store
 
 
 def load_pool(settings: Settings, registry: Registry) -> ModelPool:
-    """Load every model the settings name, each with the engine its package calls for."""
+    """Load every model the settings name, each with the engine its package calls for; the pool can load
+    more while the server runs (a fine-tuned adapter shares its base's engine)."""
     names = [settings.models.chat, settings.models.embedding, *settings.models.extra]
-    engines: dict[str, Engine] = {}
+    pool = ModelPool({}, loader=model_loader(settings, registry))
     try:
         for name in dict.fromkeys(n for n in names if n):
             pkg = registry.get(name)
             typer.echo(f"loading {name} ({pkg.format}, {pkg.engine} engine)...", err=True)
-            engines[name] = load_engine(pkg, settings)
+            asyncio.run(pool.load(name))
     except BaseException:
-        for engine in engines.values():
-            engine.close()
+        pool.close()
         raise
-    return ModelPool(engines)
+    return pool
+
+
+def model_loader(settings: Settings, registry: Registry) -> Loader:
+    def load(name: str, pool: ModelPool) -> Engine:
+        pkg = registry.get(name)
+        adapter = adapter_of(pkg)
+        if adapter is None:
+            return load_engine(pkg, settings)
+        base = next((e for e in pool.engines() if e.package.format == "safetensors" and e.package.path == pkg.path
+                     and not isinstance(e, AdapterView)), None)
+        if base is None:  # the base is not served by itself: hold it for its adapters
+            base = load_engine(replace(pkg, name=f"{pkg.name} (base)", adapters={}), settings)
+            pool.keep(base)
+        asyncio.run(base.load_adapter(*adapter))
+        return AdapterView(pkg, base, adapter[0])
+
+    return load
 
 
 def up(

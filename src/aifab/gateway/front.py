@@ -147,26 +147,39 @@ class Gateway:
     async def _exchange(self, scope: Scope, receive: Receive, send: Send, ex: Exchange, upath: str,
                         prefix: str | None, chat: bool) -> None:
         endpoint = ex.endpoint
+        watcher: asyncio.Future[None] | None = None
         try:
             payload = _parse(await _read_body(receive, self.max_body))
             ex.model = payload["model"]
             ex.stream = bool(payload.get("stream")) and endpoint != "embeddings"
+            # a client that leaves (while queued, or mid-stream) cancels the work and frees the upstream
+            watcher = asyncio.ensure_future(_disconnected(receive, asyncio.current_task(), ex))
             answer = await self._route(scope, ex, payload, endpoint, upath)
             rid = f"{prefix}{ex.id}" if prefix else None
             if not answer.ok:
                 await self._pass_error(send, ex, answer)
             elif ex.stream:
-                await self._stream(receive, send, ex, answer, rid or ex.id, chat)
+                await self._stream(send, ex, answer, rid or ex.id, chat)
             else:
                 await self._whole(send, ex, answer, rid, chat)
+        except asyncio.CancelledError:
+            if watcher is None or not watcher.done() or watcher.cancelled():
+                raise  # the server is shutting down
+            task = asyncio.current_task()
+            if task is not None:
+                task.uncancel()
+            ex.finish(499, "the client closed the connection")
         except AifabError as exc:
             ex.finish(exc.status_code, exc.message)
-            await _error(send, exc)
+            if watcher is None or not watcher.done():
+                await _error(send, exc)
         except Exception as exc:  # a bug: the client gets a clean 500, the log gets the trace
             log.exception("gateway error on %s", endpoint)
             ex.finish(500, repr(exc))
             await _error(send, AifabError("internal gateway error; see the server log"))
         finally:
+            if watcher is not None:
+                watcher.cancel()
             await self._settle(ex)
 
     async def _route(self, scope: Scope, ex: Exchange, payload: dict[str, Any], endpoint: str, upath: str) -> Answer:
@@ -223,10 +236,10 @@ class Gateway:
             raise UpstreamError(f"upstream {answer.upstream.name} sent a malformed answer") from exc
         await answer.done(self.breaker)
         ex.first_byte()
+        ex.finish(200)  # before the last send: a disconnect seen after it must not count as one
         await _send(send, 200, body, self._headers(ex, answer))
-        ex.finish(200)
 
-    async def _stream(self, receive: Receive, send: Send, ex: Exchange, answer: Answer, rid: str, chat: bool) -> None:
+    async def _stream(self, send: Send, ex: Exchange, answer: Answer, rid: str, chat: bool) -> None:
         rw = StreamRewriter(ex, rid, chat, self._output_guard, ex.want_usage, ex.response is not None)
         headers = [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache"),
                    (b"x-accel-buffering", b"no"), *self._headers(ex, answer)[1:]]
@@ -234,7 +247,6 @@ class Gateway:
         ex.first_byte()
         streamed = 0
         failed: str | None = None
-        watcher = asyncio.ensure_future(_disconnected(receive, asyncio.current_task()))
         try:
             out = rw.feed(answer.head)
             async with asyncio.timeout(max(0.0, answer.deadline - time.monotonic())):
@@ -256,18 +268,15 @@ class Gateway:
             failed = f"upstream {answer.upstream.name} failed mid-stream: {exc or 'timeout'}"
             code = "upstream_timeout" if isinstance(exc, TimeoutError) else "upstream_error"
             tail = b"data: " + orjson.dumps(error_body(failed, type_="server_error", code=code)) + b"\n\n"
-        except asyncio.CancelledError:  # the client went away: free the upstream at once
+        except asyncio.CancelledError:  # the client left: free the upstream at once
             await answer.done(None)
-            ex.finish(499, "client closed the stream")
             ex.completion_tokens = ex.completion_tokens or rw.tokens
             raise
-        finally:
-            watcher.cancel()
         await answer.done(self.breaker, failed=failed is not None)
         if not rw.usage_seen:
             ex.completion_tokens = rw.tokens
-        await send({"type": "http.response.body", "body": tail, "more_body": False})
         ex.finish(502 if failed else 200, failed)
+        await send({"type": "http.response.body", "body": tail, "more_body": False})
 
     async def _pass_error(self, send: Send, ex: Exchange, answer: Answer) -> None:
         """An upstream's own error answer (4xx, or this process's 5xx/429) goes to the client as it is."""
@@ -277,8 +286,8 @@ class Gateway:
         except Exception:
             message = answer.head[:200].decode(errors="replace")
         headers = [(k, v) for k, v in answer.reply.headers if k in (b"content-type", b"retry-after")]
-        await _send(send, answer.reply.status, answer.head, headers)
         ex.finish(answer.reply.status, message)
+        await _send(send, answer.reply.status, answer.head, headers)
 
     def _output_guard(self) -> Any:
         return self.guardrails.output_stream() if self.guardrails is not None else None
@@ -395,10 +404,11 @@ def _parse(body: bytes) -> dict[str, Any]:
     return payload
 
 
-async def _disconnected(receive: Receive, task: asyncio.Task[Any] | None) -> None:
+async def _disconnected(receive: Receive, task: asyncio.Task[Any] | None, ex: Exchange) -> None:
+    """Cancel ``task`` if the client disconnects before the exchange has finished."""
     while (await receive())["type"] != "http.disconnect":
         pass
-    if task is not None:
+    if task is not None and ex.end is None:
         task.cancel()
 
 

@@ -158,10 +158,12 @@ class LocalUpstream:
         task.add_done_callback(lambda t: _finish(t, started, chunks))
         try:
             start = await asyncio.wait_for(asyncio.shield(started), first_byte_timeout)
-        except TimeoutError as exc:
+        except BaseException as exc:  # a timeout, or the caller cancelled (its client left): stop the app
             disconnect.set()
             task.cancel()
-            raise UpstreamFailure("no response within the timeout", timeout=True) from exc
+            if isinstance(exc, TimeoutError):
+                raise UpstreamFailure("no response within the timeout", timeout=True) from exc
+            raise
         return LocalReply(start["status"], list(start.get("headers", [])), chunks, task, disconnect)
 
     async def probe(self) -> bool:

@@ -8,6 +8,7 @@ from typing import Any, TypeVar
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import StreamingResponse
+from starlette.types import Send
 
 from aifab.serve.deps import Caller, Serving
 from aifab.serve.schemas import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
@@ -38,10 +39,23 @@ async def _unless_disconnected(request: Request, work: Awaitable[T]) -> T | Resp
         watcher.cancel()
 
 
+class _ClosingStream(StreamingResponse):
+    """Closes its generator however the response ends (sent, cancelled, client gone), so the engine slot
+    it holds is freed at once rather than whenever the garbage collector finds it."""
+
+    async def stream_response(self, send: Send) -> None:
+        try:
+            await super().stream_response(send)
+        finally:
+            aclose = getattr(self.body_iterator, "aclose", None)
+            if aclose is not None:
+                await aclose()
+
+
 def _respond(result: Any) -> Any:
     if isinstance(result, dict | Response):
         return result
-    return StreamingResponse(
+    return _ClosingStream(
         result, media_type="text/event-stream", headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
     )
 
