@@ -8,13 +8,16 @@ from aifab.testing.embedders import FakeEmbedder
 from aifab.testing.fakes import FakeEngine, FakeRuntime
 from aifab.testing.memory_store import MemoryStorage, MemoryStore
 from aifab.testing.stores import StoreConformance
+from aifab.testing.upstream import FakeUpstream, UpstreamOptions
 
 __all__ = [
     "EngineConformance",
     "FakeEmbedder",
     "FakeEngine",
     "FakeRuntime",
+    "FakeUpstream",
     "MemoryStorage",
     "MemoryStore",
     "StoreConformance",
+    "UpstreamOptions",
 ]
