@@ -25,6 +25,11 @@ knowing the details of the block that raised it.
 from __future__ import annotations
 
 
+def error_body(message: str, *, type_: str, param: str | None = None, code: str | None = None) -> dict:
+    """The OpenAI error envelope: ``{"error": {message, type, param, code}}``."""
+    return {"error": {"message": message, "type": type_, "param": param, "code": code}}
+
+
 class AifabError(Exception):
     """Base of every aifab error."""
 
@@ -38,6 +43,9 @@ class AifabError(Exception):
         self.param = param
         if code is not None:
             self.code = code
+
+    def body(self) -> dict:
+        return error_body(self.message, type_=self.error_type, param=self.param, code=self.code)
 
 
 class ConfigError(AifabError):

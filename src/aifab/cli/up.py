@@ -13,6 +13,8 @@ from aifab.config import Settings
 from aifab.corpus.service import Corpus
 from aifab.engines import load_engine
 from aifab.engines.protocol import Engine
+from aifab.gateway.factory import build_gateway, check_bind
+from aifab.gateway.keys import KeyStore
 from aifab.registry import Registry
 from aifab.serve import ModelPool, create_app
 from aifab.stores.factory import open_store
@@ -46,15 +48,18 @@ def up(
     settings = settings_from(config, data_dir, serve={"host": host, "port": port})
     logging.basicConfig(level=settings.serve.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
     registry = open_registry(settings)
+    check_bind(settings, KeyStore(registry.db))  # before minutes of model loading
     pool = load_pool(settings, registry)
     store = open_store(settings)
     try:
         corpus = Corpus(settings, registry, store)
-        app = create_app(pool, max_body_bytes=settings.serve.max_body_bytes, corpus=corpus)
+        inner = create_app(pool, max_body_bytes=settings.serve.max_body_bytes, corpus=corpus)
+        app = build_gateway(inner, settings, registry.db, inner.state.metrics.registry)
         s = settings.serve
-        names = ", ".join(name for name, _ in pool.items())
+        names = ", ".join([name for name, _ in pool.items()] + app.router.public_names())
         typer.echo(f"aifab listening on http://{s.host}:{s.port}/v1  (models: {names}; data: {Path(settings.data_dir).resolve()})")
-        uvicorn.run(app, host=s.host, port=s.port, log_level=s.log_level, access_log=False, timeout_graceful_shutdown=5)
+        uvicorn.run(app, host=s.host, port=s.port, log_level=s.log_level, access_log=False, timeout_graceful_shutdown=5,
+                    loop="uvloop", http="httptools")
     finally:
         store.close()
         pool.close()

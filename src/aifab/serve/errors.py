@@ -13,7 +13,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from aifab.errors import AifabError, Overloaded
+from aifab.errors import AifabError, Overloaded, error_body
 
 log = logging.getLogger("aifab.serve")
 
@@ -22,8 +22,7 @@ def envelope(
     status: int, message: str, *, type_: str, param: str | None = None, code: str | None = None,
     headers: dict[str, str] | None = None,
 ) -> JSONResponse:
-    body = {"error": {"message": message, "type": type_, "param": param, "code": code}}
-    return JSONResponse(body, status_code=status, headers=headers)
+    return JSONResponse(error_body(message, type_=type_, param=param, code=code), status_code=status, headers=headers)
 
 
 def from_aifab(exc: AifabError) -> JSONResponse:

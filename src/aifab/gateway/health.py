@@ -1,0 +1,113 @@
+"""Passive outlier ejection (a circuit breaker with half-open probes), active health checks and the retry
+budget. Times are ``time.monotonic()`` seconds."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from collections.abc import Callable, Iterable
+
+from aifab.gateway.protocol import Upstream, UpstreamState
+
+log = logging.getLogger("aifab.gateway")
+MAX_EJECTION = 30.0
+
+
+class Breaker:
+    """Closed -> (``eject_after`` consecutive failures, or one refused connection) -> open for
+    ``eject_seconds`` doubling per ejection up to 30 s -> half-open: one probe (active check or a request)
+    closes it on success or opens it again."""
+
+    def __init__(self, eject_after: int, eject_seconds: float, on_eject: Callable[[Upstream], None] | None = None) -> None:
+        self.eject_after, self.eject_seconds = eject_after, eject_seconds
+        self.on_eject = on_eject
+
+    @staticmethod
+    def available(state: UpstreamState, now: float) -> bool:
+        return state.ejected_until <= now
+
+    def success(self, up: Upstream) -> None:
+        s = up.state
+        s.consecutive_failures = 0
+        if s.half_open or not s.healthy:
+            log.info("upstream %s is back", up.name)
+        s.half_open, s.healthy, s.ejections, s.ejected_until = False, True, 0, 0.0
+
+    def failure(self, up: Upstream, *, hard: bool = False) -> None:
+        s = up.state
+        s.consecutive_failures += 1
+        if hard or s.half_open or s.consecutive_failures >= self.eject_after:
+            self.eject(up)
+
+    def eject(self, up: Upstream) -> None:
+        s = up.state
+        s.ejections += 1
+        wait = min(MAX_EJECTION, self.eject_seconds * 2 ** (s.ejections - 1))
+        s.ejected_until, s.half_open, s.healthy = time.monotonic() + wait, True, False
+        log.warning("upstream %s ejected for %.1f s after %d failure(s)", up.name, wait, s.consecutive_failures)
+        if self.on_eject is not None:
+            self.on_eject(up)
+
+
+class HealthChecker:
+    """Probes every remote upstream each ``interval`` seconds: a failed probe counts as a failure, a
+    successful one closes a half-open breaker (so a replica that comes back gets traffic within one
+    interval of its ejection ending)."""
+
+    def __init__(self, upstreams: Iterable[Upstream], breaker: Breaker, interval: float) -> None:
+        self.upstreams = list(upstreams)
+        self.breaker, self.interval = breaker, interval
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        if self.upstreams and self._task is None:
+            self._task = asyncio.ensure_future(self._run())
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.gather(*(self._check(up) for up in self.upstreams))
+            await asyncio.sleep(self.interval)
+
+    async def _check(self, up: Upstream) -> None:
+        s = up.state
+        if s.half_open and s.ejected_until > time.monotonic():
+            return  # still serving its ejection
+        if await up.probe():
+            if s.half_open or not s.healthy:
+                self.breaker.success(up)
+        else:
+            self.breaker.failure(up, hard=s.half_open)
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+            self._task = None
+
+
+class RetryBudget:
+    """Retries may be at most ``ratio`` of the requests of the last ``window`` seconds, plus ``floor`` per
+    second (Envoy's retry budget): a failing pool cannot multiply its own load."""
+
+    def __init__(self, ratio: float, *, floor: float = 3.0, window: float = 10.0) -> None:
+        self.ratio, self.floor, self.window = ratio, floor, window
+        self._requests: deque[float] = deque()
+        self._retries: deque[float] = deque()
+
+    def request(self) -> None:
+        self._requests.append(time.monotonic())
+
+    def try_retry(self) -> bool:
+        now = time.monotonic()
+        for q in (self._requests, self._retries):
+            while q and q[0] < now - self.window:
+                q.popleft()
+        if len(self._retries) < self.ratio * len(self._requests) + self.floor * self.window:
+            self._retries.append(now)
+            return True
+        return False

@@ -1,0 +1,189 @@
+"""What the gateway changes in an answer on its way back: the response id (the gateway's own, which the
+audit log and feedback use), the output guardrails' redactions, and the usage it reads (and drops from a
+stream when the client did not ask for it)."""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+import orjson
+
+from aifab.gateway.exchange import Exchange
+from aifab.gateway.protocol import Verdict
+
+CONTENT_FILTER = "content_filter"  # OpenAI's finish_reason for an answer stopped by a filter
+
+
+class Emit(Protocol):
+    text: str
+    verdicts: list[Verdict]
+    blocked: Verdict | None
+
+
+class OutputGuard(Protocol):
+    def feed(self, text: str) -> Emit: ...
+
+    def finish(self) -> Emit: ...
+
+
+class GuardFactory(Protocol):
+    def __call__(self) -> OutputGuard | None: ...
+
+
+class _Choices:
+    """Per choice index: its output guard, and whether it was blocked."""
+
+    def __init__(self, ex: Exchange, guards: GuardFactory, keep: bool) -> None:
+        self.ex, self.guards = ex, guards
+        self._guard: dict[int, OutputGuard | None] = {}
+        self.blocked: set[int] = set()
+        self.keep = keep  # keep the answer's text for the audit log
+
+    def text(self, index: int, text: str, final: bool) -> str:
+        """The text to send for ``text`` arriving on choice ``index`` (``final``: its last piece)."""
+        if index not in self._guard:
+            self._guard[index] = self.guards()
+        guard = self._guard[index]
+        if guard is not None and index not in self.blocked:
+            out = guard.feed(text) if text else None
+            parts = [out] if out is not None else []
+            if final:
+                parts.append(guard.finish())
+            text = ""
+            for emit in parts:
+                self.ex.verdicts.extend(emit.verdicts)
+                if emit.blocked is not None:
+                    self.blocked.add(index)
+                    break
+                text += emit.text
+            if final:
+                self._guard[index] = None  # finished: nothing is held back any more
+        elif index in self.blocked:
+            text = ""
+        if self.keep and text and index == 0:
+            self.ex.response = (self.ex.response or []) + [text]
+        return text
+
+    def pending(self) -> list[int]:
+        return [i for i, g in self._guard.items() if g is not None and i not in self.blocked]
+
+
+def _content(choice: dict[str, Any], chat: bool, stream: bool) -> tuple[dict[str, Any] | None, str]:
+    if not chat:
+        return choice, "text"
+    holder = choice.get("delta" if stream else "message")
+    return (holder, "content") if isinstance(holder, dict) else (None, "content")
+
+
+def rewrite_body(body: bytes, ex: Exchange, rid: str | None, chat: bool, guards: GuardFactory, keep: bool) -> bytes:
+    """A whole (non-streamed) JSON answer."""
+    obj = orjson.loads(body)
+    obj["model"] = ex.model  # the name the client called (an alias or route, not the upstream's own)
+    if rid is not None:
+        obj["id"] = rid
+    _read_usage(obj, ex)
+    choices = _Choices(ex, guards, keep)
+    for choice in obj.get("choices") or []:
+        holder, field_ = _content(choice, chat, stream=False)
+        if holder is None or not isinstance(holder.get(field_), str):
+            continue
+        index = choice.get("index", 0)
+        holder[field_] = choices.text(index, holder[field_], final=True)
+        if index in choices.blocked:
+            choice["finish_reason"] = CONTENT_FILTER
+    return orjson.dumps(obj)
+
+
+def _read_usage(obj: dict[str, Any], ex: Exchange) -> None:
+    usage = obj.get("usage")
+    if isinstance(usage, dict):
+        ex.prompt_tokens = int(usage.get("prompt_tokens") or 0)
+        ex.completion_tokens = int(usage.get("completion_tokens") or 0)
+
+
+class StreamRewriter:
+    """SSE in, SSE out: complete events are rewritten one by one; a partial event waits for its end."""
+
+    def __init__(self, ex: Exchange, rid: str, chat: bool, guards: GuardFactory, want_usage: bool, keep: bool) -> None:
+        self.ex, self.rid, self.chat, self.want_usage = ex, rid, chat, want_usage
+        self.choices = _Choices(ex, guards, keep)
+        self._buffer = b""
+        self.done = False  # [DONE] seen, an error event passed, or the output was blocked
+        self.usage_seen = False
+        self.tokens = 0  # completion tokens counted as they stream (corrected by the final usage)
+        self._last: dict[str, Any] | None = None
+
+    def feed(self, chunk: bytes) -> bytes:
+        self._buffer += chunk
+        if b"\n\n" not in self._buffer:
+            return b""
+        *events, self._buffer = self._buffer.replace(b"\r\n", b"\n").split(b"\n\n")
+        return b"".join(self._event(e) for e in events if e and not self.done)
+
+    def has_event(self) -> bool:
+        return self.done or self.tokens > 0 or self._last is not None
+
+    def close(self) -> bytes:
+        """The rest after the upstream ended: held-back guarded text, then ``[DONE]`` if it never came."""
+        out = b""
+        if self._buffer.strip() and not self.done:
+            out += self._event(self._buffer)
+            self._buffer = b""
+        if not self.done:
+            out += self._flush_guards() + b"data: [DONE]\n\n"
+            self.done = True
+        return out
+
+    def _event(self, event: bytes) -> bytes:
+        line = event.strip()
+        if not line.startswith(b"data:"):
+            return event + b"\n\n"  # comments and other fields pass as they are
+        payload = line[5:].strip()
+        if payload == b"[DONE]":
+            self.done = True
+            return self._flush_guards() + b"data: [DONE]\n\n"
+        obj = orjson.loads(payload)
+        if not isinstance(obj, dict) or "error" in obj:
+            self.done = True
+            return b"data: " + payload + b"\n\n"
+        obj["id"], obj["model"] = self.rid, self.ex.model
+        self._last = obj
+        if isinstance(obj.get("usage"), dict):
+            _read_usage(obj, self.ex)
+            self.usage_seen = True
+        if not self.want_usage:
+            if not obj.get("choices") and set(obj) <= {"id", "object", "created", "model", "choices", "usage",
+                                                       "system_fingerprint", "service_tier"}:
+                return b""  # the usage-only event the client did not ask for
+            obj.pop("usage", None)
+        stop = False
+        for choice in obj.get("choices") or []:
+            holder, field_ = _content(choice, self.chat, stream=True)
+            final = choice.get("finish_reason") is not None
+            if holder is None:
+                continue
+            text = holder.get(field_) or ""
+            if text:
+                self.tokens += 1
+            index = choice.get("index", 0)
+            holder[field_] = self.choices.text(index, text, final)
+            if index in self.choices.blocked:
+                choice["finish_reason"], stop = CONTENT_FILTER, True
+        if stop:
+            self.done = True
+            return b"data: " + orjson.dumps(obj) + b"\n\ndata: [DONE]\n\n"
+        return b"data: " + orjson.dumps(obj) + b"\n\n"
+
+    def _flush_guards(self) -> bytes:
+        """Text still held back by output guards when the stream ends without a finish_reason."""
+        out = b""
+        for index in self.choices.pending():
+            text = self.choices.text(index, "", final=True)
+            if not text or self._last is None:
+                continue
+            piece = {k: self._last[k] for k in ("id", "object", "created", "model") if k in self._last}
+            delta: dict[str, Any] = {"content": text} if self.chat else {}
+            choice = {"index": index, "delta": delta, "finish_reason": None} if self.chat else \
+                {"index": index, "text": text, "finish_reason": None}
+            out += b"data: " + orjson.dumps({**piece, "choices": [choice]}) + b"\n\n"
+        return out
