@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import bisect
 import hashlib
-import itertools
 import math
+import random
 from collections.abc import Sequence
 from typing import Protocol
 
@@ -26,16 +26,10 @@ class Balancer(Protocol):
 
 
 class LeastOutstanding:
-    def __init__(self) -> None:
-        self._turn = itertools.count()
-
     def order(self, upstreams: Sequence[Upstream], affinity: str | None) -> list[Upstream]:
-        n = len(upstreams)
-        if n == 1:
+        if len(upstreams) == 1:
             return list(upstreams)
-        start = next(self._turn) % n
-        rotated = [upstreams[(start + i) % n] for i in range(n)]  # ties: the next in turn
-        return sorted(rotated, key=lambda u: u.state.outstanding / u.weight)
+        return sorted(upstreams, key=lambda u: (u.state.outstanding / u.weight, random.random()))  # ties: at random
 
 
 class WeightedRoundRobin:

@@ -16,9 +16,10 @@ MAX_EJECTION = 30.0
 
 
 class Breaker:
-    """Closed -> (``eject_after`` consecutive failures, or one refused connection) -> open for
-    ``eject_seconds`` doubling per ejection up to 30 s -> half-open: one probe (active check or a request)
-    closes it on success or opens it again."""
+    """Passive outlier ejection. Closed -> (``eject_after`` consecutive failures) -> ejected for
+    ``eject_seconds``, doubling per ejection up to 30 s -> half-open: the next request is a probe that
+    closes it on success or ejects it again. A refused connection also marks the upstream unhealthy until
+    an active health check sees it answer again."""
 
     def __init__(self, eject_after: int, eject_seconds: float, on_eject: Callable[[Upstream], None] | None = None) -> None:
         self.eject_after, self.eject_seconds = eject_after, eject_seconds
@@ -26,35 +27,36 @@ class Breaker:
 
     @staticmethod
     def available(state: UpstreamState, now: float) -> bool:
-        return state.ejected_until <= now
+        return state.healthy and state.ejected_until <= now
 
     def success(self, up: Upstream) -> None:
         s = up.state
-        s.consecutive_failures = 0
-        if s.half_open or not s.healthy:
-            log.info("upstream %s is back", up.name)
-        s.half_open, s.healthy, s.ejections, s.ejected_until = False, True, 0, 0.0
+        if s.half_open:
+            log.info("upstream %s answers again", up.name)
+        s.consecutive_failures, s.ejections, s.half_open = 0, 0, False
 
     def failure(self, up: Upstream, *, hard: bool = False) -> None:
         s = up.state
         s.consecutive_failures += 1
+        if hard:
+            s.healthy = False
         if hard or s.half_open or s.consecutive_failures >= self.eject_after:
-            self.eject(up)
+            if s.ejected_until <= time.monotonic():  # not again while already out
+                self.eject(up)
 
     def eject(self, up: Upstream) -> None:
         s = up.state
         s.ejections += 1
         wait = min(MAX_EJECTION, self.eject_seconds * 2 ** (s.ejections - 1))
-        s.ejected_until, s.half_open, s.healthy = time.monotonic() + wait, True, False
+        s.ejected_until, s.half_open = time.monotonic() + wait, True
         log.warning("upstream %s ejected for %.1f s after %d failure(s)", up.name, wait, s.consecutive_failures)
         if self.on_eject is not None:
             self.on_eject(up)
 
 
 class HealthChecker:
-    """Probes every remote upstream each ``interval`` seconds: a failed probe counts as a failure, a
-    successful one closes a half-open breaker (so a replica that comes back gets traffic within one
-    interval of its ejection ending)."""
+    """Probes every remote upstream each ``interval`` seconds (GET …/models): one that does not answer is
+    taken out of rotation, one that answers again is put back at once (within one interval of its return)."""
 
     def __init__(self, upstreams: Iterable[Upstream], breaker: Breaker, interval: float) -> None:
         self.upstreams = list(upstreams)
@@ -71,14 +73,14 @@ class HealthChecker:
             await asyncio.sleep(self.interval)
 
     async def _check(self, up: Upstream) -> None:
+        ok = await up.probe()
         s = up.state
-        if s.half_open and s.ejected_until > time.monotonic():
-            return  # still serving its ejection
-        if await up.probe():
-            if s.half_open or not s.healthy:
-                self.breaker.success(up)
-        else:
-            self.breaker.failure(up, hard=s.half_open)
+        if ok and not s.healthy:
+            log.info("upstream %s passes its health check again", up.name)
+            s.healthy, s.ejected_until = True, 0.0
+        elif not ok and s.healthy:
+            log.warning("upstream %s fails its health check", up.name)
+            s.healthy = False
 
     async def stop(self) -> None:
         if self._task is not None:

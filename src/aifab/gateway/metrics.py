@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterable
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
@@ -42,7 +43,7 @@ class _UpstreamCollector:
         up = GaugeMetricFamily("aifab_gateway_upstream_up", "1 = taking traffic, 0 = ejected", labels=["upstream"])
         busy = GaugeMetricFamily("aifab_gateway_upstream_outstanding", "Requests in flight", labels=["upstream"])
         for u in self.upstreams():
-            up.add_metric([u.name], 1.0 if u.state.healthy else 0.0)
+            up.add_metric([u.name], 1.0 if u.state.healthy and u.state.ejected_until <= time.monotonic() else 0.0)
             busy.add_metric([u.name], u.state.outstanding)
         yield up
         yield busy

@@ -6,6 +6,9 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from aifab.errors import Forbidden
+from aifab.gateway.protocol import ApiKey
+from aifab.gateway.upstreams import KEY_SCOPE
 from aifab.serve.metrics import Metrics
 from aifab.serve.pool import ModelPool
 from aifab.serve.service import OpenAIServing
@@ -26,3 +29,22 @@ def _pool(request: Request) -> ModelPool:
 Serving = Annotated[OpenAIServing, Depends(_serving)]
 MetricsDep = Annotated[Metrics, Depends(_metrics)]
 Pool = Annotated[ModelPool, Depends(_pool)]
+
+
+def _caller(request: Request) -> ApiKey | None:
+    """The API key the gateway admitted the request with (None: no key needed, a loopback-only server)."""
+    return request.scope.get(KEY_SCOPE)
+
+
+Caller = Annotated[ApiKey | None, Depends(_caller)]
+
+
+def may_read(caller: ApiKey | None, collection: str) -> None:
+    if caller is not None and not caller.allows_collection(collection):
+        raise Forbidden(f"the key '{caller.name}' may not use the collection '{collection}'", param="collection")
+
+
+def may_write(caller: ApiKey | None, collection: str) -> None:
+    """Changing a collection needs an admin key or one that names the collection in its scope."""
+    if caller is not None and not (caller.admin or (caller.collections and collection in caller.collections)):
+        raise Forbidden(f"the key '{caller.name}' may not change the collection '{collection}'", param="collection")

@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from aifab.engines.protocol import Delta, Engine, GenerationRequest, SamplingParams
-from aifab.errors import InvalidRequest
+from aifab.errors import Forbidden, InvalidRequest
+from aifab.gateway.protocol import ApiKey
 from aifab.serve.metrics import Metrics
 from aifab.serve.pool import ModelPool
 from aifab.serve.schemas import ChatCompletionRequest, CompletionRequest, EmbeddingRequest, _Sampling
@@ -67,12 +68,12 @@ class OpenAIServing:
 
     # --- generation -----------------------------------------------------------------------------
 
-    async def chat(self, req: ChatCompletionRequest) -> dict[str, Any] | AsyncIterator[str]:
+    async def chat(self, req: ChatCompletionRequest, caller: ApiKey | None = None) -> dict[str, Any] | AsyncIterator[str]:
         messages = [
             {"role": "system" if m.role == "developer" else m.role, "content": m.text()} for m in req.messages
         ]
         if self.rag is not None and self.rag.has_app(req.model):
-            return await self._answer(req, messages)
+            return await self._answer(req, messages, caller)
         engine = self.pool.get(req.model)
         prompt = engine.render_chat(messages)
         sampling = _sampling(req, engine, req.max_completion_tokens or req.max_tokens)
@@ -84,8 +85,10 @@ class OpenAIServing:
         greq = GenerationRequest(prompt=prompt, sampling=sampling)
         return await self._generate(engine.generate(greq), req, greq.request_id, CHAT)
 
-    async def _answer(self, req: ChatCompletionRequest, messages: list[dict[str, Any]]) -> dict[str, Any] | AsyncIterator[str]:
-        """A RAG app called as a model: retrieve, ground, generate; citations ride along."""
+    async def _answer(self, req: ChatCompletionRequest, messages: list[dict[str, Any]],
+                      caller: ApiKey | None) -> dict[str, Any] | AsyncIterator[str]:
+        """A RAG app called as a model: retrieve, ground, generate; citations ride along. A key sees only
+        the chunks its ACL tags allow, and only apps over collections in its scope."""
         from aifab.rag.citations import citations
 
         assert self.rag is not None
@@ -93,10 +96,14 @@ class OpenAIServing:
             raise InvalidRequest("an app answers in text with citations; response_format is not supported",
                                  param="response_format")
         app = self.rag.app(req.model)
+        if caller is not None and not caller.allows_collection(app.collection):
+            raise Forbidden(f"the key '{caller.name}' may not use the collection '{app.collection}' of app "
+                            f"'{req.model}'", param="model")
         engine = self.pool.get(app.model or "")
         wanted = req.max_completion_tokens or req.max_tokens
         max_tokens = min(wanted, app.max_tokens) if wanted else app.max_tokens
-        prepared = await self.rag.prepare(app, messages, engine, max_tokens=max_tokens)
+        acl = caller.acl_filter() if caller is not None else None
+        prepared = await self.rag.prepare(app, messages, engine, max_tokens=max_tokens, acl=acl)
         sampling = _sampling(req, engine, max_tokens)
         if req.temperature is None:
             sampling.temperature = app.temperature

@@ -70,3 +70,36 @@ class RemoteAifabServer:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+class ThreadedServer:
+    """An ASGI app on uvicorn (uvloop, httptools) in a background thread of this process, on a free
+    loopback port: for tests that drive an in-process app (a gateway) over real sockets."""
+
+    def __init__(self, app: object) -> None:
+        import threading
+
+        import uvicorn
+
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning", loop="uvloop",
+                                http="httptools", lifespan="on")
+        self.server = uvicorn.Server(config)
+        self._thread = threading.Thread(target=self.server.run, name="aifab-test-server", daemon=True)
+        self._thread.start()
+        deadline = time.monotonic() + 30
+        while not self.server.started:
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError("the test server did not start")
+            time.sleep(0.02)
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self._thread.join(timeout=15)
+
+    def __enter__(self) -> ThreadedServer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

@@ -19,6 +19,7 @@ from aifab.corpus.service import Corpus
 from aifab.corpus.sources import Source
 from aifab.corpus.uploads import save_upload, upload_source
 from aifab.errors import AifabError, InvalidDocument, InvalidRequest, NotFound
+from aifab.serve.deps import Caller, may_read, may_write
 
 log = logging.getLogger("aifab.serve")
 
@@ -41,40 +42,46 @@ def _collection_dict(corpus: Corpus, name: str) -> dict[str, Any]:
 
 
 @router.get("/collections")
-def list_collections(request: Request) -> dict[str, Any]:
+def list_collections(request: Request, caller: Caller) -> dict[str, Any]:
     corpus = _corpus(request)
     return {"object": "list", "data": [{"object": "collection", "id": c.name, **c.to_dict()}
-                                       for c in corpus.collections.list()]}
+                                       for c in corpus.collections.list()
+                                       if caller is None or caller.allows_collection(c.name)]}
 
 
 @router.post("/collections", status_code=201)
-def create_collection(request: Request, body: CreateCollection) -> dict[str, Any]:
+def create_collection(request: Request, body: CreateCollection, caller: Caller) -> dict[str, Any]:
+    may_write(caller, body.name)
     corpus = _corpus(request)
     corpus.collections.create(body.name)
     return _collection_dict(corpus, body.name)
 
 
 @router.get("/collections/{name}")
-def get_collection(request: Request, name: str) -> dict[str, Any]:
+def get_collection(request: Request, name: str, caller: Caller) -> dict[str, Any]:
+    may_read(caller, name)
     return _collection_dict(_corpus(request), name)
 
 
 @router.delete("/collections/{name}")
-def delete_collection(request: Request, name: str) -> dict[str, Any]:
+def delete_collection(request: Request, name: str, caller: Caller) -> dict[str, Any]:
+    may_write(caller, name)
     corpus = _corpus(request)
     corpus.collections.delete(name)
     return {"object": "collection", "id": name, "deleted": True}
 
 
 @router.post("/collections/{name}/promote")
-def promote(request: Request, name: str, version: Annotated[int, Query(ge=1)]) -> dict[str, Any]:
+def promote(request: Request, name: str, version: Annotated[int, Query(ge=1)], caller: Caller) -> dict[str, Any]:
+    may_write(caller, name)
     corpus = _corpus(request)
     corpus.collections.promote(name, version)
     return _collection_dict(corpus, name)
 
 
 @router.get("/collections/{name}/documents")
-def list_documents(request: Request, name: str) -> dict[str, Any]:
+def list_documents(request: Request, name: str, caller: Caller) -> dict[str, Any]:
+    may_read(caller, name)
     corpus = _corpus(request)
     docs = corpus.collections.documents(name) if corpus.collections.get(name).live_version else []
     return {"object": "list", "data": [
@@ -83,7 +90,8 @@ def list_documents(request: Request, name: str) -> dict[str, Any]:
 
 
 @router.delete("/collections/{name}/documents/{document_id}")
-def delete_document(request: Request, name: str, document_id: str) -> dict[str, Any]:
+def delete_document(request: Request, name: str, document_id: str, caller: Caller) -> dict[str, Any]:
+    may_write(caller, name)
     corpus = _corpus(request)
     source = next((d.source for d in corpus.collections.documents(name) if d.document_id == document_id), None)
     chunks = corpus.collections.delete_document(name, document_id)
@@ -97,9 +105,11 @@ async def upload_documents(
     request: Request,
     name: str,
     file: list[UploadFile],
+    caller: Caller,
     acl: Annotated[list[str] | None, Form(description="ACL tags for every chunk of these files")] = None,
     wait: Annotated[bool, Query(description="answer when the ingest is done")] = False,
 ) -> Any:
+    may_write(caller, name)
     corpus = _corpus(request)
     corpus.collections.create(name, exist_ok=True)
     sources, errors = [], []
@@ -137,11 +147,14 @@ def _job(corpus: Corpus, job_id: str) -> dict[str, Any]:
 
 
 @router.get("/collections/{name}/jobs")
-def list_jobs(request: Request, name: str) -> dict[str, Any]:
+def list_jobs(request: Request, name: str, caller: Caller) -> dict[str, Any]:
+    may_read(caller, name)
     corpus = _corpus(request)
     return {"object": "list", "data": [{"object": "ingest.job", **j} for j in corpus.jobs.list(name)]}
 
 
 @router.get("/ingest/jobs/{job_id}")
-def get_job(request: Request, job_id: str) -> dict[str, Any]:
-    return _job(_corpus(request), job_id)
+def get_job(request: Request, job_id: str, caller: Caller) -> dict[str, Any]:
+    job = _job(_corpus(request), job_id)
+    may_read(caller, job["collection"])
+    return job

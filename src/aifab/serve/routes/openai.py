@@ -9,7 +9,7 @@ from typing import Any, TypeVar
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import StreamingResponse
 
-from aifab.serve.deps import Serving
+from aifab.serve.deps import Caller, Serving
 from aifab.serve.schemas import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
 
 router = APIRouter(prefix="/v1")
@@ -52,8 +52,8 @@ async def list_models(serving: Serving) -> dict[str, Any]:
 
 
 @router.post("/chat/completions")
-async def chat_completions(body: ChatCompletionRequest, serving: Serving, request: Request) -> Any:
-    return _respond(await _unless_disconnected(request, serving.chat(body)))
+async def chat_completions(body: ChatCompletionRequest, serving: Serving, request: Request, caller: Caller) -> Any:
+    return _respond(await _unless_disconnected(request, serving.chat(body, caller)))
 
 
 @router.post("/completions")

@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from aifab.errors import NotFound
 from aifab.rag import Rag
+from aifab.serve.deps import Caller, may_read
 
 router = APIRouter(prefix="/v1")
 Scalar = str | int | float | bool
@@ -39,13 +40,15 @@ def _rag(request: Request) -> Rag:
 
 
 @router.post("/retrieve")
-async def retrieve(body: RetrieveRequest, request: Request) -> dict[str, Any]:
+async def retrieve(body: RetrieveRequest, request: Request, caller: Caller) -> dict[str, Any]:
+    may_read(caller, body.collection)
     rag = _rag(request)
     overrides = {k: v for k, v in {"mode": body.mode, "mmr": body.mmr, "reranker": body.reranker}.items() if v is not None}
     settings = rag.settings.rag.model_copy(update=overrides)
     start = time.perf_counter()
     passages = await asyncio.to_thread(
-        rag.retrieve, body.collection, body.query, settings=settings, top_k=body.top_k, where=body.filters
+        rag.retrieve, body.collection, body.query, settings=settings, top_k=body.top_k, where=body.filters,
+        acl=caller.acl_filter() if caller is not None else None,
     )
     return {
         "object": "list",
