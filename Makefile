@@ -22,7 +22,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q torch==2.13.0
 	@echo "installing aifab and its dependencies (the first time this compiles llama-cpp-python: ~10 min on 2 cores)..."
 	$(BIN)/pip install -q --no-deps xgrammar==0.2.8 apache-tvm-ffi==0.1.15.post2  # = aifab[structured] minus triton
-	$(BIN)/pip install -q -e '.[dev,pg,train]'
+	$(BIN)/pip install -q -e '.[dev,pg,train,otel]'
 	$(BIN)/python -c "import torch; assert '+cpu' in torch.__version__ or not torch.cuda.is_available(), torch.__version__"
 	touch $(STAMP)
 

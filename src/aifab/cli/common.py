@@ -23,11 +23,17 @@ def settings_from(config: Path | None, data_dir: Path | None, **overrides: Any) 
     return load_settings(config, data_dir=data_dir, **overrides)
 
 
-def open_registry(settings: Settings) -> Registry:
-    """Open (and migrate) the state database and register the default models if needed."""
+def open_database(settings: Settings) -> Database:
+    """Open the state database, migrated to the current schema."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     db = Database(settings.effective_database_url)
     db.upgrade()
+    return db
+
+
+def open_registry(settings: Settings) -> Registry:
+    """Open (and migrate) the state database and register the default models if needed."""
+    db = open_database(settings)
     registry = Registry(db, settings.data_dir / "models")
     registry.ensure_defaults()
     return registry

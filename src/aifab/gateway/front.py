@@ -33,6 +33,7 @@ from aifab.gateway.protocol import ApiKey, Limiter
 from aifab.gateway.proxy import Answer, Forwarder
 from aifab.gateway.rewrite import StreamRewriter, rewrite_body
 from aifab.gateway.router import Router
+from aifab.gateway.tracing import Tracing
 from aifab.gateway.upstreams import KEY_SCOPE, UpstreamFailure, call_local, current_key
 
 log = logging.getLogger("aifab.gateway")
@@ -62,6 +63,7 @@ class Gateway:
         self.health = HealthChecker(self.router.remote_upstreams(), self.breaker, gs.health_interval)
         self.forwarder = Forwarder(self.router, self.breaker, RetryBudget(gs.retry_budget), self.metrics)
         self.audit = AuditLog(db) if db is not None and gs.audit else None
+        self.tracing = Tracing(gs.otel_endpoint) if gs.otel_endpoint else None
 
     # --- ASGI ------------------------------------------------------------------------------------
 
@@ -113,6 +115,10 @@ class Gateway:
             await asyncio.to_thread(self.audit.close)
         if self.limiter is not None:
             await self.limiter.close()
+        if self.tracing is not None:
+            await asyncio.to_thread(self.tracing.close)
+        if self.keys is not None:
+            self.keys.close()
 
     def _authenticate(self, scope: Scope) -> ApiKey | None:
         """None = no key needed (no key exists: a loopback-only server). Otherwise a valid, unrevoked key."""
@@ -131,6 +137,16 @@ class Gateway:
     async def _model_request(self, scope: Scope, receive: Receive, send: Send, key: ApiKey | None,
                              endpoint: str, upath: str, prefix: str | None, chat: bool) -> None:
         ex = Exchange(uuid.uuid4().hex, endpoint, "", key)
+        if self.tracing is None:
+            await self._exchange(scope, receive, send, ex, upath, prefix, chat)
+            return
+        with self.tracing.start(ex) as span:
+            await self._exchange(scope, receive, send, ex, upath, prefix, chat)
+            self.tracing.annotate(span, ex)
+
+    async def _exchange(self, scope: Scope, receive: Receive, send: Send, ex: Exchange, upath: str,
+                        prefix: str | None, chat: bool) -> None:
+        endpoint = ex.endpoint
         try:
             payload = _parse(await _read_body(receive, self.max_body))
             ex.model = payload["model"]
@@ -164,18 +180,18 @@ class Gateway:
         ex.route = route.name
         if endpoint != "embeddings":
             P.clamp_max_tokens(payload, key, route.settings.max_tokens)
-        refs = P.text_refs(payload, endpoint)
-        texts = [c[i] for c, i in refs]
         if self.guardrails is not None:
-            result = self.guardrails.check_input(texts)
+            refs = P.text_refs(payload, endpoint, operator=False)
+            checked = [c[i] for c, i in refs]
+            result = self.guardrails.check_input(checked)
             ex.verdicts.extend(result.verdicts)
             if result.blocked is not None:
                 raise InvalidRequest(f"the request was blocked by the guardrails ({result.blocked.category})",
                                      code="content_filter")
-            for (c, i), old, new in zip(refs, texts, result.texts, strict=True):
+            for (c, i), old, new in zip(refs, checked, result.texts, strict=True):
                 if new != old:
                     c[i] = new
-            texts = result.texts
+        texts = [c[i] for c, i in P.text_refs(payload, endpoint)]
         if (key.log_content if key is not None else self.settings.log_content):
             ex.request = P.audit_copy(payload, endpoint, self.redact)
             ex.response = []
@@ -191,8 +207,11 @@ class Gateway:
         balance = route.settings.prefix_chars if route.settings.balance == "prefix" else None
         token = current_key.set(key)
         try:
+            headers = [(b"x-request-id", ex.id.encode())]
+            if self.tracing is not None:
+                headers += self.tracing.headers()
             return await self.forwarder.forward(ex, route, payload, upath, P.affinity(payload, texts, session, balance),
-                                                [(b"x-request-id", ex.id.encode())])
+                                                headers)
         finally:
             current_key.reset(token)
 

@@ -11,8 +11,12 @@ from aifab.gateway.protocol import ApiKey
 Ref = tuple[Any, Any]  # (container, index or key): container[index] is a str
 
 
-def text_refs(payload: dict[str, Any], endpoint: str) -> list[Ref]:
-    """Every user-supplied text of the request, as places that can be read and rewritten."""
+OPERATOR_ROLES = frozenset({"system", "developer"})  # the app's own instructions: not scanned by guardrails
+
+
+def text_refs(payload: dict[str, Any], endpoint: str, *, operator: bool = True) -> list[Ref]:
+    """The request's texts, as places that can be read and rewritten; ``operator=False`` leaves out
+    system and developer messages (the guardrails check what users and tools bring in)."""
     refs: list[Ref] = []
     if endpoint == "chat.completions":
         messages = payload.get("messages")
@@ -21,6 +25,8 @@ def text_refs(payload: dict[str, Any], endpoint: str) -> list[Ref]:
         for m in messages:
             if not isinstance(m, dict):
                 raise InvalidRequest("each message must be an object with 'role' and 'content'", param="messages")
+            if not operator and m.get("role") in OPERATOR_ROLES:
+                continue
             content = m.get("content")
             if isinstance(content, str):
                 refs.append((m, "content"))
