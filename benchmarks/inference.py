@@ -524,8 +524,8 @@ def child_main(kind: str, params_json: str) -> None:
 class Contention:
     """CPU used by processes that are not this benchmark, per phase (this machine may be shared).
 
-    At a phase boundary every process this script started has been waited for, so its CPU time is in
-    our ``children_*`` times: foreign = system busy time - our time."""
+    A process this script started counts as ours: once waited for, through our ``children_*`` times;
+    while it runs (a server under test), through its own. Foreign = system busy time - our time."""
 
     def __init__(self) -> None:
         self.phases: dict[str, float] = {}
@@ -537,8 +537,12 @@ class Contention:
 
         st = psutil.cpu_times()
         busy = sum(st) - st.idle - getattr(st, "iowait", 0.0)
-        me = psutil.Process().cpu_times()
-        ours = me.user + me.system + me.children_user + me.children_system
+        me = psutil.Process()
+        ours = 0.0
+        for proc in [me, *me.children(recursive=True)]:
+            with contextlib.suppress(psutil.Error):
+                t = proc.cpu_times()
+                ours += t.user + t.system + t.children_user + t.children_system
         return busy, ours, time.monotonic()
 
     def end(self, phase: str) -> float:

@@ -38,7 +38,7 @@ from typing import Any, Literal
 
 import orjson
 
-from aifab.testing.server import free_port
+from aifab.testing.server import free_port, terminate, wait_ready
 
 FailMode = Literal["status500", "status429", "close", "hang", "midstream"]
 FAIL_MODES: tuple[str, ...] = ("status500", "status429", "close", "hang", "midstream")
@@ -389,24 +389,11 @@ class FakeUpstream:
         cmd = [sys.executable, "-m", "aifab.testing.upstream", "--host", self.host, "--port", str(self.port),
                *to_argv(self.options)]
         self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT, env=env)
-        self._wait_ready()
-
-    def _wait_ready(self) -> None:
-        import httpx
-
-        deadline = time.monotonic() + self.startup_timeout
-        while time.monotonic() < deadline:
-            assert self.proc is not None
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"fake upstream exited with {self.proc.returncode}:\n{self.log()}")
-            try:
-                if httpx.get(f"{self.base}/healthz", timeout=1).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            time.sleep(0.05)
-        self.stop()
-        raise TimeoutError(f"fake upstream not ready after {self.startup_timeout}s:\n{self.log()}")
+        try:
+            wait_ready(f"{self.base}/healthz", self.proc, self.startup_timeout, "fake upstream", self.log)
+        except BaseException:
+            self.stop()
+            raise
 
     def log(self) -> str:
         return Path(self._log.name).read_text(errors="replace")
@@ -427,12 +414,8 @@ class FakeUpstream:
         self.start()
 
     def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self.kill()
+        if self.proc:
+            terminate(self.proc, timeout=5)
 
     def close(self) -> None:
         self.stop()
