@@ -7,7 +7,7 @@ import sys
 import typer
 
 from aifab import __version__
-from aifab.cli import config_cmd, corpus, keys, models, rag
+from aifab.cli import config_cmd, corpus, datasets, keys, models, rag
 from aifab.cli.process import configure_openmp
 from aifab.cli.train import train
 from aifab.cli.up import up
@@ -30,6 +30,7 @@ app.add_typer(rag.app, name="eval")
 app.command("train")(train)
 app.add_typer(keys.app, name="keys")
 app.command("usage")(keys.usage)
+app.add_typer(datasets.app, name="datasets")
 
 
 @app.callback()

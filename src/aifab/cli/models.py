@@ -10,7 +10,19 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from aifab.cli.common import ConfigOpt, DataDirOpt, JsonOpt, open_registry, print_json, settings_from
+from aifab.cli.common import (
+    ConfigOpt,
+    DataDirOpt,
+    JsonOpt,
+    open_database,
+    open_registry,
+    print_json,
+    settings_from,
+)
+from aifab.cli.datasets import lineage_lines
+from aifab.errors import InvalidRequest
+from aifab.finetune.datasets import DatasetStore, Lineage
+from aifab.registry import Registry
 
 app = typer.Typer(help="List, inspect, import and remove model packages.", no_args_is_help=True)
 
@@ -84,3 +96,28 @@ def remove(name: str, config: ConfigOpt = None, data_dir: DataDirOpt = None, as_
         print_json({"removed": name})
     else:
         typer.echo(f"removed {name}")
+
+
+@app.command("lineage")
+def lineage(
+    name: Annotated[str | None, typer.Argument(help="a registered model")] = None,
+    response: Annotated[str | None, typer.Option(
+        "--response", help="a logged response id: which model answered it, and that model's lineage")] = None,
+    config: ConfigOpt = None,
+    data_dir: DataDirOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Where a model came from: base, dataset version, the logged interactions behind it (or, with
+    --response, which model answered a logged response)."""
+    if (name is None) == (response is None):
+        raise InvalidRequest("give a model NAME or --response RESPONSE_ID, not both or neither")
+    settings = settings_from(config, data_dir)
+    db = open_database(settings)  # read-only: no registering of the default models on the way
+    chain = Lineage(registry=Registry(db, settings.data_dir / "models"),
+                    datasets=DatasetStore(db, settings.data_dir / "datasets"))
+    data = chain.of_response(response) if response is not None else chain.of_model(name or "")
+    if as_json:
+        print_json(data)
+        return
+    for line in lineage_lines(data):
+        typer.echo(line)
