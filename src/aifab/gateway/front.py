@@ -27,6 +27,7 @@ from aifab.errors import (
 from aifab.gateway import payload as P
 from aifab.gateway.audit import AuditLog
 from aifab.gateway.exchange import Exchange
+from aifab.gateway.guards import Guardrails
 from aifab.gateway.health import Breaker, HealthChecker, RetryBudget
 from aifab.gateway.metrics import GatewayMetrics
 from aifab.gateway.protocol import ApiKey, Limiter
@@ -54,7 +55,8 @@ class Gateway:
         gs = settings.gateway
         self.app, self.settings, self.keys, self.limiter, self.db = app, gs, keys, limiter, db
         self.guardrails = guardrails if guardrails is not None and gs.guardrails.enabled else None
-        self.redact: Callable[[str], str] = guardrails.redact if guardrails is not None else (lambda t: t)
+        # what reaches the audit log and feedback is redacted even when the guardrails are off
+        self.redact: Callable[[str], str] = (guardrails or Guardrails(gs.guardrails)).redact
         self.max_body = settings.serve.max_body_bytes
         self.router = Router(gs, app)
         self.metrics = GatewayMetrics(registry or CollectorRegistry(), self.router.remote_upstreams)
@@ -92,6 +94,8 @@ class Gateway:
             await self._models(send, key)
         elif method == "GET" and path == "/v1/usage":
             await self._usage(scope, send, key)
+        elif method == "POST" and path == "/v1/feedback":
+            await self._feedback(receive, send, key)
         elif path == "/metrics" and key is not None and not key.admin:
             await _error(send, Forbidden("metrics need an admin key"))
         else:
@@ -136,7 +140,7 @@ class Gateway:
 
     async def _model_request(self, scope: Scope, receive: Receive, send: Send, key: ApiKey | None,
                              endpoint: str, upath: str, prefix: str | None, chat: bool) -> None:
-        ex = Exchange(uuid.uuid4().hex, endpoint, "", key)
+        ex = Exchange(f"{prefix or ''}{uuid.uuid4().hex}", endpoint, "", key)  # the id the client will see
         if self.tracing is None:
             await self._exchange(scope, receive, send, ex, upath, prefix, chat)
             return
@@ -155,11 +159,11 @@ class Gateway:
             # a client that leaves (while queued, or mid-stream) cancels the work and frees the upstream
             watcher = asyncio.ensure_future(_disconnected(receive, asyncio.current_task(), ex))
             answer = await self._route(scope, ex, payload, endpoint, upath)
-            rid = f"{prefix}{ex.id}" if prefix else None
+            rid = ex.id if prefix else None
             if not answer.ok:
                 await self._pass_error(send, ex, answer)
             elif ex.stream:
-                await self._stream(send, ex, answer, rid or ex.id, chat)
+                await self._stream(send, ex, answer, ex.id, chat)
             else:
                 await self._whole(send, ex, answer, rid, chat)
         except asyncio.CancelledError:
@@ -333,6 +337,24 @@ class Gateway:
             data = [d for d in data if key.allows_model(d["id"])]
         await _send(send, 200, orjson.dumps({"object": "list", "data": data}), [(b"content-type", b"application/json")])
 
+    async def _feedback(self, receive: Receive, send: Send, key: ApiKey | None) -> None:
+        """``POST /v1/feedback``: a rating (and correction) of a logged response, by the key that made it."""
+        from aifab.feedback import FeedbackStore, feedback_from_request
+
+        try:
+            if self.db is None:
+                raise InvalidRequest("feedback needs the state store")
+            body = feedback_from_request(_parse_json(await _read_body(receive, self.max_body)))
+            if self.audit is not None:
+                await asyncio.to_thread(self.audit.flush)  # the response may have been answered a moment ago
+            store = FeedbackStore(self.db, redact=self.redact)
+            stored = await asyncio.to_thread(store.record, body.response_id, body.rating,
+                                             correction=body.correction, comment=body.comment, key=key)
+        except AifabError as exc:
+            await _error(send, exc)
+            return
+        await _send(send, 200, orjson.dumps(stored, default=str), [(b"content-type", b"application/json")])
+
     async def _usage(self, scope: Scope, send: Send, key: ApiKey | None) -> None:
         from urllib.parse import parse_qs
 
@@ -391,13 +413,18 @@ async def _read_body(receive: Receive, limit: int) -> bytes:
     return bytes(body)
 
 
-def _parse(body: bytes) -> dict[str, Any]:
+def _parse_json(body: bytes) -> dict[str, Any]:
     try:
         payload = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
         raise InvalidRequest(f"the request body is not valid JSON: {exc}") from None
     if not isinstance(payload, dict):
         raise InvalidRequest("the request body must be a JSON object")
+    return payload
+
+
+def _parse(body: bytes) -> dict[str, Any]:
+    payload = _parse_json(body)
     model = payload.get("model")
     if not isinstance(model, str) or not model:
         raise InvalidRequest("'model' is required", param="model")
