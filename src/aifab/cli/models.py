@@ -10,6 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from aifab.cli import rollouts
 from aifab.cli.common import (
     ConfigOpt,
     DataDirOpt,
@@ -24,7 +25,11 @@ from aifab.errors import InvalidRequest
 from aifab.finetune.datasets import DatasetStore, Lineage
 from aifab.registry import Registry
 
-app = typer.Typer(help="List, inspect, import and remove model packages.", no_args_is_help=True)
+app = typer.Typer(help="List, inspect, import and remove model packages; promote and roll back versions.",
+                  no_args_is_help=True)
+app.command("promote")(rollouts.promote)
+app.command("rollback")(rollouts.rollback)
+app.command("rollouts")(rollouts.rollouts)
 
 
 @app.command("list")

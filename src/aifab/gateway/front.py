@@ -33,6 +33,7 @@ from aifab.gateway.metrics import GatewayMetrics
 from aifab.gateway.protocol import ApiKey, Limiter
 from aifab.gateway.proxy import Answer, Forwarder
 from aifab.gateway.rewrite import StreamRewriter, rewrite_body
+from aifab.gateway.rollouts import Rollout, RolloutStore, RolloutWatcher
 from aifab.gateway.router import Router
 from aifab.gateway.tracing import Tracing
 from aifab.gateway.upstreams import KEY_SCOPE, UpstreamFailure, call_local, current_key
@@ -66,6 +67,7 @@ class Gateway:
         self.forwarder = Forwarder(self.router, self.breaker, RetryBudget(gs.retry_budget), self.metrics)
         self.audit = AuditLog(db) if db is not None and gs.audit else None
         self.tracing = Tracing(gs.otel_endpoint) if gs.otel_endpoint else None
+        self.rollouts = RolloutWatcher(RolloutStore(db), self._apply_rollouts, self._load_local) if db else None
 
     # --- ASGI ------------------------------------------------------------------------------------
 
@@ -76,7 +78,7 @@ class Gateway:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        self.health.start()
+        self._start()
         path = scope["path"]
         if path in OPEN_PATHS:
             await self.app(scope, receive, send)
@@ -105,15 +107,33 @@ class Gateway:
         async def wrapped() -> Message:
             message = await receive()
             if message["type"] == "lifespan.startup":
-                self.health.start()
+                self._start()
             elif message["type"] == "lifespan.shutdown":
                 await self.aclose()
             return message
 
         return wrapped
 
+    def _start(self) -> None:
+        self.health.start()
+        if self.rollouts is not None:
+            self.rollouts.start()
+
+    def _apply_rollouts(self, rollouts: dict[str, Rollout]) -> None:
+        self.router.rollouts = rollouts
+
+    async def _load_local(self, name: str) -> None:
+        """Make sure this process serves ``name`` (a model routed nowhere else), loading it if needed."""
+        if not self.router.resolve(name).local:
+            return
+        status, body = await call_local(self.app, "POST", f"/v1/models/{name}/load", None)
+        if status != 200:
+            raise UpstreamError(f"cannot load '{name}': {body[:300].decode(errors='replace')}")
+
     async def aclose(self) -> None:
         await self.health.stop()
+        if self.rollouts is not None:
+            await self.rollouts.stop()
         await self.router.close()
         if self.audit is not None:
             await asyncio.to_thread(self.audit.close)
@@ -193,7 +213,7 @@ class Gateway:
             raise Forbidden(f"the key '{key.name}' may not use the model '{ex.model}'", param="model")
         headers = scope["headers"]
         session = _header(headers, b"x-session-id")
-        route = self.router.split(self.router.resolve(ex.model), session or payload.get("user"))
+        route = self.router.pick(ex.model, session or payload.get("user"))
         ex.route = route.name
         if endpoint != "embeddings":
             P.clamp_max_tokens(payload, key, route.settings.max_tokens)

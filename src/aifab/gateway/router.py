@@ -17,6 +17,7 @@ from aifab.errors import ConfigError
 from aifab.gateway.balance import Balancer, make_balancer
 from aifab.gateway.health import Breaker
 from aifab.gateway.protocol import Upstream
+from aifab.gateway.rollouts import Rollout
 from aifab.gateway.upstreams import HttpUpstream, LocalUpstream
 
 
@@ -61,6 +62,7 @@ class Router:
                 route.split.append((total, target))
             if total > 100:
                 raise ConfigError(f"gateway.routes.{route.name}.split sends {total}% of the traffic elsewhere")
+        self.rollouts: dict[str, Rollout] = {}  # set by the rollout watcher
         self._local_route = RouteSettings()
         self._local = LocalUpstream(local_app)
         self._local_balancer = make_balancer("least_outstanding")
@@ -73,11 +75,20 @@ class Router:
         # made-up model names cannot grow the table.
         return Route(model, self._local_route, [self._local], self._local_balancer, local=True)
 
+    def pick(self, model: str, affinity: str | None) -> Route:
+        """The route a request for ``model`` goes to: its rollout (current version, or the candidate for
+        a canary's share), then the route's configured split. Sticky per session id."""
+        rollout = self.rollouts.get(model)
+        if rollout is not None:
+            use_candidate = rollout.candidate is not None and _roll(affinity) < rollout.percent
+            model = rollout.candidate if use_candidate and rollout.candidate else rollout.current
+        return self.split(self.resolve(model), affinity)
+
     def split(self, route: Route, affinity: str | None) -> Route:
         """The route a request of ``route`` goes to after its canary split (sticky per session id)."""
         if not route.split:
             return route
-        roll = (zlib.crc32(affinity.encode()) % 10000) / 100 if affinity else random.random() * 100
+        roll = _roll(affinity)
         for bound, target in route.split:
             if roll < bound:
                 return self.resolve(target)
@@ -93,6 +104,11 @@ class Router:
         for route in self.routes.values():
             for up in route.upstreams:
                 await up.close()
+
+
+def _roll(affinity: str | None) -> float:
+    """A number in [0, 100): the same for the same session, else at random."""
+    return (zlib.crc32(affinity.encode()) % 10000) / 100 if affinity else random.random() * 100
 
 
 def _upstream(us: UpstreamSettings, local_app: ASGIApp) -> Upstream:

@@ -42,6 +42,8 @@ class ModelPool:
 
     async def load(self, name: str) -> bool:
         """Load ``name`` from the registry unless it is loaded; True when it was loaded now."""
+        if name in self._engines:
+            return False
         if self._loader is None:
             raise InvalidRequest("this server does not load models while it runs")
         return await asyncio.to_thread(self._load, name, self._loader)

@@ -10,7 +10,8 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import StreamingResponse
 from starlette.types import Send
 
-from aifab.serve.deps import Caller, Serving
+from aifab.errors import Forbidden
+from aifab.serve.deps import Caller, Pool, Serving
 from aifab.serve.schemas import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
 
 router = APIRouter(prefix="/v1")
@@ -63,6 +64,15 @@ def _respond(result: Any) -> Any:
 @router.get("/models")
 async def list_models(serving: Serving) -> dict[str, Any]:
     return serving.list_models()
+
+
+@router.post("/models/{name}/load")
+async def load_model(name: str, pool: Pool, caller: Caller) -> dict[str, Any]:
+    """Load a registered model (a fine-tuned adapter goes onto its running base) without a restart."""
+    if caller is not None and not caller.admin:
+        raise Forbidden("loading models needs an admin key")
+    loaded = await pool.load(name)
+    return {"id": name, "object": "model", "loaded": True, "newly_loaded": loaded}
 
 
 @router.post("/chat/completions")
