@@ -16,6 +16,7 @@ from aifab.corpus.service import Corpus
 from aifab.engines import load_engine
 from aifab.engines.adapters import AdapterView, adapter_of
 from aifab.engines.protocol import Engine
+from aifab.finetune.service import FinetuneService
 from aifab.gateway.factory import build_gateway, check_bind
 from aifab.gateway.keys import KeyStore
 from aifab.registry import Registry
@@ -74,7 +75,8 @@ def up(
     store = open_store(settings)
     try:
         corpus = Corpus(settings, registry, store)
-        inner = create_app(pool, max_body_bytes=settings.serve.max_body_bytes, corpus=corpus)
+        finetune = FinetuneService(registry.db, settings.data_dir, config=config)
+        inner = create_app(pool, max_body_bytes=settings.serve.max_body_bytes, corpus=corpus, finetune=finetune)
         app = build_gateway(inner, settings, registry.db, inner.state.metrics.registry)
         s = settings.serve
         names = ", ".join([name for name, _ in pool.items()] + app.router.public_names())

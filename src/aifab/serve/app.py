@@ -11,20 +11,23 @@ from fastapi import FastAPI
 
 from aifab import __version__
 from aifab.corpus.service import Corpus
+from aifab.finetune.service import MAX_FILE_BYTES, FinetuneService
 from aifab.rag import Rag
 from aifab.serve import errors
 from aifab.serve.metrics import Metrics
 from aifab.serve.middleware import BodyLimit, RequestCounter
 from aifab.serve.pool import ModelPool
-from aifab.serve.routes import collections, openai, ops, rag
+from aifab.serve.routes import collections, finetuning, openai, ops, rag
 from aifab.serve.service import OpenAIServing
 
 
 def create_app(
-    pool: ModelPool, *, max_body_bytes: int = 2 * 1024 * 1024, corpus: Corpus | None = None
+    pool: ModelPool, *, max_body_bytes: int = 2 * 1024 * 1024, corpus: Corpus | None = None,
+    finetune: FinetuneService | None = None,
 ) -> FastAPI:
     """An app serving the models in ``pool`` and, when given, the document collections of ``corpus``
-    with retrieval and the RAG apps of its settings. The caller owns the pool and the corpus (and closes them)."""
+    with retrieval and the RAG apps of its settings, and the fine-tuning API of ``finetune``. The caller
+    owns the pool and the corpus (and closes them); the app starts and stops the fine-tuning runner."""
     app = FastAPI(title="aifab", version=__version__, docs_url="/docs", redoc_url=None, lifespan=_lifespan)
     metrics = Metrics(pool.queue_depths)
     app.state.pool = pool
@@ -38,7 +41,11 @@ def create_app(
     app.state.ingest_worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="aifab-ingest")
     app.include_router(collections.router)
     app.include_router(rag.router)
+    app.state.finetune = finetune
+    app.include_router(finetuning.router)
     uploads = {UPLOADS: corpus.settings.corpus.max_file_bytes * 4} if corpus is not None else {}
+    if finetune is not None:
+        uploads[FILES] = MAX_FILE_BYTES
 
     app.add_middleware(RequestCounter, metrics=metrics)
     app.add_middleware(BodyLimit, max_bytes=max_body_bytes, overrides=uploads)
@@ -46,9 +53,14 @@ def create_app(
 
 
 UPLOADS = re.compile(r"^/v1/collections/[^/]+/documents$")  # bodies up to a few files of corpus.max_file_bytes
+FILES = re.compile(r"^/v1/files$")
 
 
 @asynccontextmanager
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    if app.state.finetune is not None:
+        app.state.finetune.runner.start()
     yield
     app.state.ingest_worker.shutdown(wait=False, cancel_futures=True)
+    if app.state.finetune is not None:
+        app.state.finetune.runner.close()
