@@ -5,6 +5,7 @@ again and resumes from its last checkpoint."""
 
 from __future__ import annotations
 
+import builtins
 import json
 import logging
 import os
@@ -14,9 +15,9 @@ import sys
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-import builtins
 from typing import Any
 
 from sqlalchemy import select
@@ -127,6 +128,7 @@ class JobRunner:
 
     def __init__(self, store: JobStore, *, data_dir: Path, config: Path | None = None) -> None:
         self.store, self.data_dir, self.config = store, data_dir, config
+        self.on_success: Callable[[str], None] | None = None  # e.g. load the new model into the server
         self._wake = threading.Event()
         self._stop = False
         self._proc: subprocess.Popen[str] | None = None
@@ -203,6 +205,11 @@ class JobRunner:
             return
         gate = result.get("gate") or {}
         gate["trained_tokens"] = result.get("tokens")
+        if self.on_success is not None:
+            try:
+                self.on_success(name)
+            except Exception as exc:  # noqa: BLE001 — the model is registered; serving it can be retried
+                self.store.event(job_id, f"the new model could not be loaded: {exc}", level="warn")
         self.store.update(job_id, status="succeeded", result_model=name, gate=gate)
         self.store.event(job_id, f"new model created: {name}", data={"eval": result.get("eval"), "gate": gate})
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
@@ -59,6 +60,12 @@ FILES = re.compile(r"^/v1/files$")
 @asynccontextmanager
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     if app.state.finetune is not None:
+        loop, pool = asyncio.get_running_loop(), app.state.pool
+
+        def serve_it(name: str) -> None:  # a finished job's model is served at once, like OpenAI's
+            asyncio.run_coroutine_threadsafe(pool.load(name), loop).result(timeout=600)
+
+        app.state.finetune.runner.on_success = serve_it
         app.state.finetune.runner.start()
     yield
     app.state.ingest_worker.shutdown(wait=False, cancel_futures=True)
