@@ -8,6 +8,7 @@ import typer
 
 from aifab import __version__
 from aifab.cli import config_cmd, corpus, datasets, keys, models, rag
+from aifab.cli.finetune import finetune
 from aifab.cli.process import configure_openmp
 from aifab.cli.train import train
 from aifab.cli.up import up
@@ -28,6 +29,7 @@ app.add_typer(corpus.app, name="collections")
 app.command("ask")(rag.ask)
 app.add_typer(rag.app, name="eval")
 app.command("train")(train)
+app.command("finetune")(finetune)
 app.add_typer(keys.app, name="keys")
 app.command("usage")(keys.usage)
 app.add_typer(datasets.app, name="datasets")
