@@ -35,6 +35,8 @@ def summary_line(result: Any) -> str:
         parts.append(f"eval accuracy {ev['exact_match']:.3f} ({ev['answered']} answered)")
     if "preference_accuracy" in ev:
         parts.append(f"eval preference accuracy {ev['preference_accuracy']:.3f}")
+    if result.gate:
+        parts.append("gate passed" if result.gate["passed"] else f"gate NOT passed ({result.gate['reason']})")
     return ", ".join(parts)
 
 
@@ -66,6 +68,9 @@ def finetune(
     eval_generate: Annotated[int, typer.Option("--eval-generate",
                                                help="eval examples answered by generation for accuracy")] = D.eval_generate,
     threads: Annotated[int, typer.Option("--threads", help="0: OMP_NUM_THREADS, else every core")] = D.threads,
+    gate_margin: Annotated[float, typer.Option(
+        "--gate-margin", help="the evaluation gate: the result must beat the base on the eval split by this")] = 0.0,
+    no_gate: Annotated[bool, typer.Option("--no-gate", help="skip the gate (and the base's evaluation)")] = False,
     resume: Annotated[bool, typer.Option("--resume/--no-resume",
                                          help="continue an interrupted run of the same name")] = True,
     config: ConfigOpt = None,
@@ -86,7 +91,7 @@ def finetune(
         target_modules=[t.strip() for t in target_modules.split(",") if t.strip()] if target_modules else LLAMA_TARGETS,
         epochs=epochs, max_steps=max_steps, lr=lr, batch_size=batch_size, batch_tokens=batch_tokens,
         max_length=max_length, beta=beta, seed=seed, checkpoint_every=checkpoint_every, threads=threads,
-        eval_generate=eval_generate,
+        eval_generate=eval_generate, gate_margin=None if no_gate else gate_margin,
     )
     hf_logging.disable_progress_bar()  # our own bar and lines say what happens
     settings = settings_from(config, data_dir)

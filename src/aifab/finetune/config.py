@@ -14,7 +14,7 @@ METHODS = ("sft", "dpo", "full")
 LLAMA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 DEFAULT_LR = {"sft": 2e-4, "dpo": 5e-5, "full": 2e-5}
 # Settings that change how a run is carried out, not what it computes: free to change on resume.
-OPERATIONAL = {"checkpoint_every", "threads", "eval_generate", "eval_max_new_tokens", "batch_tokens"}
+OPERATIONAL = {"checkpoint_every", "threads", "eval_generate", "eval_max_new_tokens", "batch_tokens", "gate_margin"}
 
 
 @dataclass
@@ -47,6 +47,7 @@ class FinetuneConfig:
     threads: int = 0  # 0: torch's default (OMP_NUM_THREADS, else the cores)
     eval_generate: int = 200  # eval examples answered by greedy generation for exact match (0: none)
     eval_max_new_tokens: int = 16
+    gate_margin: float | None = 0.0  # the candidate must beat the base on the eval split by this; None: no gate
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:

@@ -24,6 +24,7 @@ from aifab.finetune.attention import use_packed_attention
 from aifab.finetune.config import FinetuneConfig
 from aifab.finetune.data import Dataset, load_dataset_dir
 from aifab.finetune.evaluation import evaluate_model
+from aifab.finetune.gate import gate
 from aifab.finetune.loop import Loop, LoopResult, Progress, plan_steps
 from aifab.finetune.model import add_lora, load_base, safetensors_base
 from aifab.finetune.package import write_package
@@ -48,6 +49,7 @@ class FinetuneResult:
     tokens: int
     tokens_per_s: float
     eval: dict[str, Any] = field(default_factory=dict)
+    gate: dict[str, Any] = field(default_factory=dict)  # the evaluation gate's verdict against the base
     package: ModelPackage | None = None
     interrupted: bool = False
     resumed_from: int = 0
@@ -121,6 +123,11 @@ def finetune(base: ModelPackage, dataset: Dataset | Path | str, config: Finetune
            f"({info['train_targets']:,} trained), {info['eval_examples']} eval"
            + (f"; {info['truncated']} truncated to {cfg.max_length} tokens" if info["truncated"] else "")
            + (f", {info['dropped']} dropped (no answer left)" if info["dropped"] else ""))
+    before: dict[str, Any] | None = None
+    if cfg.gate_margin is not None:  # the base, on the same held-out examples, before any training
+        report(f"evaluating {base.name} on the eval split (the gate's reference)")
+        before = evaluate_model(model, tokenizer, renderer, data.eval, generate=cfg.eval_generate,
+                                max_new_tokens=cfg.eval_max_new_tokens, batch_tokens=cfg.batch_tokens)
     if cfg.uses_lora:
         model = add_lora(model, cfg)
     use_packed_attention(model)
@@ -141,6 +148,9 @@ def finetune(base: ModelPackage, dataset: Dataset | Path | str, config: Finetune
                                  max_new_tokens=cfg.eval_max_new_tokens, batch_tokens=cfg.batch_tokens)
     if outcome.last:
         result.eval.update({f"train_{k}": v for k, v in outcome.last.items()})
+    if before is not None and cfg.gate_margin is not None:
+        result.gate = gate(result.eval, before, margin=cfg.gate_margin, current_name=base.name)
+        report(f"gate: {'passed' if result.gate['passed'] else 'not passed'}: {result.gate['reason']}")
     lineage = _lineage(base, base_st, data, cfg, result, root)
     pkg = write_package(model, tokenizer, base_st, out_dir, name=name, lora=cfg.uses_lora, lineage=lineage)
     (root / "summary.json").write_text(json.dumps(result.to_dict() | {"package": pkg.to_dict()}, indent=2,
@@ -171,5 +181,5 @@ def _lineage(base: ModelPackage, base_st: ModelPackage, data: Dataset, cfg: Fine
         "finetuned_by": "aifab finetune", "base": base.name, "base_sha256": base.sha256,
         "base_safetensors": {"name": base_st.name, "path": base_st.path, "sha256": base_st.sha256},
         "dataset": data.lineage(), "method": cfg.method, "hyperparameters": cfg.hyperparameters(),
-        "metrics": metrics, "data": result.data, "run_dir": str(root.resolve()),
+        "metrics": metrics, "data": result.data, "run_dir": str(root.resolve()), "gate": result.gate or None,
     }
