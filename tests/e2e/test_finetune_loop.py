@@ -62,17 +62,17 @@ def test_feedback_to_dataset_to_finetune_to_canary_to_promotion_with_lineage(tmp
         users = json.loads(aifab(data, "keys", "create", "--name", "users", "--log-content", "--allow-training",
                                  "--json").stdout)["key"]
         client = openai.OpenAI(base_url=server.url + "/v1", api_key=users, max_retries=0)
-        feedback_ids = []
+        responses = []
         for q in questions(40):  # scripted users: ask, then correct the (random) model
             r = client.chat.completions.create(model="tiny", max_tokens=4, temperature=0, messages=[
                 {"role": "system", "content": "Answer with one word."}, {"role": "user", "content": q}])
             fb = httpx.post(server.url + "/v1/feedback", headers={"Authorization": f"Bearer {users}"},
                             json={"response_id": r.id, "rating": "down", "correction": ANSWER})
             assert fb.status_code == 200, fb.text
-            feedback_ids.append(fb.json()["id"])
+            responses.append(r.id)
 
         built = json.loads(aifab(data, "datasets", "build", "--from-logs", "--name", "loop", "--json").stdout)
-        assert built["created"] and built["version"]["counts"]["train"] >= 30
+        assert built["status"] == "created" and built["dataset"]["counts"]["train"] >= 30, built
 
         result = json.loads(aifab(data, "finetune", "--base", "tiny", "--dataset", "loop", "--name", "tiny-ft",
                                   "--max-steps", "30", "--lr", "3e-3", "--json").stdout)
@@ -91,7 +91,8 @@ def test_feedback_to_dataset_to_finetune_to_canary_to_promotion_with_lineage(tmp
 
         lineage = json.loads(aifab(data, "models", "lineage", "tiny-ft", "--json").stdout)
         text = json.dumps(lineage)
-        assert "loop" in text and sum(fid in text for fid in feedback_ids) >= 30
+        assert lineage["lineage"]["dataset"]["name"] == "loop" and lineage["lineage"]["gate"]["passed"]
+        assert sum(rid in text for rid in responses) >= 30  # back to the rated interactions themselves
         assert "Traceback" not in server.log()
 
 
