@@ -36,3 +36,14 @@ def postgres_server():
 def postgres_url(postgres_server):
     """A fresh, empty database on the session's PostgreSQL."""
     return postgres_server.new_database()
+
+
+@pytest.fixture
+def state_db(tmp_path):
+    """A migrated SQLite state database in the test's directory."""
+    from aifab.state import Database
+
+    database = Database(f"sqlite:///{tmp_path / 'aifab.db'}")
+    database.upgrade()
+    yield database
+    database.close()

@@ -11,7 +11,6 @@ from aifab.errors import Forbidden, InvalidRequest, NotFound
 from aifab.feedback import MAX_TEXT_BYTES, FeedbackInput, FeedbackStore, feedback_from_request
 from aifab.gateway.protocol import ApiKey
 from aifab.gateway.usage import parse_since
-from aifab.state import Database
 from aifab.testing.interactions import InteractionLog
 
 ALICE = ApiKey(id="id-alice", name="alice", prefix="afk-a")
@@ -20,11 +19,8 @@ ADMIN = ApiKey(id="id-root", name="root", prefix="afk-r", admin=True)
 
 
 @pytest.fixture
-def db(tmp_path):
-    database = Database(f"sqlite:///{tmp_path / 'aifab.db'}")
-    database.upgrade()
-    yield database
-    database.close()
+def db(state_db):
+    return state_db
 
 
 def test_the_request_body_is_checked_field_by_field():

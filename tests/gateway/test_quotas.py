@@ -97,11 +97,8 @@ async def test_unlimited_keys_are_not_counted():
 
 
 @pytest.fixture
-def sqlite_db(tmp_path):
-    db = Database(f"sqlite:///{tmp_path / 'aifab.db'}")
-    db.upgrade()
-    yield db
-    db.close()
+def sqlite_db(state_db):
+    return state_db
 
 
 def spent(db: Database, key_id: str) -> int:

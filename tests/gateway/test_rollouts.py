@@ -12,16 +12,12 @@ from aifab.errors import InvalidRequest, NotFound
 from aifab.gateway.front import Gateway
 from aifab.gateway.rollouts import RolloutStore
 from aifab.serve import ModelPool, create_app
-from aifab.state import Database
 from aifab.testing import FakeEngine, FakeRuntime
 
 
 @pytest.fixture
-def db(tmp_path):
-    database = Database(f"sqlite:///{tmp_path / 'aifab.db'}")
-    database.upgrade()
-    yield database
-    database.close()
+def db(state_db):
+    return state_db
 
 
 def test_canary_full_and_rollback_keep_the_history_straight(db):

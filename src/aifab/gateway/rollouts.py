@@ -127,10 +127,7 @@ class RolloutWatcher:
             await asyncio.sleep(self.interval)
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-            self._task = None
+        from aifab.gateway.health import cancel
+
+        await cancel(self._task)
+        self._task = None
