@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 from dataclasses import replace
 from pathlib import Path
@@ -81,6 +82,8 @@ def up(
         s = settings.serve
         names = ", ".join([name for name, _ in pool.items()] + app.router.public_names())
         typer.echo(f"aifab listening on http://{s.host}:{s.port}/v1  (models: {names}; data: {Path(settings.data_dir).resolve()})")
+        gc.collect()
+        gc.freeze()  # the start-up heap (models, libraries) is never scanned again: no long GC pauses later
         uvicorn.run(app, host=s.host, port=s.port, log_level=s.log_level, access_log=False, timeout_graceful_shutdown=5,
                     loop="uvloop", http="httptools")
     finally:

@@ -5,16 +5,31 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections import deque
+from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Table, insert
+import orjson
+from sqlalchemy import JSON, Table, insert
 
 from aifab.state import Database
 from aifab.state.tables import AuditRow
 
 log = logging.getLogger("aifab.gateway")
 AUDIT: Table = AuditRow.__table__  # type: ignore[assignment]  # a core insert: no ORM work per row
+COLUMNS = [c.name for c in AUDIT.columns]
+JSON_COLUMNS = frozenset(c.name for c in AUDIT.columns if isinstance(c.type, JSON))
+INSERT_SQLITE = f"INSERT INTO audit_log ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})"
+CHUNK = 200
+
+
+def _sqlite_value(value: Any, column: str) -> Any:
+    if column in JSON_COLUMNS:
+        return None if value is None else orjson.dumps(value).decode()
+    if isinstance(value, datetime):  # naive UTC text, SQLAlchemy's SQLite format
+        return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+    return value
 
 
 class AuditLog:
@@ -34,16 +49,29 @@ class AuditLog:
         self._pending.append(row)
 
     def flush(self) -> None:
-        rows = []
+        """Write what is pending, in chunks, yielding between them so the event loop's thread keeps the
+        interpreter (a long insert must not stall requests)."""
         while self._pending:
-            rows.append(self._pending.popleft())
-        if not rows:
-            return
-        try:
+            rows = [self._pending.popleft() for _ in range(min(CHUNK, len(self._pending)))]
+            try:
+                self._write(rows)
+            except Exception:
+                log.exception("could not write %d audit rows", len(rows))
+            time.sleep(0)
+
+    def _write(self, rows: list[dict[str, Any]]) -> None:
+        if self.db.engine.dialect.name != "sqlite":
             with self.db.engine.begin() as conn:
                 conn.execute(insert(AUDIT), rows)
-        except Exception:
-            log.exception("could not write %d audit rows", len(rows))
+            return
+        # SQLite: one executemany of plain tuples (the driver loops in C), values as SQLAlchemy stores them
+        params = [tuple(_sqlite_value(row.get(c), c) for c in COLUMNS) for row in rows]
+        raw = self.db.engine.raw_connection()
+        try:
+            raw.cursor().executemany(INSERT_SQLITE, params)
+            raw.commit()
+        finally:
+            raw.close()
 
     def _run(self) -> None:
         while not self._stop:
