@@ -107,9 +107,10 @@ def _end_ids(model: Any, tokenizer: Any) -> list[int]:
 
 def evaluate_model(model: Any, tokenizer: Any, renderer: ChatRenderer, examples: list[Example], *,
                    generate: int | None = None, max_new_tokens: int = 16, batch_tokens: int = 4096,
-                   match: str = "exact") -> dict[str, Any]:
+                   match: str = "exact", loss: bool = True, keep_answers: bool = False) -> dict[str, Any]:
     """Metrics of an in-memory model (see the module docstring). ``generate`` caps how many examples
-    are answered by generation (None: all)."""
+    are answered by generation (None: all); ``loss=False`` skips the loss (a forward over every
+    example); ``keep_answers`` returns every generated answer (else 5 samples)."""
     was_training = model.training
     model.eval()
     try:
@@ -117,7 +118,8 @@ def evaluate_model(model: Any, tokenizer: Any, renderer: ChatRenderer, examples:
         pairs = [p for ex in examples if ex.chosen is not None and (p := renderer.pair(ex)) is not None]
         seqs = [s for ex in examples if ex.chosen is None and (s := renderer.sft(ex)) is not None]
         seqs += [c for c, _r in pairs]
-        out["loss"] = eval_loss(model, seqs, batch_tokens=batch_tokens)
+        if loss:
+            out["loss"] = eval_loss(model, seqs, batch_tokens=batch_tokens)
         if pairs:
             acc, margin = preference_accuracy(model, pairs, batch_tokens=batch_tokens)
             out.update(preference_accuracy=acc, logprob_margin=margin)
@@ -128,6 +130,8 @@ def evaluate_model(model: Any, tokenizer: Any, renderer: ChatRenderer, examples:
             hits = [normalise(a, match) == normalise(ref, match) for a, (_, ref) in zip(answers, labelled, strict=True)]
             out.update(exact_match=sum(hits) / len(hits), answered=len(hits), match=match,
                        samples=[{"answer": a, "reference": ref} for a, (_, ref) in list(zip(answers, labelled, strict=True))[:5]])
+            if keep_answers:
+                out["answers"] = answers
         return out
     finally:
         model.train(was_training)
@@ -157,7 +161,8 @@ def load_package(package: ModelPackage, *, adapter: str | None = None) -> tuple[
 def evaluate(target: ModelPackage | tuple[Any, Any], examples: list[Example] | Dataset, *,
              adapter: str | None = None, template: str | None = None, special_tokens: dict[str, str] | None = None,
              max_length: int = 512, generate: int | None = None, max_new_tokens: int = 16,
-             batch_tokens: int = 4096, match: str = "exact") -> dict[str, Any]:
+             batch_tokens: int = 4096, match: str = "exact", loss: bool = True,
+             keep_answers: bool = False) -> dict[str, Any]:
     """Evaluate a model package (with its adapter) or a ``(model, tokenizer)`` pair on ``examples``
     (a :class:`Dataset` means its eval split). Returns ``{"loss", "exact_match", "answered",
     "preference_accuracy", ...}``, the keys present where the examples allow them.
@@ -177,4 +182,4 @@ def evaluate(target: ModelPackage | tuple[Any, Any], examples: list[Example] | D
             special_tokens = {k: v for k, v in (("bos", tokenizer.bos_token), ("eos", tokenizer.eos_token)) if v}
     renderer = ChatRenderer(tokenizer, template, special_tokens, max_length=max_length)
     return evaluate_model(model, tokenizer, renderer, examples, generate=generate, max_new_tokens=max_new_tokens,
-                          batch_tokens=batch_tokens, match=match)
+                          batch_tokens=batch_tokens, match=match, loss=loss, keep_answers=keep_answers)

@@ -62,7 +62,21 @@ def load_base(path: str) -> tuple[Any, Any]:
         model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32, attn_implementation="sdpa")
     except (ValueError, ImportError):  # an architecture without SDPA support
         model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32, attn_implementation="eager")
+    _drop_gguf_quantizer(model)
     return model, tokenizer
+
+
+def _drop_gguf_quantizer(model: Any) -> None:
+    """A GGUF conversion (``aifab models convert``) keeps ``quantization_config: gguf`` in its config.json
+    although its weights are plain float32 safetensors; transformers then marks the model quantized,
+    refuses to train it (``Trainer``) and writes the stale config into every save. Clear it."""
+    qc = getattr(model.config, "quantization_config", None)
+    method = qc.get("quant_method") if isinstance(qc, dict) else getattr(qc, "quant_method", None)
+    if qc is None or str(getattr(method, "value", method)) != "gguf":
+        return
+    model.hf_quantizer = None
+    model.is_quantized = False
+    del model.config.quantization_config
 
 
 def add_lora(model: Any, cfg: FinetuneConfig) -> Any:
