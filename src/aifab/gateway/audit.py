@@ -38,6 +38,7 @@ class AuditLog:
         self._pending: deque[dict[str, Any]] = deque()
         self.dropped = 0
         self._wake = threading.Event()
+        self._flushing = threading.Lock()
         self._stop = False
         self._thread = threading.Thread(target=self._run, name="aifab-audit", daemon=True)
         self._thread.start()
@@ -50,14 +51,16 @@ class AuditLog:
 
     def flush(self) -> None:
         """Write what is pending, in chunks, yielding between them so the event loop's thread keeps the
-        interpreter (a long insert must not stall requests)."""
-        while self._pending:
-            rows = [self._pending.popleft() for _ in range(min(CHUNK, len(self._pending)))]
-            try:
-                self._write(rows)
-            except Exception:
-                log.exception("could not write %d audit rows", len(rows))
-            time.sleep(0)
+        interpreter (a long insert must not stall requests). When it returns, every row recorded before
+        the call is in the database, even if the writer thread had already taken it."""
+        with self._flushing:
+            while self._pending:
+                rows = [self._pending.popleft() for _ in range(min(CHUNK, len(self._pending)))]
+                try:
+                    self._write(rows)
+                except Exception:
+                    log.exception("could not write %d audit rows", len(rows))
+                time.sleep(0)
 
     def _write(self, rows: list[dict[str, Any]]) -> None:
         if self.db.engine.dialect.name != "sqlite":
