@@ -223,6 +223,9 @@ class _SqliteWatch:
         self._conn.close()
 
 
+FINGERPRINT = "SELECT count(*), max(created_at), max(revoked_at), count(revoked_at) FROM api_keys"
+
+
 class _PgWatch:
     """``LISTEN aifab_keys`` on a private connection, polled without waiting; ``KeyStore`` sends ``NOTIFY``
     with every change. A lost connection is re-opened and counts as a change (notices may be lost)."""
@@ -230,6 +233,7 @@ class _PgWatch:
     def __init__(self, db: Database) -> None:
         self._url = db.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
         self._conn = self._listen()
+        self._stamp = self._conn.execute(FINGERPRINT).fetchone()
 
     def _listen(self):  # type: ignore[no-untyped-def]
         import psycopg
@@ -242,7 +246,13 @@ class _PgWatch:
         import psycopg
 
         try:
-            return bool(list(self._conn.notifies(timeout=0)))  # timeout=0: one poll, no wait
+            if list(self._conn.notifies(timeout=0)):  # timeout=0: one poll, no wait
+                return True
+            # NOTIFY arrives asynchronously: a change committed an instant ago may not be here yet, so
+            # also compare the table's fingerprint (one small query on the listening connection)
+            stamp = self._conn.execute(FINGERPRINT).fetchone()
+            changed, self._stamp = stamp != self._stamp, stamp
+            return changed
         except psycopg.OperationalError:
             self._conn.close()
             self._conn = self._listen()
