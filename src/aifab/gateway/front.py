@@ -146,12 +146,14 @@ class Gateway:
 
     def _authenticate(self, scope: Scope) -> ApiKey | None:
         """None = no key needed (no key exists: a loopback-only server). Otherwise a valid, unrevoked key."""
-        if self.keys is None or not self.keys.any_active():
+        if self.keys is None:
             return None
         token = _token(scope["headers"])
+        required, key = self.keys.check(token)  # one freshness check of the key cache per request
+        if not required:
+            return None
         if not token:
             raise Unauthorized("this server needs an API key: send 'Authorization: Bearer <key>'")
-        key = self.keys.authenticate(token)
         if key is None:
             raise Unauthorized("the API key is not valid (unknown or revoked)")
         return key

@@ -125,6 +125,13 @@ class KeyStore:
             # A dict lookup by hash leaks nothing timing-wise: the hash of a guess tells nothing of a secret.
             return self._active.get(digest)
 
+    def check(self, secret: str | None) -> tuple[bool, ApiKey | None]:
+        """(whether any key is active, the active key with this secret) after one freshness check: what
+        the gateway asks on every request."""
+        with self._lock:
+            self._refresh()
+            return bool(self._active), (self._active.get(hash_secret(secret)) if secret else None)
+
     def _refresh(self) -> None:
         """Reload the active keys when another process changed them (or every ``SAFETY_S`` seconds)."""
         if self._watch is None:
