@@ -131,8 +131,13 @@ class GuardrailSettings(_Section):
     input_injection: GuardAction = Field("block", description="prompt injection and jailbreak attempts")
     output_pii: GuardAction = "flag"
     output_secrets: GuardAction = "redact"
-    window_chars: int = Field(
-        96, ge=16, description="streamed output is held back by this many characters so a match split across chunks is caught"
+    max_hold_chars: int = Field(
+        17408, ge=256, description="the most streamed output held back while it could still become a finding "
+        "(a 16 KB private-key block); past it the oldest held text is released"
+    )
+    window_chars: int | None = Field(
+        None, description="deprecated and ignored: streamed output is held back only while it could still become "
+        "a finding (see max_hold_chars)"
     )
 
 

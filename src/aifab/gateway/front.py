@@ -261,7 +261,7 @@ class Gateway:
             await answer.done(self.breaker, failed=True)
             raise UpstreamError(f"upstream {answer.upstream.name} sent a malformed answer") from exc
         await answer.done(self.breaker)
-        ex.first_byte()
+        ex.first_text()
         ex.finish(200)  # before the last send: a disconnect seen after it must not count as one
         await _send(send, 200, body, self._headers(ex, answer))
 
@@ -270,7 +270,6 @@ class Gateway:
         headers = [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache"),
                    (b"x-accel-buffering", b"no"), *self._headers(ex, answer)[1:]]
         await send({"type": "http.response.start", "status": 200, "headers": headers})
-        ex.first_byte()
         streamed = 0
         failed: str | None = None
         try:

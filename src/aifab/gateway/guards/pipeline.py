@@ -17,8 +17,16 @@ from aifab.gateway.guards.injection import InjectionGuard
 from aifab.gateway.guards.pii import PiiGuard
 from aifab.gateway.guards.rules import apply
 from aifab.gateway.guards.secrets import SecretsGuard
-from aifab.gateway.guards.stream import Check, Emit, OutputGuard, PassThrough, first_block, verdicts
-from aifab.gateway.protocol import Action, Finding, Guard, Verdict
+from aifab.gateway.guards.stream import (
+    Check,
+    Emit,
+    OutputCheck,
+    OutputGuard,
+    PassThrough,
+    first_block,
+    verdicts,
+)
+from aifab.gateway.protocol import Action, Finding, Guard, StreamGuard, Verdict
 
 
 @runtime_checkable
@@ -50,6 +58,14 @@ def _checks(settings: GuardrailSettings, stage: str, guards: Sequence[Guard]) ->
     return [(g, cast(Action, actions[g.kind])) for g in guards if actions[g.kind] != "off"]
 
 
+def _stream_checks(checks: list[Check]) -> list[OutputCheck]:
+    """Output checks need guards that say what a stream must hold back (``StreamGuard.watch``)."""
+    for guard, _ in checks:
+        if not callable(getattr(guard, "watch", None)):
+            raise TypeError(f"the guard '{guard.name}' cannot check output: it has no watch() method")
+    return [(cast(StreamGuard, g), a) for g, a in checks]
+
+
 class Guardrails:
     """Built once at start-up from settings. With ``enabled=False`` (or every action "off") ``check_input``
     returns its argument and ``output_stream`` a pass-through, so the per-request cost is one call."""
@@ -58,7 +74,7 @@ class Guardrails:
         self.settings = settings
         self.guards = list(guards) if guards is not None else default_guards()
         self._input = _checks(settings, "input", self.guards)
-        self._output = _checks(settings, "output", self.guards)
+        self._output = _stream_checks(_checks(settings, "output", self.guards))
         self._redactors = [g for g in self.guards if g.kind in ("pii", "secrets")]
         self._strong = {id(g): isinstance(g, Scored) for g in self.guards}
 
@@ -99,7 +115,7 @@ class Guardrails:
         """A fresh output guard for one response (streamed or not)."""
         if not self._output:
             return PassThrough()
-        return OutputGuard(self._output, self.settings.window_chars)
+        return OutputGuard(self._output, self.settings.max_hold_chars)
 
     def redact(self, text: str) -> str:
         """Every PII and secret span replaced by its placeholder, whatever the actions and ``enabled`` say:
