@@ -13,6 +13,7 @@ their recall is printed apart and not counted.
 
     .venv/bin/python benchmarks/injection.py             # held-out figures + latency, ~10 s
     .venv/bin/python benchmarks/injection.py --split tune --misses   # the half used for tuning, with errors
+    .venv/bin/python benchmarks/injection.py --docs      # + paragraphs of the Python docs blocked (~1 min)
 
 Targets: recall ≥ 0.9, false-positive rate on benign look-alikes ≤ 0.02, p99 ≤ 20 ms on 2-8 KB input."""
 
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,8 +29,9 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent / "src"))
+from corpora import CorpusUnavailable, list_files, python_docs  # noqa: E402
 from guardrails import TARGET_MS, _time_each, typical_requests  # noqa: E402
-from inference import percentile  # noqa: E402
+from inference import Contention, percentile  # noqa: E402
 
 from aifab.config import GuardrailSettings  # noqa: E402
 from aifab.gateway.guards import Guardrails, InjectionGuard  # noqa: E402
@@ -78,11 +81,20 @@ def evaluate(rows: list[dict[str, str]], guard: InjectionGuard) -> tuple[Figures
     return fig, wrong
 
 
+def docs_blocked(guard: InjectionGuard) -> tuple[int, int]:
+    """(paragraphs blocked, paragraphs) over every page of the Python 3.11 docs' reST sources: ordinary
+    technical prose that says "ignore", "instructions", "system" and "prompt" a lot."""
+    paragraphs = [p for f in list_files(python_docs()).files
+                  for p in re.split(r"\n\s*\n", f.read_text(errors="replace")) if len(p) > 40]
+    return sum(guard.strong(guard.scan(p)) for p in paragraphs), len(paragraphs)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--split", default="holdout", choices=("holdout", "tune"))
     ap.add_argument("--misses", action="store_true", help="print the misclassified rows of the split")
     ap.add_argument("--set", type=Path, default=SET)
+    ap.add_argument("--docs", action="store_true", help="also count Python-docs paragraphs blocked")
     args = ap.parse_args()
     rows, guard = load(args.set), InjectionGuard()
     fig, wrong = evaluate([r for r in rows if r["split"] == args.split], guard)
@@ -94,12 +106,21 @@ def main() -> int:
     if args.misses:
         for row in wrong:
             print(f"  {'MISSED' if row['label'] == 'malicious' else 'BLOCKED'} [{row['source']}] {row['text']!r}")
+    if args.docs:
+        try:
+            n, total = docs_blocked(guard)
+            print(f"Python 3.11 docs (reST sources): {n} of {total} paragraphs blocked")
+        except CorpusUnavailable as e:
+            print(f"Python docs: not measured ({e})")
     pipeline = Guardrails(GuardrailSettings())
+    contention = Contention()
     samples = _time_each(pipeline.check_input, typical_requests(300))
-    wall = [w for w, _ in samples]
-    p50, p99 = percentile(wall, 50), percentile(wall, 99)
-    print(f"default input guardrails (PII, secrets, injection) on 300 requests of 2-8 KB: "
-          f"p50 {p50:.2f} ms, p99 {p99:.2f} ms")
+    foreign = contention.end("latency")
+    wall, cpu = [w for w, _ in samples], [c for _, c in samples]
+    p99 = percentile(wall, 99)
+    print(f"default input guardrails (PII, secrets, injection) on 300 requests of 2-8 KB: p50 {percentile(wall, 50):.2f}"
+          f" ms, p99 {p99:.2f} ms wall; CPU of this thread p50 {percentile(cpu, 50):.2f}, p99 {percentile(cpu, 99):.2f} ms"
+          f" (other processes used {foreign:.2f} cores meanwhile)")
     met = fig.recall >= TARGETS["recall"] and fig.fpr <= TARGETS["fpr"] and p99 <= TARGET_MS
     print(f"targets: recall ≥ {TARGETS['recall']}, false-positive rate ≤ {TARGETS['fpr']}, p99 ≤ {TARGET_MS:g} ms: "
           f"{'met' if met else 'MISSED'}")
