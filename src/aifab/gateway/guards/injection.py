@@ -1,15 +1,24 @@
 """Prompt injection and jailbreak attempts, by weighted rules (no model).
 
 Each signal that fires adds its weight once; a text scoring ≥ 1.0 is a strong signal (the configured action
-applies), below that the pipeline only flags it. Strong on their own: "ignore all previous instructions"
-(and its German, French, Spanish and Italian forms), DAN / "do anything now" / jailbreak personas, "reveal
-your system prompt", "you have no restrictions", fake ChatML / Llama-3 system headers, requests to send the
-conversation or credentials to an address. Weak on their own (benign texts say them too): "developer mode",
-"from now on you …", "[INST]", "### System:", notes addressed to "the AI", "never refuse", encoded payloads.
+applies), below that the pipeline only flags it. Strong on their own: "ignore / pay no attention to / stop
+following the previous instructions" (and German, French, Spanish, Italian, Portuguese and Dutch forms), "the
+previous instructions no longer apply", DAN / "do anything now" / jailbreak personas, "Enable developer mode"
+as an order, "reveal / translate / summarise your system prompt", "you have no restrictions", fake ChatML /
+Llama-3 system headers and ``</user><system>`` turns, requests to send the conversation or credentials to an
+address. Weak on their own (benign texts say them too): "developer mode", "from now on you …", "new rule:",
+"[INST]", "### System:", notes addressed to "the AI", "never refuse", encoded payloads. "Ignore the previous
+instructions I gave you" is a user revising their own request and does not fire.
 
-Limits: rules see phrasing, not intent. Paraphrases far from these forms, other languages, and payloads in
-encodings other than base64/rot13 of "ignore" get through; quoting an attack (to ask about it) is flagged
-like the attack itself."""
+Every rule also reads the text's other spellings (``normalise.views``): look-alike letters undone (NFKC,
+full-width, Cyrillic and Greek look-alikes), zero-width characters dropped, letter spacing joined, digits in
+words read as letters, reversed text turned round.
+
+Measured (benchmarks/injection.py, held-out half of tests/data/injection_set.jsonl): precision 0.99, recall
+0.69, false-positive rate 0.01 on benign look-alikes. Limits: rules see phrasing, not intent. Paraphrases far
+from these forms (authority notices without an override verb, fake reasoning traces, instructions hidden in
+documents), other languages, and payloads in encodings other than base64/rot13 of "ignore" get through; quoting
+an attack (to ask about it) is flagged like the attack itself."""
 
 from __future__ import annotations
 
