@@ -40,7 +40,10 @@ _REVERSED = re.compile(r"erongi|dragersid|snoitcurtsni|tpmorp|suoiverp|laever|te
 
 class FoldTable(dict[int, str | None]):
     """``str.translate`` table that fills itself: a character's NFKC form, lower-cased, look-alikes
-    replaced; ``None`` (deleted) for invisible characters. One per guard (not module state)."""
+    replaced; ``None`` (deleted) for invisible characters. One per guard (not module state); it keeps at most
+    ``MAX`` characters, so a client sending every code point cannot grow it without bound."""
+
+    MAX = 8192
 
     def __missing__(self, code: int) -> str | None:
         ch = chr(code)
@@ -48,7 +51,8 @@ class FoldTable(dict[int, str | None]):
             value = None
         else:
             value = "".join(_LOOKALIKES.get(c, c) for c in unicodedata.normalize("NFKC", ch).lower())
-        self[code] = value
+        if len(self) < self.MAX:
+            self[code] = value
         return value
 
 
