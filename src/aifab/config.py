@@ -129,6 +129,9 @@ class GuardrailSettings(_Section):
     input_pii: GuardAction = Field("flag", description="e-mail, phone, credit card (Luhn), IBAN, national IDs")
     input_secrets: GuardAction = Field("redact", description="API keys, tokens, private keys, passwords in URLs")
     input_injection: GuardAction = Field("block", description="prompt injection and jailbreak attempts")
+    scan_operator_roles: bool = Field(
+        False, description="also check system and developer messages (for deployments whose clients write those roles)"
+    )
     output_pii: GuardAction = "flag"
     output_secrets: GuardAction = "redact"
     max_hold_chars: int = Field(

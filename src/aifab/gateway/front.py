@@ -220,13 +220,12 @@ class Gateway:
         if endpoint != "embeddings":
             P.clamp_max_tokens(payload, key, route.settings.max_tokens)
         if self.guardrails is not None:
-            refs = P.text_refs(payload, endpoint, operator=False)
+            refs = P.text_refs(payload, endpoint, operator=self.guardrails.settings.scan_operator_roles)
             checked = [c[i] for c, i in refs]
             result = self.guardrails.check_input(checked)
             ex.verdicts.extend(result.verdicts)
             if result.blocked is not None:
-                raise InvalidRequest(f"the request was blocked by the guardrails ({result.blocked.category})",
-                                     code="content_filter")
+                raise InvalidRequest(self.guardrails.refusal(result.blocked), code="content_filter")
             for (c, i), old, new in zip(refs, checked, result.texts, strict=True):
                 if new != old:
                     c[i] = new

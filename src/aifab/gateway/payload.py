@@ -11,7 +11,7 @@ from aifab.gateway.protocol import ApiKey
 Ref = tuple[Any, Any]  # (container, index or key): container[index] is a str
 
 
-OPERATOR_ROLES = frozenset({"system", "developer"})  # the app's own instructions: not scanned by guardrails
+OPERATOR_ROLES = frozenset({"system", "developer"})  # the app's own instructions: scanned only with scan_operator_roles
 
 
 def text_refs(payload: dict[str, Any], endpoint: str, *, operator: bool = True) -> list[Ref]:

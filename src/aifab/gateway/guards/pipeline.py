@@ -103,6 +103,17 @@ class Guardrails:
         found = verdicts(tally.items(), "input")
         return InputResult(out + texts[len(out):], found, first_block(found))
 
+    def setting(self, verdict: Verdict) -> str:
+        """The setting that chose ``verdict``'s action, as written in aifab.toml (``gateway.guardrails.…``)."""
+        kind = next((g.kind for g in self.guards if g.name == verdict.guard), verdict.guard)
+        return f"gateway.guardrails.{verdict.stage}_{kind}"
+
+    def refusal(self, verdict: Verdict) -> str:
+        """What a client whose request was blocked is told: which check, and the setting that changes it."""
+        return (f"the request was blocked by the guardrails ({verdict.guard}: {verdict.category}); the setting "
+                f"{self.setting(verdict)} (\"{verdict.action}\") decides this: \"flag\" lets such requests through "
+                "and records them")
+
     def check_output(self, text: str) -> Emit:
         """A whole (non-streamed) answer, through the same output guard a stream gets."""
         guard = self.output_stream()
