@@ -183,7 +183,7 @@ def out_of_space(exc: BaseException) -> InsufficientStorage | None:
             text = str(e).lower()
             reason = next((t for t in _FULL_TEXT if t in text), None)
         if reason is not None:
-            return InsufficientStorage(f"the server is out of disk space ({reason}): "
+            return InsufficientStorage(f"out of disk space ({reason}): "
                                        "free some space and try again")
         todo += [e.__cause__, e.__context__, getattr(e, "orig", None)]
     return None
