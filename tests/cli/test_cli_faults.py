@@ -11,9 +11,11 @@ from pathlib import Path
 
 import pytest
 
+import aifab
+
 pytestmark = pytest.mark.slow  # loads the real embedding model
 
-SRC = str(Path(sys.modules["aifab"].__file__).parents[1])
+SRC = str(Path(aifab.__file__).parents[1])  # the child runs the code under test, too
 # Loaded by the child interpreter before aifab runs: the disk that holds vectors/ is full. The vector
 # store's SQLite says so on its first write, and fsync (where a buffered write finds out) fails.
 FULL_DISK = '''

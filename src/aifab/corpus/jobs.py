@@ -23,9 +23,9 @@ import time
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import select, update
+from sqlalchemy import CursorResult, select, update
 from sqlalchemy.exc import SQLAlchemyError
 
 from aifab.errors import Conflict, NotFound, out_of_space
@@ -158,17 +158,16 @@ class Jobs:
                     if self._gone(r, now)]
             claimed = []
             for row in rows:
-                won = s.execute(
+                result = cast(CursorResult[Any], s.execute(
                     update(IngestJobRow).where(IngestJobRow.id == row.id, IngestJobRow.status == row.status)
                     .values(status="interrupted", finished_at=now).execution_options(synchronize_session=False)
-                ).rowcount
-                if won:
+                ))
+                if result.rowcount:
                     claimed.append(row.id)
         with self.db.session() as s:
-            out = [s.get(IngestJobRow, job_id) for job_id in claimed]
-            for row in out:
-                s.expunge(row)
-        return [r for r in out if r is not None]
+            out = list(s.scalars(select(IngestJobRow).where(IngestJobRow.id.in_(claimed))))
+            s.expunge_all()
+        return out
 
     def set_recovery(self, job_id: str, recovery: dict[str, Any]) -> None:
         with self.db.session() as s:

@@ -62,7 +62,7 @@ class DiskFull:
         if statement.lstrip().split(None, 1)[0].upper() in WRITES:
             self.check()
 
-    def _sync(self, fd: int) -> None:
+    def _sync(self, fd: Any) -> None:
         if self.full:
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
         self._fsync(fd)

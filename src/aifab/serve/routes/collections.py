@@ -18,7 +18,14 @@ from pydantic import BaseModel
 from aifab.corpus.service import Corpus
 from aifab.corpus.sources import Source
 from aifab.corpus.uploads import check_name, save_upload, upload_source
-from aifab.errors import AifabError, InsufficientStorage, InvalidDocument, InvalidRequest, NotFound, out_of_space
+from aifab.errors import (
+    AifabError,
+    InsufficientStorage,
+    InvalidDocument,
+    InvalidRequest,
+    NotFound,
+    out_of_space,
+)
 from aifab.serve.deps import Caller, may_read, may_write
 from aifab.state.tables import DocumentRow
 from aifab.stores.protocol import Filter
