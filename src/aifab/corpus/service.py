@@ -19,6 +19,7 @@ from aifab.corpus.jobs import Jobs
 from aifab.corpus.protocol import Embedder
 from aifab.corpus.sources import Source, discover
 from aifab.corpus.uploads import upload_source
+from aifab.errors import NotFound
 from aifab.registry import Registry
 from aifab.state.tables import DocumentRow
 from aifab.stores.protocol import VectorStore
@@ -84,7 +85,10 @@ class Corpus:
              errors: Sequence[dict[str, str]] = ()) -> None:
         """Mark an upload job failed with ``reason`` and remove its uploads that no document came from:
         the client was told the upload failed, so a later rebuild must not bring them in."""
-        summary = dict(self.jobs.get(job_id)["summary"] or {})  # what the ingest got to, if it started
+        try:
+            summary = dict(self.jobs.get(job_id)["summary"] or {})  # what the ingest got to, if it started
+        except NotFound:  # the collection (and its jobs) was deleted meanwhile
+            summary = {}
         summary.setdefault("errors", list(errors))
         self.jobs.finish(job_id, "failed", {**summary, "error": reason})
         self.remove_unindexed(collection, sources)
