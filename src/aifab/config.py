@@ -35,6 +35,10 @@ class ServeSettings(_Section):
     port: int = Field(8000, ge=0, le=65535)
     max_body_bytes: int = Field(2 * 1024 * 1024, gt=0, description="requests above this get 413")
     max_queue: int = Field(64, ge=1, description="waiting requests per model before 429")
+    header_timeout_s: float = Field(10.0, gt=0, description="a request's headers must arrive within this (408)")
+    body_timeout_s: float = Field(30.0, gt=0, description="longest pause while a request body arrives (408)")
+    keep_alive_s: float = Field(5.0, gt=0, description="an idle kept-alive connection is closed after this")
+    max_connections: int = Field(1024, ge=1, description="open connections above this are answered 503")
     log_level: str = "info"
 
 

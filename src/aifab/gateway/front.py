@@ -321,8 +321,12 @@ class Gateway:
                 (b"x-aifab-upstream", answer.upstream.name.encode())]
 
     async def _settle(self, ex: Exchange) -> None:
-        """Charge the tokens not charged yet (and correct the prompt estimate), then metrics and audit."""
+        """Charge the tokens not charged yet (and correct the prompt estimate), then metrics and audit.
+        A refused request (4xx other than a client that left) costs nothing: its up-front charge is
+        given back and its audit row counts no tokens."""
         key = ex.key
+        if 400 <= ex.status < 500 and ex.status != 499:
+            ex.prompt_tokens = ex.completion_tokens = 0
         if key is not None and self.limiter is not None and ex.charged:
             owed = ex.prompt_tokens + ex.completion_tokens - ex.charged
             if owed:
