@@ -12,8 +12,8 @@ from rich.table import Table
 
 from aifab.cli.common import ConfigOpt, DataDirOpt, JsonOpt, open_database, print_json, settings_from
 from aifab.gateway.keys import KeyStore
-from aifab.gateway.protocol import ApiKey
 from aifab.gateway.usage import parse_since, usage_report
+from aifab.identity import ApiKey
 from aifab.state import Database
 
 app = typer.Typer(

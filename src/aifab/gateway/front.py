@@ -30,13 +30,14 @@ from aifab.gateway.exchange import Exchange
 from aifab.gateway.guards import Guardrails
 from aifab.gateway.health import Breaker, HealthChecker, RetryBudget
 from aifab.gateway.metrics import GatewayMetrics
-from aifab.gateway.protocol import ApiKey, Limiter
+from aifab.gateway.protocol import Limiter
 from aifab.gateway.proxy import Answer, Forwarder
 from aifab.gateway.rewrite import StreamRewriter, rewrite_body
 from aifab.gateway.rollouts import Rollout, RolloutStore, RolloutWatcher
 from aifab.gateway.router import Router
 from aifab.gateway.tracing import Tracing
-from aifab.gateway.upstreams import KEY_SCOPE, UpstreamFailure, call_local, current_key
+from aifab.gateway.upstreams import UpstreamFailure, call_local
+from aifab.identity import KEY_SCOPE, ApiKey, current_key
 
 log = logging.getLogger("aifab.gateway")
 

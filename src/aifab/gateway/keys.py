@@ -24,7 +24,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from aifab.errors import Conflict, InvalidRequest, NotFound
-from aifab.gateway.protocol import ApiKey
+from aifab.identity import ApiKey
 from aifab.state import Database
 from aifab.state.tables import ApiKeyRow
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from aifab.errors import InvalidRequest
-from aifab.gateway.protocol import ApiKey
+from aifab.identity import ApiKey
 
 Ref = tuple[Any, Any]  # (container, index or key): container[index] is a str
 

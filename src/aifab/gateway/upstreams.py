@@ -5,7 +5,6 @@ and the body as raw chunks, so a stream passes through with back-pressure."""
 from __future__ import annotations
 
 import asyncio
-import contextvars
 from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import urlsplit
@@ -13,11 +12,8 @@ from urllib.parse import urlsplit
 import aiohttp
 from starlette.types import ASGIApp, Message
 
-from aifab.gateway.protocol import ApiKey, UpstreamState
-
-# The caller's key, read by LocalUpstream into the ASGI scope so the serving app can apply its scopes.
-current_key: contextvars.ContextVar[ApiKey | None] = contextvars.ContextVar("aifab_current_key", default=None)
-KEY_SCOPE = "aifab.key"
+from aifab.gateway.protocol import UpstreamState
+from aifab.identity import KEY_SCOPE, ApiKey, current_key
 
 
 class UpstreamFailure(Exception):

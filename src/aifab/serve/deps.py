@@ -7,8 +7,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from aifab.errors import Forbidden
-from aifab.gateway.protocol import ApiKey
-from aifab.gateway.upstreams import KEY_SCOPE
+from aifab.identity import KEY_SCOPE, ApiKey
 from aifab.serve.metrics import Metrics
 from aifab.serve.pool import ModelPool
 from aifab.serve.service import OpenAIServing

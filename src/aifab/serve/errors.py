@@ -18,7 +18,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from aifab.errors import AifabError, Overloaded, error_body, hide_paths, out_of_space
-from aifab.gateway.upstreams import KEY_SCOPE
+from aifab.identity import KEY_SCOPE
 
 log = logging.getLogger("aifab.serve")
 

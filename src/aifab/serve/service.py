@@ -14,7 +14,7 @@ import numpy as np
 
 from aifab.engines.protocol import Delta, Engine, GenerationRequest, SamplingParams
 from aifab.errors import Forbidden, InvalidRequest
-from aifab.gateway.protocol import ApiKey
+from aifab.identity import ApiKey
 from aifab.serve.metrics import Metrics
 from aifab.serve.pool import ModelPool
 from aifab.serve.schemas import ChatCompletionRequest, CompletionRequest, EmbeddingRequest, _Sampling
