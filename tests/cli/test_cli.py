@@ -67,3 +67,10 @@ def test_bad_config_is_one_line(tmp_path):
 def test_convert_refuses_a_model_that_is_not_gguf(tmp_path):
     r = aifab("models", "convert", "all-minilm-l6-v2", "--name", "x", "--data-dir", str(tmp_path / "d"))
     assert r.returncode == 1 and "not GGUF" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_misspelt_config_key_names_it_and_the_closest_known_one(tmp_path):
+    (tmp_path / "aifab.toml").write_text('[apps.pydocs]\ncolection = "python-docs"\n')
+    r = aifab("config", "show", cwd=tmp_path)
+    assert r.returncode == 1 and r.stdout == ""
+    assert r.stderr == "aifab: error: unknown setting apps.pydocs.colection: did you mean 'collection'?\n"
