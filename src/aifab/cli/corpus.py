@@ -65,7 +65,8 @@ def ingest(
 ) -> None:
     """Ingest documents: load, chunk, embed and index them; unchanged files cost nothing the second time.
 
-    Exit code 0 when every file went in, 2 when some failed (the others went in; see `errors`)."""
+    Exit code 0 when every file went in or was skipped for having no text to index (see `skipped`), 2 when
+    some failed (the others went in; see `errors`)."""
     show_bar = not as_json and sys.stderr.isatty()
     with open_corpus(settings_from(config, data_dir)) as corpus:
         with Progress(
@@ -100,15 +101,16 @@ def _print_report(r: IngestReport) -> None:
         ("documents added", r.documents_added), ("documents updated", r.documents_updated),
         ("documents unchanged", r.documents_unchanged), ("documents deleted", r.documents_deleted),
         ("chunks embedded", r.chunks_embedded), ("chunks reused", r.chunks_reused),
-        ("chunks deleted", r.chunks_deleted), ("errors", len(r.errors)),
+        ("chunks deleted", r.chunks_deleted), ("files skipped", len(r.skipped)), ("errors", len(r.errors)),
     ]:
         table.add_row(label, str(value))
     console.print(table)
-    if r.errors:
-        errors = Table("file", "reason", title="not ingested")
-        for e in r.errors:
-            errors.add_row(e["path"], e["reason"])
-        console.print(errors)
+    for rows, title in ((r.skipped, "skipped: nothing to index"), (r.errors, "not ingested")):
+        if rows:
+            files = Table("file", "reason", title=title)
+            for e in rows:
+                files.add_row(e["path"], e["reason"])
+            console.print(files)
 
 
 @app.command("list")
