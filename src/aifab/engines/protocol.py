@@ -69,6 +69,7 @@ class Engine(Protocol):
     and chat engines from ``embed``."""
 
     package: ModelPackage
+    context_length: int  # tokens one request may hold, as enforced (the package's, cut to the KV cache)
 
     def count_tokens(self, text: str) -> int: ...
 

@@ -48,6 +48,7 @@ MODEL_PATHS = {
     "/v1/embeddings": ("embeddings", "/embeddings", None, False),
 }
 OPEN_PATHS = frozenset({"/healthz", "/readyz"})
+VERSION_HEADER = b"x-aifab-model-version"
 CHARGE_EVERY = 16  # streamed completion tokens charged to the key's tokens/min in batches of this
 
 
@@ -60,6 +61,7 @@ class Gateway:
         # what reaches the audit log and feedback is redacted even when the guardrails are off
         self.redact: Callable[[str], str] = (guardrails or Guardrails(gs.guardrails)).redact
         self.max_body = settings.serve.max_body_bytes
+        self.started = int(time.time())  # a configured route is as new as this configuration
         self.router = Router(gs, app)
         self.metrics = GatewayMetrics(registry or CollectorRegistry(), self.router.remote_upstreams)
         self.breaker = Breaker(gs.eject_after, gs.eject_seconds,
@@ -318,8 +320,11 @@ class Gateway:
         return self.guardrails.output_stream() if self.guardrails is not None else None
 
     def _headers(self, ex: Exchange, answer: Answer) -> list[tuple[bytes, bytes]]:
+        # the version that answered: this process's (or another aifab's) own header, else the model the
+        # route asked the upstream for; a canary split shows here without reading the audit log
+        version = _header(answer.reply.headers, VERSION_HEADER) or answer.route.model_at(answer.upstream)
         return [(b"content-type", b"application/json"), (b"x-request-id", ex.id.encode()),
-                (b"x-aifab-upstream", answer.upstream.name.encode())]
+                (b"x-aifab-upstream", answer.upstream.name.encode()), (VERSION_HEADER, version.encode("latin-1"))]
 
     async def _settle(self, ex: Exchange) -> None:
         """Charge the tokens not charged yet (and correct the prompt estimate), then metrics and audit.
@@ -356,7 +361,7 @@ class Gateway:
         status, body = await call_local(self.app, "GET", "/v1/models", key)
         data = orjson.loads(body).get("data", []) if status == 200 else []
         have = {d["id"] for d in data}
-        data += [{"id": n, "object": "model", "created": 0, "owned_by": "aifab", "kind": "route"}
+        data += [{"id": n, "object": "model", "created": self.started, "owned_by": "aifab", "kind": "route"}
                  for n in self.router.public_names() if n not in have]
         if key is not None:
             data = [d for d in data if key.allows_model(d["id"])]

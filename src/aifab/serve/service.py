@@ -8,6 +8,7 @@ import time
 import uuid
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -15,6 +16,7 @@ import numpy as np
 from aifab.engines.protocol import Delta, Engine, GenerationRequest, SamplingParams
 from aifab.errors import Forbidden, InvalidRequest
 from aifab.identity import ApiKey
+from aifab.registry.package import ModelPackage
 from aifab.serve.metrics import Metrics
 from aifab.serve.pool import ModelPool
 from aifab.serve.schemas import ChatCompletionRequest, CompletionRequest, EmbeddingRequest, _Sampling
@@ -46,24 +48,30 @@ class OpenAIServing:
         self.rag = rag
 
     def list_models(self) -> dict[str, Any]:
+        """The loaded models with the context each one enforces (the package's, cut to the engine's
+        per-sequence KV cache) and when its version was registered; then the RAG apps."""
         data = []
-        for name, engine in self.pool.items():
+        loaded = dict(self.pool.items())
+        for name, engine in loaded.items():
             pkg = engine.package
             data.append(
                 {
                     "id": name,
                     "object": "model",
-                    "created": 0,
+                    "created": _created(pkg),
                     "owned_by": "aifab",
                     "kind": pkg.kind,
                     "format": pkg.format,
-                    "context_length": pkg.context_length,
+                    "context_length": engine.context_length,
+                    "version": pkg.fingerprint,
                 }
             )
         for name in self.rag.app_names() if self.rag else []:
             app = self.rag.app(name)  # type: ignore[union-attr]
-            data.append({"id": name, "object": "model", "created": 0, "owned_by": "aifab", "kind": "rag-app",
-                         "collection": app.collection, "answer_model": app.model})
+            answers = loaded.get(app.model or "")  # an app is as new as the model that answers
+            data.append({"id": name, "object": "model", "created": _created(answers.package) if answers else 0,
+                         "owned_by": "aifab", "kind": "rag-app", "collection": app.collection,
+                         "answer_model": app.model})
         return {"object": "list", "data": data}
 
     # --- generation -----------------------------------------------------------------------------
@@ -83,7 +91,7 @@ class OpenAIServing:
         elif rf is not None and rf.type == "json_schema":
             sampling.json_schema = rf.json_schema.schema_ if rf.json_schema else {}
         greq = GenerationRequest(prompt=prompt, sampling=sampling)
-        return await self._generate(engine.generate(greq), req, greq.request_id, CHAT)
+        return await self._generate(engine.generate(greq), req, greq.request_id, CHAT, engine.package.fingerprint)
 
     async def _answer(self, req: ChatCompletionRequest, messages: list[dict[str, Any]],
                       caller: ApiKey | None) -> dict[str, Any] | AsyncIterator[str]:
@@ -113,16 +121,19 @@ class OpenAIServing:
 
         request_id = uuid.uuid4().hex  # one id for the engine's request and the response
         gen = self.rag.generate(prepared, engine, sampling, request_id)
-        return await self._generate(gen, req, request_id, CHAT, extra)
+        return await self._generate(gen, req, request_id, CHAT, engine.package.fingerprint, extra)
 
     async def complete(self, req: CompletionRequest) -> dict[str, Any] | AsyncIterator[str]:
         engine = self.pool.get(req.model)
         greq = GenerationRequest(prompt=req.prompt_text(), sampling=_sampling(req, engine, req.max_tokens))
-        return await self._generate(engine.generate(greq), req, greq.request_id, TEXT)
+        return await self._generate(engine.generate(greq), req, greq.request_id, TEXT, engine.package.fingerprint)
 
     async def _generate(
-        self, gen: AsyncGenerator[Delta, None], req: _Sampling, request_id: str, kind: _Kind, extra: Extra | None = None
+        self, gen: AsyncGenerator[Delta, None], req: _Sampling, request_id: str, kind: _Kind, fingerprint: str,
+        extra: Extra | None = None,
     ) -> dict[str, Any] | AsyncIterator[str]:
+        """The answer whole, or as SSE lines; ``fingerprint`` (the answering model's version) goes into
+        every body as ``system_fingerprint``, so a client sees which side of a canary answered."""
         run = _Run(self.metrics, req.model, time.perf_counter())
         # Prime the stream: a bad request, a full queue or an over-long prompt raises here, before any
         # byte is sent, so the client gets a proper status code even when it asked for a stream.
@@ -135,7 +146,7 @@ class OpenAIServing:
         rid = kind.prefix + request_id
         if req.stream:
             include_usage = bool(req.stream_options and req.stream_options.include_usage)
-            return _sse(kind, rid, req.model, first, gen, run, include_usage, extra)
+            return _sse(kind, rid, req.model, fingerprint, first, gen, run, include_usage, extra)
         text, last = [first.text], first
         try:
             async for delta in gen:
@@ -155,9 +166,16 @@ class OpenAIServing:
             "object": kind.object,
             "created": int(time.time()),
             "model": req.model,
+            "system_fingerprint": fingerprint,
             "choices": [choice],
             "usage": _usage(last),
         }
+
+    def fingerprint(self, model: str) -> str:
+        """The version of the model that answers requests for ``model`` (for an app: its chat model)."""
+        if self.rag is not None and self.rag.has_app(model):
+            model = self.rag.app(model).model or ""
+        return self.pool.get(model).package.fingerprint
 
     # --- embeddings -----------------------------------------------------------------------------
 
@@ -189,6 +207,17 @@ def _sampling(req: _Sampling, engine: Engine, max_tokens: int | None) -> Samplin
         frequency_penalty=req.frequency_penalty,
         ignore_eos=req.ignore_eos,
     )
+
+
+def _created(pkg: ModelPackage) -> int:
+    """When the registry registered the package, else when its files were written (a package served
+    without a registry, e.g. in tests)."""
+    if pkg.created:
+        return pkg.created
+    try:
+        return int(Path(pkg.path).stat().st_mtime)
+    except OSError:
+        return 0
 
 
 def _truncate(vec: list[float], dims: int) -> list[float]:
@@ -231,13 +260,14 @@ class _Run:
 
 
 async def _sse(
-    kind: _Kind, rid: str, model: str, first: Delta, rest: AsyncGenerator[Delta, None], run: _Run,
+    kind: _Kind, rid: str, model: str, fingerprint: str, first: Delta, rest: AsyncGenerator[Delta, None], run: _Run,
     include_usage: bool, extra: Extra | None = None,
 ) -> AsyncIterator[str]:
     created = int(time.time())
 
     def chunk(delta: Delta | None, role: bool = False, usage: dict[str, int] | None = None) -> str:
-        body: dict[str, Any] = {"id": rid, "object": kind.chunk_object, "created": created, "model": model}
+        body: dict[str, Any] = {"id": rid, "object": kind.chunk_object, "created": created, "model": model,
+                                "system_fingerprint": fingerprint}
         if delta is None:
             body["choices"] = []
         elif kind.chat:
@@ -260,7 +290,8 @@ async def _sse(
                 if delta.text or delta.finish_reason:
                     yield chunk(delta)
         if extra is not None:  # e.g. an app's citations: one more event with no choices, as usage has
-            fields = {"id": rid, "object": kind.chunk_object, "created": created, "model": model, "choices": []}
+            fields = {"id": rid, "object": kind.chunk_object, "created": created, "model": model,
+                      "system_fingerprint": fingerprint, "choices": []}
             yield f"data: {json.dumps({**fields, **extra(''.join(text))}, separators=(',', ':'))}\n\n"
         if include_usage:
             yield chunk(None, usage=_usage(last))

@@ -53,12 +53,17 @@ class _ClosingStream(StreamingResponse):
                 await aclose()
 
 
-def _respond(result: Any) -> Any:
-    if isinstance(result, dict | Response):
+VERSION_HEADER = "x-aifab-model-version"  # which version of the model answered (a canary shows here)
+
+
+def _respond(result: Any, version: str, response: Response) -> Any:
+    if isinstance(result, Response):  # the client left
         return result
-    return _ClosingStream(
-        result, media_type="text/event-stream", headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
-    )
+    if isinstance(result, dict):
+        response.headers[VERSION_HEADER] = version
+        return result
+    return _ClosingStream(result, media_type="text/event-stream",
+                          headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no", VERSION_HEADER: version})
 
 
 @router.get("/models")
@@ -76,15 +81,20 @@ async def load_model(name: str, pool: Pool, caller: Caller) -> dict[str, Any]:
 
 
 @router.post("/chat/completions")
-async def chat_completions(body: ChatCompletionRequest, serving: Serving, request: Request, caller: Caller) -> Any:
-    return _respond(await _unless_disconnected(request, serving.chat(body, caller)))
+async def chat_completions(body: ChatCompletionRequest, serving: Serving, request: Request, caller: Caller,
+                           response: Response) -> Any:
+    result = await _unless_disconnected(request, serving.chat(body, caller))
+    return _respond(result, serving.fingerprint(body.model), response)
 
 
 @router.post("/completions")
-async def completions(body: CompletionRequest, serving: Serving, request: Request) -> Any:
-    return _respond(await _unless_disconnected(request, serving.complete(body)))
+async def completions(body: CompletionRequest, serving: Serving, request: Request, response: Response) -> Any:
+    result = await _unless_disconnected(request, serving.complete(body))
+    return _respond(result, serving.fingerprint(body.model), response)
 
 
 @router.post("/embeddings")
-async def embeddings(body: EmbeddingRequest, serving: Serving) -> dict[str, Any]:
-    return await serving.embed(body)
+async def embeddings(body: EmbeddingRequest, serving: Serving, response: Response) -> dict[str, Any]:
+    result = await serving.embed(body)
+    response.headers[VERSION_HEADER] = serving.fingerprint(body.model)
+    return result
