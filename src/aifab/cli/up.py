@@ -12,6 +12,7 @@ from typing import Annotated
 import typer
 
 from aifab.cli.common import ConfigOpt, DataDirOpt, open_registry, settings_from
+from aifab.cli.process import quiet_libraries
 from aifab.config import Settings
 from aifab.corpus.service import Corpus
 from aifab.engines import load_engine
@@ -73,14 +74,17 @@ def up(
 
     settings = settings_from(config, data_dir, serve={"host": host, "port": port})
     logging.basicConfig(level=settings.serve.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
+    quiet_libraries(settings.serve.log_level)
     registry = open_registry(settings)
     check_bind(settings, KeyStore(registry.db))  # before minutes of model loading
     pool = load_pool(settings, registry)
     store = open_store(settings)
     try:
-        corpus = Corpus(settings, registry, store)
+        corpus = Corpus(settings, registry, store, engines=pool.engines)  # one MiniLM for both
         finetune = FinetuneService(registry.db, settings.data_dir, config=config)
         inner = create_app(pool, max_body_bytes=settings.serve.max_body_bytes, corpus=corpus, finetune=finetune)
+        for line in inner.state.rag.unready_apps():
+            typer.echo(f"warning: {line}", err=True)
         app = build_gateway(inner, settings, registry.db, inner.state.metrics.registry)
         s = settings.serve
         names = ", ".join([name for name, _ in pool.items()] + app.router.public_names())
