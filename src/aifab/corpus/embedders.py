@@ -27,9 +27,8 @@ from aifab.errors import ConfigError, EngineError, InvalidRequest
 if TYPE_CHECKING:
     import httpx
 
-    from aifab.engines.protocol import Engine
-
     from aifab.config import Settings
+    from aifab.engines.protocol import Engine
     from aifab.registry import ModelPackage, Registry
 
 sleep = time.sleep  # module-level so that tests can skip the waits between retries

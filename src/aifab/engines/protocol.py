@@ -69,7 +69,11 @@ class Engine(Protocol):
     and chat engines from ``embed``."""
 
     package: ModelPackage
-    context_length: int  # tokens one request may hold, as enforced (the package's, cut to the KV cache)
+
+    @property
+    def context_length(self) -> int:
+        """Tokens one request may hold, as enforced: the package's, cut to the per-sequence KV cache."""
+        ...
 
     def count_tokens(self, text: str) -> int: ...
 
