@@ -6,11 +6,13 @@ import os
 
 import pytest
 
+from aifab.testing.requirements import require_module
 from aifab.training.evaluate import read_metrics
 from aifab.training.pipeline import Pipeline
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
-ray = pytest.importorskip("ray")
+require_module("ray", install="pip install 'aifab[ray]'")
+import ray  # noqa: E402  (only once the module is known to be there)
 
 
 @pytest.fixture
