@@ -24,8 +24,9 @@ def is_required(component: str) -> bool:
 
 
 def require(component: str, *, available: bool, install: str) -> None:
-    """Skip the calling test (or module) when ``component`` is not ``available``, saying how to
-    ``install`` it; fail instead when ``AIFAB_TEST_REQUIRE`` requires it."""
+    """Skip the calling test when ``component`` is not ``available``, saying how to ``install`` it; fail
+    it instead when ``AIFAB_TEST_REQUIRE`` requires it. Call it from a fixture: at a module's top a failure
+    is a collection error, which stops the whole run."""
     if available:
         return
     message = f"{component} is not installed: {install}"
