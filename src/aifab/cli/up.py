@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import signal
 import socket
+import threading
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -103,8 +105,20 @@ def serve(config: uvicorn.Config, sock: socket.socket, on_started: Callable[[uvi
                 on_started(self)
 
     server = Server(config)
-    server.run(sockets=[sock])
+    # uvicorn raises the signal that stopped it again once it is down. SIGTERM's default would end the
+    # process on the spot; as SystemExit it lets the caller clean up (stores closed, server.json removed).
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _exit_on_signal) if main_thread else None
+    try:
+        server.run(sockets=[sock])
+    finally:
+        if main_thread:
+            signal.signal(signal.SIGTERM, previous or signal.SIG_DFL)
     return server.started
+
+
+def _exit_on_signal(signum: int, _frame: Any) -> None:
+    raise SystemExit(128 + signum)  # the exit code of a process ended by that signal
 
 
 def up(
