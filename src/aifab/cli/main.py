@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import typer
 from typer.core import TyperGroup
@@ -70,7 +70,7 @@ def _root(
     """aifab: a self-hostable AI factory. Start with `aifab up`."""
 
 
-def _usage_error(exc: Any) -> None:
+def _usage_error(exc: Any) -> NoReturn:
     """One line, then where to read more: the click convention (exit 2) in aifab's error format."""
     typer.echo(f"{PROG}: error: {exc.format_message()}", err=True)
     ctx = exc.ctx
