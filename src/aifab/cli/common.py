@@ -13,6 +13,7 @@ from typing import Annotated, Any, NoReturn
 
 import typer
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 from aifab.config import Settings, load_settings
 from aifab.errors import Conflict
@@ -59,10 +60,17 @@ def looked_in(settings: Settings) -> str:
     """Where a command looked for a collection, model, key or dataset: "./.aifab", the database URL
     (without its password) when the state is there, and whether the data directory exists at all."""
     if settings.database_url:
-        return f"the database {make_url(settings.database_url).render_as_string(hide_password=True)}"
-    path = settings.data_dir
-    shown = str(path) if path.is_absolute() or path.parts[:1] == ("..",) else f"./{path}"
-    return shown if path.exists() else f"{shown}, which does not exist"
+        try:
+            return f"the database {make_url(settings.database_url).render_as_string(hide_password=True)}"
+        except ArgumentError:  # not a URL at all: opening it says so; its text may hold a password
+            return "the configured database_url"
+    shown = shown_path(settings.data_dir)
+    return shown if settings.data_dir.exists() else f"{shown}, which does not exist"
+
+
+def shown_path(path: Path) -> str:
+    """A path as the user would type it: ``./.aifab`` rather than ``.aifab``."""
+    return str(path) if path.is_absolute() or path.parts[:1] == ("..",) else f"./{path}"
 
 
 def open_database(settings: Settings) -> Database:
@@ -91,7 +99,7 @@ def open_store_of(settings: Settings) -> VectorStore:
         if server is None:
             raise Conflict(f"{exc.message}: stop the other aifab process that uses this data directory") from None
         raise Conflict(
-            f"the data directory {looked_in(settings)} is in use by `aifab up` at {server['url']} (pid "
+            f"the data directory {shown_path(settings.data_dir)} is in use by `aifab up` at {server['url']} (pid "
             f"{server['pid']}): stop that server first (Ctrl-C where it runs, or kill {server['pid']})"
         ) from None
 
