@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import gc
 import logging
 import signal
@@ -136,8 +137,9 @@ def up(
     try:
         sock = bind(s.host, s.port)
     except OSError as exc:
-        fail(f"cannot listen on {s.host}:{s.port}: {exc.strerror or exc} (is another server running there? "
-             "pick a free port with --port)", STARTUP_FAILURE)
+        hint = (" (is another server running there? pick a free port with --port)"
+                if exc.errno == errno.EADDRINUSE else "")
+        fail(f"cannot listen on {s.host}:{s.port}: {exc.strerror or exc}{hint}", STARTUP_FAILURE)
     url = f"http://{s.host}:{s.port}"
     with sock:
         store = open_store_of(settings)  # the embedded store is this process's from here, before the models load
