@@ -5,9 +5,6 @@ gateway's next request, and usage adds up the audit log per key and model."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -17,13 +14,7 @@ from aifab.gateway.keys import KeyStore
 from aifab.gateway.usage import parse_since, usage_report
 from aifab.state import Database
 from aifab.state.tables import AuditRow, KeyUsageRow
-
-SRC = str(Path(sys.modules["aifab"].__file__).parents[1])  # the child runs the code under test, too
-
-
-def aifab(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "aifab.cli.main", *args], capture_output=True, text=True,
-                          timeout=120, env={**os.environ, "PYTHONPATH": SRC})
+from aifab.testing.cli import run_aifab as aifab
 
 
 @pytest.fixture
