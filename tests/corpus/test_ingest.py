@@ -212,11 +212,11 @@ def test_crash_between_store_and_row_is_repaired(make_corpus, docs, monkeypatch)
 
 
 @pytest.mark.integration
-def test_sync_on_pgvector(make_corpus, docs, postgres_url):
+def test_sync_on_pgvector(make_corpus, docs, pgvector_url):
     """The same pipeline over PostgreSQL + pgvector: first ingest, unchanged re-ingest, change, prune."""
     from aifab.stores.pgvector import PgVectorStore
 
-    store = PgVectorStore(postgres_url)
+    store = PgVectorStore(pgvector_url)
     try:
         corpus = make_corpus(store=store)
         first = corpus.ingest_paths("c", [docs])

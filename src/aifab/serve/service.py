@@ -47,6 +47,9 @@ class OpenAIServing:
         self.metrics = metrics
         self.rag = rag
 
+    def _engine(self, model: str) -> Engine:
+        return self.pool.get(model, apps=self.rag.app_names() if self.rag else ())
+
     def list_models(self) -> dict[str, Any]:
         """The loaded models with the context each one enforces (the package's, cut to the engine's
         per-sequence KV cache) and when its version was registered; then the RAG apps."""
@@ -82,7 +85,7 @@ class OpenAIServing:
         ]
         if self.rag is not None and self.rag.has_app(req.model):
             return await self._answer(req, messages, caller)
-        engine = self.pool.get(req.model)
+        engine = self._engine(req.model)
         prompt = engine.render_chat(messages)
         sampling = _sampling(req, engine, req.max_completion_tokens or req.max_tokens)
         rf = req.response_format
@@ -124,7 +127,7 @@ class OpenAIServing:
         return await self._generate(gen, req, request_id, CHAT, engine.package.fingerprint, extra)
 
     async def complete(self, req: CompletionRequest) -> dict[str, Any] | AsyncIterator[str]:
-        engine = self.pool.get(req.model)
+        engine = self._engine(req.model)
         greq = GenerationRequest(prompt=req.prompt_text(), sampling=_sampling(req, engine, req.max_tokens))
         return await self._generate(engine.generate(greq), req, greq.request_id, TEXT, engine.package.fingerprint)
 
@@ -180,7 +183,7 @@ class OpenAIServing:
     # --- embeddings -----------------------------------------------------------------------------
 
     async def embed(self, req: EmbeddingRequest) -> dict[str, Any]:
-        engine = self.pool.get(req.model)
+        engine = self._engine(req.model)
         result = await engine.embed(req.texts())
         self.metrics.tokens_in.labels(req.model).inc(result.prompt_tokens)
         data = []
