@@ -1,9 +1,9 @@
 """The one exception tree of aifab.
 
 Every error a user can cause or see derives from :class:`AifabError`. Each class carries the HTTP
-status and the OpenAI error ``type``/``code`` it maps to, so that the HTTP edge (``aifab.serve``)
-turns it into the OpenAI error envelope and the CLI turns it into one line, without either of them
-knowing the details of the block that raised it.
+status and the OpenAI error ``type``/``code`` it maps to, so that the HTTP edge turns it into the OpenAI
+error envelope (``error_response``: one function, whether the gateway or the serving app answers) and the
+CLI turns it into one line, without either of them knowing the details of the block that raised it.
 
     AifabError
     ├── ConfigError            bad settings or aifab.toml
@@ -24,10 +24,27 @@ knowing the details of the block that raised it.
 
 from __future__ import annotations
 
+import orjson
+
+Headers = list[tuple[bytes, bytes]]
 
 def error_body(message: str, *, type_: str, param: str | None = None, code: str | None = None) -> dict:
     """The OpenAI error envelope: ``{"error": {message, type, param, code}}``."""
     return {"error": {"message": message, "type": type_, "param": param, "code": code}}
+
+
+def error_response(exc: AifabError) -> tuple[int, Headers, bytes]:
+    """The HTTP answer to ``exc``: its status, headers (``Retry-After`` on a 429) and the JSON envelope."""
+    headers = [(b"content-type", b"application/json")]
+    retry_after = getattr(exc, "retry_after", None)
+    if retry_after is not None:
+        headers.append((b"retry-after", str(max(1, round(retry_after))).encode()))
+    return exc.status_code, headers, orjson.dumps(exc.body())
+
+
+def error_event(exc: AifabError) -> bytes:
+    """``exc`` as the last event of a stream that already answered 200 (OpenAI's mid-stream error)."""
+    return b"data: " + orjson.dumps(exc.body()) + b"\n\n"
 
 
 class AifabError(Exception):

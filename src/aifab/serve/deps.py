@@ -6,9 +6,11 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from aifab.api import CALL_SCOPE, Call
 from aifab.errors import Forbidden
+from aifab.gateway.front import Gateway as GatewayApp
 from aifab.gateway.protocol import ApiKey
-from aifab.gateway.upstreams import KEY_SCOPE
+from aifab.gateway.upstreams import GATEWAY_SCOPE, KEY_SCOPE
 from aifab.serve.metrics import Metrics
 from aifab.serve.pool import ModelPool
 from aifab.serve.service import OpenAIServing
@@ -37,6 +39,20 @@ def _caller(request: Request) -> ApiKey | None:
 
 
 Caller = Annotated[ApiKey | None, Depends(_caller)]
+
+
+def _handed(request: Request) -> Call | None:
+    """The model request the gateway validated and handed over (None: this app was called directly)."""
+    return request.scope.get(CALL_SCOPE)
+
+
+def _gateway(request: Request) -> GatewayApp | None:
+    """The gateway in front of this app (None: the app runs alone, as in tests)."""
+    return request.scope.get(GATEWAY_SCOPE)
+
+
+Handed = Annotated[Call | None, Depends(_handed)]
+Gateway = Annotated[GatewayApp | None, Depends(_gateway)]
 
 
 def may_read(caller: ApiKey | None, collection: str) -> None:

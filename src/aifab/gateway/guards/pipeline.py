@@ -87,6 +87,11 @@ class Guardrails:
         found = verdicts(tally.items(), "input")
         return InputResult(out + texts[len(out):], found, first_block(found))
 
+    @property
+    def checks_output(self) -> bool:
+        """Whether any output check is on (otherwise answers pass the gateway as they are)."""
+        return bool(self._output)
+
     def check_output(self, text: str) -> Emit:
         """A whole (non-streamed) answer, through the same output guard a stream gets."""
         guard = self.output_stream()

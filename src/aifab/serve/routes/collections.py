@@ -10,7 +10,7 @@ import asyncio
 import logging
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Form, Query, Request, UploadFile
+from fastapi import Form, Query, Request, UploadFile
 from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
@@ -20,10 +20,11 @@ from aifab.corpus.sources import Source
 from aifab.corpus.uploads import save_upload, upload_source
 from aifab.errors import AifabError, InvalidDocument, InvalidRequest, NotFound
 from aifab.serve.deps import Caller, may_read, may_write
+from aifab.serve.routing import api_router
 
 log = logging.getLogger("aifab.serve")
 
-router = APIRouter(prefix="/v1")
+router = api_router("/v1")
 
 
 class CreateCollection(BaseModel):
