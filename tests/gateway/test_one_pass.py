@@ -139,3 +139,27 @@ def test_aifab_events_pass_the_rewriter_untouched():
     event = aifab_event("citations", [{"chunk_id": "c1", "text": "x"}], id="chatcmpl-up",
                         object="chat.completion.chunk", created=1, model="upstream-name")
     assert rw.feed(event) == event and ex.context == ["c1"]
+
+
+@pytest.mark.parametrize(("path", "body", "param"), [
+    ("/v1/fine_tuning/jobs", {"model": "chat", "training_file": "file-x", "hyperparameters": True}, "hyperparameters"),
+    ("/v1/fine_tuning/jobs", {"model": "chat", "training_file": "file-x", "method": {"type": "supervised",
+                                                                                   "supervised": [1]}},
+     "method.supervised"),
+    ("/v1/fine_tuning/jobs", {"model": "chat", "training_file": "file-x", "hyperparameters": {"n_epochs": 7e77}},
+     "hyperparameters.n_epochs"),  # sent as 7e777: a float too large, infinite once parsed
+])
+async def test_malformed_fine_tuning_jobs_are_400s_naming_the_field(build, path, body, param):
+    http, _ = await build(guardrails=True, finetune=True)
+    async with http:
+        r = await http.post(path, content=orjson.dumps(body).replace(b"7e+77", b"7e777"),
+                            headers={"content-type": "application/json"})
+    assert r.status_code == 400, r.text
+    assert r.json()["error"]["param"] == param
+
+
+async def test_a_usage_window_before_the_year_1_is_a_400(build):
+    http, _ = await build(guardrails=True)
+    async with http:
+        r = await http.get("/v1/usage", params={"since": "99999999999d"})
+    assert r.status_code == 400 and r.json()["error"]["param"] == "since"
