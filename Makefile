@@ -5,7 +5,7 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.stamp-installed
 ARGS    ?=
 
-.PHONY: run test install lint bench clean
+.PHONY: run test install lint bench clean constraints
 
 run: $(STAMP)  ## start aifab on its embedded defaults
 	$(BIN)/aifab up $(ARGS)
@@ -15,16 +15,34 @@ test: $(STAMP)  ## the whole test suite this machine can run
 
 install: $(STAMP)
 
+# The tested set of every dependency (Linux x86-64, Python 3.11): installs take exactly these versions.
+# pyproject.toml keeps lower bounds only, for people who use aifab as a library. Refresh: `make constraints`.
+CONSTRAINTS := constraints.txt
+EXTRAS      := dev,pg,train,otel
+
 # torch first, CPU build, pinned: nothing installed later may swap it for a CUDA build.
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml $(CONSTRAINTS)
 	test -d $(VENV) || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip wheel setuptools
 	$(BIN)/pip install -q torch==2.13.0
 	@echo "installing aifab and its dependencies (the first time this compiles llama-cpp-python: ~10 min on 2 cores)..."
 	$(BIN)/pip install -q --no-deps xgrammar==0.2.8 apache-tvm-ffi==0.1.15.post2  # = aifab[structured] minus triton
-	$(BIN)/pip install -q -e '.[dev,pg,train,otel]'
+	$(BIN)/pip install -q -c $(CONSTRAINTS) -e '.[$(EXTRAS)]'
 	$(BIN)/python -c "import torch; assert '+cpu' in torch.__version__ or not torch.cuda.is_available(), torch.__version__"
 	touch $(STAMP)
+
+# Resolve the newest versions pyproject.toml allows in a scratch virtualenv and write them as the new
+# tested set; then run `make test` on it before committing constraints.txt.
+constraints:
+	rm -rf .venv-constraints && $(PY) -m venv .venv-constraints
+	.venv-constraints/bin/pip install -q --upgrade pip wheel setuptools
+	.venv-constraints/bin/pip install -q torch==2.13.0
+	.venv-constraints/bin/pip install -q --no-deps xgrammar==0.2.8 apache-tvm-ffi==0.1.15.post2
+	.venv-constraints/bin/pip install -q -e '.[$(EXTRAS)]'
+	{ echo "# The tested set of aifab's dependencies (Linux x86-64, CPython 3.11), used as pip install -c $(CONSTRAINTS)."; \
+	  echo "# Written by 'make constraints' (the newest versions pyproject.toml allows); a new dependency may be added by hand, pinned to the version it was tested with."; \
+	  .venv-constraints/bin/pip freeze --exclude-editable | grep -v '^aifab'; } > $(CONSTRAINTS)
+	rm -rf .venv-constraints
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks

@@ -35,6 +35,10 @@ class ServeSettings(_Section):
     port: int = Field(8000, ge=0, le=65535)
     max_body_bytes: int = Field(2 * 1024 * 1024, gt=0, description="requests above this get 413")
     max_queue: int = Field(64, ge=1, description="waiting requests per model before 429")
+    header_timeout_s: float = Field(10.0, gt=0, description="a request's headers must arrive within this (408)")
+    body_timeout_s: float = Field(30.0, gt=0, description="longest pause while a request body arrives (408)")
+    keep_alive_s: float = Field(5.0, gt=0, description="an idle kept-alive connection is closed after this")
+    max_connections: int = Field(1024, ge=1, description="open connections above this are answered 503")
     log_level: str = "info"
 
 
@@ -129,10 +133,18 @@ class GuardrailSettings(_Section):
     input_pii: GuardAction = Field("flag", description="e-mail, phone, credit card (Luhn), IBAN, national IDs")
     input_secrets: GuardAction = Field("redact", description="API keys, tokens, private keys, passwords in URLs")
     input_injection: GuardAction = Field("block", description="prompt injection and jailbreak attempts")
+    scan_operator_roles: bool = Field(
+        False, description="also check system and developer messages (for deployments whose clients write those roles)"
+    )
     output_pii: GuardAction = "flag"
     output_secrets: GuardAction = "redact"
-    window_chars: int = Field(
-        96, ge=16, description="streamed output is held back by this many characters so a match split across chunks is caught"
+    max_hold_chars: int = Field(
+        17408, ge=256, description="the most streamed output held back while it could still become a finding "
+        "(a 16 KB private-key block); past it the oldest held text is released"
+    )
+    window_chars: int | None = Field(
+        None, description="deprecated and ignored: streamed output is held back only while it could still become "
+        "a finding (see max_hold_chars)"
     )
 
 

@@ -14,19 +14,26 @@ CLI turns it into one line, without either of them knowing the details of the bl
     ├── Forbidden              403: the key's scopes do not cover the model, collection or action
     ├── NotFound               404: unknown model, package or resource
     ├── Conflict               409: the name is taken
+    ├── RequestTimeout         408: the request body stalled
     ├── PayloadTooLarge        413: body over the configured limit
     ├── Overloaded             429: queue full; carries ``retry_after`` seconds
     │   └── RateLimited             429: a key's requests/min, tokens/min or token budget is spent
     ├── EngineError            500: the model runtime failed
+    ├── InsufficientStorage    507: the disk (or the database) is full; see :func:`out_of_space`
     ├── UpstreamError          502: every upstream of a route failed (or 504 on a timeout)
     └── MissingDependency      an optional extra is not installed; names the pip command
 """
 
 from __future__ import annotations
 
+import errno
+import os
+import re
+
 import orjson
 
 Headers = list[tuple[bytes, bytes]]
+
 
 def error_body(message: str, *, type_: str, param: str | None = None, code: str | None = None) -> dict:
     """The OpenAI error envelope: ``{"error": {message, type, param, code}}``."""
@@ -109,6 +116,12 @@ class Conflict(AifabError):
     code = "conflict"
 
 
+class RequestTimeout(AifabError):
+    status_code = 408
+    error_type = "invalid_request_error"
+    code = "request_timeout"
+
+
 class PayloadTooLarge(AifabError):
     status_code = 413
     error_type = "invalid_request_error"
@@ -140,6 +153,15 @@ class EngineError(AifabError):
     code = "engine_error"
 
 
+class InsufficientStorage(AifabError):
+    """The server ran out of disk space: nothing was half-written, and the same request works once space
+    is freed. Made from the low-level error by :func:`out_of_space`."""
+
+    status_code = 507
+    error_type = "server_error"
+    code = "insufficient_storage"
+
+
 class UpstreamError(AifabError):
     status_code = 502
     error_type = "server_error"
@@ -157,3 +179,45 @@ class MissingDependency(AifabError):
         super().__init__(f"{module} is not installed: pip install 'aifab[{extra}]'")
         self.module = module
         self.extra = extra
+
+
+_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
+_FULL_TEXT = ("database or disk is full", "no space left on device", "disk quota exceeded")
+_DISK_FULL_SQLSTATE = "53100"  # PostgreSQL's disk_full
+
+
+def out_of_space(exc: BaseException) -> InsufficientStorage | None:
+    """An :class:`InsufficientStorage` when ``exc`` (or an error it wraps: ``__cause__``, ``__context__``,
+    SQLAlchemy's ``orig``) says the disk is full: ``OSError`` ENOSPC/EDQUOT, SQLite's "database or disk
+    is full", PostgreSQL's ``disk_full``; else None. The message names no path (clients see it)."""
+    seen: set[int] = set()
+    todo: list[BaseException | None] = [exc]
+    while todo:
+        e = todo.pop()
+        if e is None or id(e) in seen:
+            continue
+        seen.add(id(e))
+        if isinstance(e, InsufficientStorage):
+            return e
+        reason = None
+        if isinstance(e, OSError) and e.errno in _FULL_ERRNOS:
+            reason = os.strerror(e.errno)
+        elif getattr(e, "sqlstate", None) == _DISK_FULL_SQLSTATE or getattr(e, "pgcode", None) == _DISK_FULL_SQLSTATE:
+            reason = "the database's disk is full"
+        else:
+            text = str(e).lower()
+            reason = next((t for t in _FULL_TEXT if t in text), None)
+        if reason is not None:
+            return InsufficientStorage(f"out of disk space ({reason}): "
+                                       "free some space and try again")
+        todo += [e.__cause__, e.__context__, getattr(e, "orig", None)]
+    return None
+
+
+_ABSOLUTE_PATH = re.compile(r"(?<![\w:/.~-])/(?:[^\s/'\"`:,;()\[\]{}<>]+/)+(?=[^\s/'\"`:,;()\[\]{}<>])")
+
+
+def hide_paths(text: str) -> str:
+    """``text`` with the folders of absolute file paths removed (``/srv/aifab/files/f.jsonl`` →
+    ``f.jsonl``): what a non-admin caller sees of a server-side error. URLs are left alone."""
+    return _ABSOLUTE_PATH.sub("", text)

@@ -370,19 +370,48 @@ def random_chunks(text: str, rng: random.Random, most: int = 12) -> list[str]:
     return out
 
 
-def test_stream_without_findings_is_byte_identical_and_bounded() -> None:
+def test_stream_without_findings_is_byte_identical_and_holds_only_the_word_in_progress() -> None:
     guards = Guardrails(settings(output_pii="redact"))
     rng = random.Random(0)
-    window = guards.settings.window_chars
+    text = PROSE + "emoji 🙂 and ünïcödé"
+    longest = max(len(w) for w in text.split())
     for _ in range(20):
-        chunks = random_chunks(PROSE + "emoji 🙂 and ünïcödé", rng)
         out = guards.output_stream()
         released = []
-        for c in chunks:
+        for c in random_chunks(text, rng):
             released.append(out.feed(c).text)
-            assert out.held <= window + window // 4 + 12
+            assert out.held <= longest + len(c) + 1  # a word (or "2.4.1 ") that could still grow, no window
         released.append(out.finish().text)
-        assert "".join(released) == PROSE + "emoji 🙂 and ünïcödé"
+        assert "".join(released) == text
+
+
+def test_stream_of_one_word_tokens_releases_a_piece_per_token() -> None:
+    """With every default output check on, prose leaves at the engine's cadence: one piece per token."""
+    tokens = [(" " if i else "") + w for i, w in enumerate((PROSE.split() * 2)[:50])]
+    out = Guardrails(settings(output_pii="redact", output_secrets="redact")).output_stream()
+    pieces = [e.text for e in [*(out.feed(t) for t in tokens), out.finish()]]
+    assert "".join(pieces) == "".join(tokens)
+    assert sum(1 for p in pieces if p) >= 45
+
+
+@pytest.mark.parametrize(("secret", "placeholder"), [
+    ("ann.lee@example.com", "[EMAIL]"),
+    ("sk-proj-abc123DEF456ghi789JKL012mno", "[SECRET]"),
+    ("4111 1111 1111 1111", "[CARD]"),
+    ("+44 20 7946 0958", "[PHONE]"),
+    ("api_key = 'Zx81kQ02mPLa93nBv7Tq'", "api_key = '[SECRET]'"),
+])
+def test_stream_redacts_a_match_split_into_2_to_5_chunks(secret: str, placeholder: str) -> None:
+    guards = Guardrails(settings(output_pii="redact", output_secrets="redact"))
+    before, after = "Sure, here it is: ", ". Anything else?"
+    rng = random.Random(5)
+    for _ in range(200):
+        n = rng.randint(2, 5)
+        cuts = sorted(rng.sample(range(1, len(secret)), n - 1))
+        parts = [secret[a:b] for a, b in zip([0, *cuts], [*cuts, len(secret)], strict=True)]
+        chunks = [before + parts[0], *parts[1:-1], parts[-1] + after]
+        released, _, _ = stream(guards, chunks)
+        assert released == before + placeholder + after, chunks
 
 
 @pytest.mark.parametrize(("secret", "placeholder"), [
@@ -413,8 +442,19 @@ def test_stream_does_not_stall_on_a_long_token() -> None:
     blob = "x" * 5000
     out = Guardrails(settings()).output_stream()
     released = "".join(out.feed(blob[i:i + 7]).text for i in range(0, len(blob), 7))
-    assert len(released) >= len(blob) - 1024 - out._window - 7
+    assert len(released) >= len(blob) - 64
     assert released + out.finish().text == blob
+
+
+def test_stream_hold_back_is_capped() -> None:
+    """An unterminated private-key block is held until the cap, then released oldest first."""
+    head = "-----BEGIN PRIVATE KEY-----\n"
+    body = "QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVo" * 40
+    out = GuardrailSettings(max_hold_chars=512)
+    guard = Guardrails(out).output_stream()
+    emits = [guard.feed(c) for c in [head, *(body[i:i + 10] for i in range(0, len(body), 10))]]
+    assert max(len(e.text) for e in emits) > 0 and guard.held <= 512 + 10
+    assert "".join(e.text for e in emits).startswith("[SECRET]")  # the block's head never leaves
 
 
 def test_output_flag_reports_once_per_release_and_keeps_text() -> None:
@@ -455,3 +495,34 @@ def test_adversarial_64kb_input_is_scanned_correctly(body: str) -> None:
     text = body[:65000] + " reach me at ann@example.com"
     result = Guardrails(settings(input_pii="redact", input_secrets="flag", input_injection="flag")).check_input([text])
     assert result.texts[0].endswith(" reach me at [EMAIL]")
+
+
+class CountingGuard:
+    """Passes through to ``inner`` and counts the characters it was asked to look at."""
+
+    def __init__(self, inner) -> None:
+        self.inner, self.name, self.kind, self.looked = inner, inner.name, inner.kind, 0
+
+    def scan(self, text: str):
+        self.looked += len(text)
+        return self.inner.scan(text)
+
+    def watch(self, text: str, start: int = 0):
+        self.looked += len(text)
+        return self.inner.watch(text, start)
+
+
+KEY_BLOCK = ("-----BEGIN RSA PRIVATE KEY-----\n" + "\n".join(["MIIEowIBAAKCAQEA1c2xyzABCDEFGHIJKLMNOPQR"] * 250)
+             + "\n-----END RSA PRIVATE KEY-----")
+
+
+@pytest.mark.parametrize("body", [*ADVERSARIAL, KEY_BLOCK, PROSE], ids=lambda b: repr(b[:12]))
+def test_streaming_work_is_linear_in_the_answer(body: str) -> None:
+    """Held text is looked at again only as it grows: a 10 KB key block streamed 4 characters at a time
+    costs a bounded multiple of its length, not its length squared."""
+    body = body[:12000]
+    guards = [CountingGuard(PiiGuard()), CountingGuard(SecretsGuard())]
+    out = Guardrails(settings(output_pii="redact", output_secrets="redact"), guards=guards).output_stream()
+    released = "".join(out.feed(body[i:i + 4]).text for i in range(0, len(body), 4)) + out.finish().text
+    assert all(g.looked <= 40 * len(body) for g in guards), [g.looked / len(body) for g in guards]
+    assert released == Guardrails(settings(output_pii="redact", output_secrets="redact")).check_output(body).text

@@ -97,3 +97,20 @@ async def test_no_key_or_a_wrong_one_is_401_once_keys_exist(tenants):
     r = await http.get("/v1/models", headers={"Authorization": "Bearer afk-not-a-key"})
     assert r.status_code == 401 and r.json()["error"]["code"] == "invalid_api_key"
     assert (await http.get("/healthz")).status_code == 200  # liveness stays open
+
+
+async def test_documents_are_listed_shown_and_deleted_by_the_same_acl_as_retrieval(tenants):
+    http, as_ = tenants
+    docs = (await http.get("/v1/collections/kb/documents", headers=as_("a"))).json()["data"]
+    assert [d["acl"] for d in docs] == [["team-a"]]  # team-b's document: not its source, title or ACL
+    everything = (await http.get("/v1/collections/kb/documents", headers=as_("models-only"))).json()["data"]
+    theirs = next(d for d in everything if d["acl"] == ["team-b"])  # an unscoped key reads every document
+    mine = docs[0]
+    shown = await http.get(f"/v1/collections/kb/documents/{mine['id']}", headers=as_("a"))
+    assert shown.status_code == 200 and shown.json()["source"] == mine["source"]
+    for method in ("GET", "DELETE"):
+        r = await http.request(method, f"/v1/collections/kb/documents/{theirs['id']}", headers=as_("a"))
+        assert r.status_code == 404, r.text
+        assert "team-b" not in r.text and r.json()["error"]["code"] == "not_found"
+    left = (await http.get("/v1/collections/kb/documents", headers=as_("b"))).json()["data"]
+    assert [d["id"] for d in left] == [theirs["id"]]  # still there for its own team

@@ -12,7 +12,7 @@ from aifab.cli.finetune import finetune
 from aifab.cli.process import configure_openmp
 from aifab.cli.train import train
 from aifab.cli.up import up
-from aifab.errors import AifabError
+from aifab.errors import AifabError, out_of_space
 
 app = typer.Typer(
     name="aifab",
@@ -63,6 +63,10 @@ def main() -> None:
         if isinstance(exc, click.ClickException):
             exc.show()
             sys.exit(exc.exit_code)
+        full = out_of_space(exc)  # a full disk is the user's to fix, not a bug: one line, not a trace
+        if full is not None:
+            typer.echo(f"aifab: error: {full.message}", err=True)
+            sys.exit(1)
         raise
     if isinstance(code, int) and code:
         sys.exit(code)

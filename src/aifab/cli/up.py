@@ -22,6 +22,7 @@ from aifab.gateway.factory import build_gateway, check_bind
 from aifab.gateway.keys import KeyStore
 from aifab.registry import Registry
 from aifab.serve import ModelPool, create_app
+from aifab.serve.middleware import ReadDeadline
 from aifab.serve.pool import Loader
 from aifab.stores.factory import open_store
 
@@ -68,6 +69,8 @@ def up(
     """Start the OpenAI-compatible server with the configured models loaded."""
     import uvicorn
 
+    from aifab.serve.server import server_options
+
     settings = settings_from(config, data_dir, serve={"host": host, "port": port})
     logging.basicConfig(level=settings.serve.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
     registry = open_registry(settings)
@@ -84,8 +87,8 @@ def up(
         typer.echo(f"aifab listening on http://{s.host}:{s.port}/v1  (models: {names}; data: {Path(settings.data_dir).resolve()})")
         gc.collect()
         gc.freeze()  # the start-up heap (models, libraries) is never scanned again: no long GC pauses later
-        uvicorn.run(app, host=s.host, port=s.port, log_level=s.log_level, access_log=False, timeout_graceful_shutdown=5,
-                    loop="uvloop", http="httptools")
+        uvicorn.run(ReadDeadline(app, seconds=s.body_timeout_s), host=s.host, port=s.port, log_level=s.log_level,
+                    access_log=False, timeout_graceful_shutdown=5, loop="uvloop", **server_options(s))
     finally:
         store.close()
         pool.close()

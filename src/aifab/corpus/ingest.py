@@ -31,7 +31,7 @@ from aifab.corpus.collections import Collections, VersionInfo
 from aifab.corpus.jobs import Jobs
 from aifab.corpus.protocol import Chunker, Document, Embedder
 from aifab.corpus.sources import Source, under
-from aifab.errors import AifabError, InvalidDocument
+from aifab.errors import AifabError, InvalidDocument, out_of_space
 from aifab.state.tables import DocumentRow
 from aifab.stores.protocol import ChunkRecord
 
@@ -137,7 +137,7 @@ class Ingestor:
                                                                     self.embedder.dimensions)
         report.version = version.version
         report.job_id = self.jobs.start(collection, job_id=job_id)
-        status = "failed"
+        status, failure = "failed", None
         try:
             rows = self._rows(version)
             pending: list[_Pending] = []
@@ -172,9 +172,18 @@ class Ingestor:
         except KeyboardInterrupt:
             status = "interrupted"
             raise
+        except Exception as exc:
+            error = out_of_space(exc) or exc  # a full disk: the job says so, the caller gets one clear error
+            failure = error.message if isinstance(error, AifabError) else f"internal error: {type(exc).__name__}"
+            if error is exc:
+                raise
+            raise error from exc
         finally:
             report.seconds = round(time.perf_counter() - started, 3)
-            self.jobs.finish(report.job_id, status, report.to_dict())
+            summary = report.to_dict()
+            if failure is not None:
+                summary["error"] = failure
+            self.jobs.finish(report.job_id, status, summary)
         return report
 
     # -- steps ----------------------------------------------------------------------------------------

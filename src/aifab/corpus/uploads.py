@@ -3,12 +3,11 @@ the collection (a new pipeline) can be rebuilt from them, like files on disk."""
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 from aifab.corpus.sources import Source, document_id
 from aifab.errors import InvalidDocument
+from aifab.state.files import write_atomic
 
 MAX_NAME = 255
 
@@ -34,15 +33,5 @@ def upload_source(uploads: Path, collection: str, name: str) -> Source:
 def save_upload(uploads: Path, collection: str, name: str | None, data: bytes) -> Source:
     """Write atomically (temp file + rename): a crash never leaves half a document to ingest."""
     src = upload_source(uploads, collection, check_name(name))
-    src.path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=src.path.parent, prefix=".upload-")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, src.path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomic(src.path, data)
     return src

@@ -12,11 +12,12 @@ from typing import Any
 
 from sqlalchemy import select
 
-from aifab.errors import InvalidRequest, NotFound, PayloadTooLarge
-from aifab.finetune.datasets import DatasetStore, import_jsonl
+from aifab.errors import InvalidRequest, NotFound, PayloadTooLarge, hide_paths
+from aifab.finetune.datasets import DatasetStore, check_jsonl, import_jsonl
 from aifab.finetune.jobs import JobRunner, JobStore
 from aifab.gateway.protocol import ApiKey
 from aifab.state import Database
+from aifab.state.files import write_atomic
 from aifab.state.tables import FileRow
 
 PURPOSES = ("fine-tune",)
@@ -40,17 +41,17 @@ class FinetuneService:
             raise InvalidRequest(f"purpose must be one of {', '.join(PURPOSES)}, not {purpose!r}", param="purpose")
         if len(data) > MAX_FILE_BYTES:
             raise PayloadTooLarge(f"files are limited to {MAX_FILE_BYTES} bytes")
-        if not data.strip():
-            raise InvalidRequest("the file is empty", param="file")
+        check_jsonl(data)
         file_id = "file-" + uuid.uuid4().hex[:24]
         path = self.dir / "files" / f"{file_id}.jsonl"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".partial")
-        tmp.write_bytes(data)
-        tmp.replace(path)
-        with self.db.session() as s:
-            s.add(FileRow(id=file_id, purpose=purpose, filename=Path(filename or "upload.jsonl").name,
-                          bytes=len(data), path=str(path), key_id=key.id if key else None))
+        write_atomic(path, data)
+        try:
+            with self.db.session() as s:
+                s.add(FileRow(id=file_id, purpose=purpose, filename=Path(filename or "upload.jsonl").name,
+                              bytes=len(data), path=str(path), key_id=key.id if key else None))
+        except BaseException:  # e.g. the database's disk is full: no file without its row
+            path.unlink(missing_ok=True)
+            raise
         return self.file(file_id, key)
 
     def _file_row(self, file_id: str, key: ApiKey | None) -> FileRow:
@@ -108,7 +109,7 @@ class FinetuneService:
 
     def job(self, job_id: str, key: ApiKey | None) -> dict[str, Any]:
         self._own_job(job_id, key)
-        return self.jobs.get(job_id)
+        return _shown(self.jobs.get(job_id), key)
 
     def _own_job(self, job_id: str, key: ApiKey | None) -> None:
         if not _owned(self.jobs.row(job_id).key_id, key):
@@ -116,7 +117,7 @@ class FinetuneService:
 
     def list_jobs(self, key: ApiKey | None, *, limit: int, after: str | None) -> list[dict[str, Any]]:
         owner = key.id if key is not None and not key.admin else None
-        return self.jobs.list(limit=limit, after=after, key_id=owner)
+        return [_shown(j, key) for j in self.jobs.list(limit=limit, after=after, key_id=owner)]
 
     def cancel(self, job_id: str, key: ApiKey | None) -> dict[str, Any]:
         self._own_job(job_id, key)
@@ -124,7 +125,20 @@ class FinetuneService:
 
     def events(self, job_id: str, key: ApiKey | None, *, limit: int, after: str | None) -> list[dict[str, Any]]:
         self._own_job(job_id, key)
-        return self.jobs.events(job_id, limit=limit, after=after)
+        return [_shown(e, key) for e in self.jobs.events(job_id, limit=limit, after=after)]
+
+
+def _shown(item: dict[str, Any], key: ApiKey | None) -> dict[str, Any]:
+    """A job or event as ``key`` may see it: a trainer's error may name server paths, which only an
+    admin sees."""
+    if key is None or key.admin:
+        return item
+    out = dict(item)
+    if isinstance(out.get("message"), str):
+        out["message"] = hide_paths(out["message"])
+    if isinstance(out.get("error"), dict):
+        out["error"] = {**out["error"], "message": hide_paths(out["error"]["message"] or "")}
+    return out
 
 
 def _owned(owner: str | None, key: ApiKey | None) -> bool:

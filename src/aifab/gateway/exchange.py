@@ -35,7 +35,9 @@ class Exchange:
     response: list[str] | None = None
     context: list[str] | None = None  # chunk ids a RAG app retrieved
 
-    def first_byte(self) -> None:
+    def first_text(self) -> None:
+        """Time to first token as a user sees it: the first text (or tool call) the client receives, not the
+        first event, which may carry only a role or text still held back by a guard."""
         if self.ttft is None:
             self.ttft = time.perf_counter() - self.start
 

@@ -230,13 +230,12 @@ class Gateway:
         ex.route = route.name
         P.clamp_max_tokens(req, key, route.settings.max_tokens)
         if self.guardrails is not None:
-            refs = P.text_refs(req, operator=False)
+            refs = P.text_refs(req, operator=self.guardrails.settings.scan_operator_roles)
             checked = [P.read(r) for r in refs]
             result = self.guardrails.check_input(checked)
             ex.verdicts.extend(result.verdicts)
             if result.blocked is not None:
-                raise InvalidRequest(f"the request was blocked by the guardrails ({result.blocked.category})",
-                                     code="content_filter")
+                raise InvalidRequest(self.guardrails.refusal(result.blocked), code="content_filter")
             for ref, old, new in zip(refs, checked, result.texts, strict=True):
                 if new != old:
                     P.write(ref, new)
@@ -275,7 +274,7 @@ class Gateway:
                 await answer.done(self.breaker, failed=True)
                 raise UpstreamError(f"upstream {answer.upstream.name} sent a malformed answer") from exc
         await answer.done(self.breaker)
-        ex.first_byte()
+        ex.first_text()
         ex.finish(200)  # before the last send: a disconnect seen after it must not count as one
         await _send(send, 200, body, self._headers(ex, answer))
 
@@ -286,7 +285,6 @@ class Gateway:
         headers = [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache"),
                    (b"x-accel-buffering", b"no"), *self._headers(ex, answer)[1:]]
         await send({"type": "http.response.start", "status": 200, "headers": headers})
-        ex.first_byte()
         streamed = 0
         failed: str | None = None
         try:
@@ -341,8 +339,12 @@ class Gateway:
                 (b"x-aifab-upstream", answer.upstream.name.encode())]
 
     async def _settle(self, ex: Exchange) -> None:
-        """Charge the tokens not charged yet (and correct the prompt estimate), then metrics and audit."""
+        """Charge the tokens not charged yet (and correct the prompt estimate), then metrics and audit.
+        A refused request (4xx other than a client that left) costs nothing: its up-front charge is
+        given back and its audit row counts no tokens."""
         key = ex.key
+        if 400 <= ex.status < 500 and ex.status != 499:
+            ex.prompt_tokens = ex.completion_tokens = 0
         if key is not None and self.limiter is not None and ex.charged:
             owed = ex.prompt_tokens + ex.completion_tokens - ex.charged
             if owed:

@@ -20,7 +20,7 @@ class GatewayMetrics:
                                 ["route", "upstream", "key", "status"], registry=r)
         self.latency = Histogram("aifab_gateway_request_seconds", "Whole request time", ["route"],
                                  buckets=_BUCKETS, registry=r)
-        self.ttft = Histogram("aifab_gateway_time_to_first_token_seconds", "Time to the first byte of the answer",
+        self.ttft = Histogram("aifab_gateway_time_to_first_token_seconds", "Time to the first text (or tool call) the client receives",
                               ["route"], buckets=_BUCKETS, registry=r)
         self.tokens = Counter("aifab_gateway_tokens", "Tokens by route, key and kind", ["route", "key", "kind"],
                               registry=r)

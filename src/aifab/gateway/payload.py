@@ -11,7 +11,7 @@ from aifab.gateway.protocol import ApiKey
 Ref = tuple[Any, Any]  # (a list and an index, or an object and an attribute) holding a str
 
 
-OPERATOR_ROLES = frozenset({"system", "developer"})  # the app's own instructions: not scanned by guardrails
+OPERATOR_ROLES = frozenset({"system", "developer"})  # the app's own instructions: scanned only with scan_operator_roles
 
 
 def read(ref: Ref) -> str:

@@ -79,6 +79,16 @@ class Guard(Protocol):
     def scan(self, text: str) -> list[Finding]: ...
 
 
+class StreamGuard(Guard, Protocol):
+    """A guard that can check a stream: besides the findings, it says from where the text could still become
+    a finding once more arrives, so that only that tail is held back."""
+
+    def watch(self, text: str, start: int = 0) -> tuple[list[Finding], int]:
+        """The findings in ``text`` that end after ``start``, and the index (at or after ``start``) where the
+        earliest possible future finding begins (``len(text)`` if none can)."""
+        ...
+
+
 class Limiter(Protocol):
     """Requests/min, tokens/min and token budgets per key. Raises ``RateLimited`` (429 + Retry-After)."""
 

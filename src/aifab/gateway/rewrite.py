@@ -70,6 +70,17 @@ class _Choices:
         return [i for i, g in self._guard.items() if g is not None and i not in self.blocked]
 
 
+_ENVELOPE = frozenset({"id", "object", "created", "model", "choices", "system_fingerprint", "service_tier"})
+
+
+def _empty(choice: dict[str, Any], holder: dict[str, Any], field_: str) -> bool:
+    """A choice that carries nothing once its text is held back. A delta with the role is not empty: the
+    first delta of a chat stream carries it, as OpenAI's does, with or without text."""
+    if choice.get("logprobs") or (holder is not choice and not set(holder) <= {field_}):
+        return False
+    return not (set(choice) - {"index", "finish_reason", "logprobs", "delta", "text"})
+
+
 def _content(choice: dict[str, Any], chat: bool, stream: bool) -> tuple[dict[str, Any] | None, str]:
     if not chat:
         return choice, "text"
@@ -171,18 +182,28 @@ class StreamRewriter:
                 return b""  # the usage-only event the client did not ask for
             obj.pop("usage", None)
         stop = False
-        for choice in obj.get("choices") or []:
+        choices = obj.get("choices") or []
+        kept = []
+        for choice in choices:
             holder, field_ = _content(choice, self.chat, stream=True)
             final = choice.get("finish_reason") is not None
             if holder is None:
+                kept.append(choice)
                 continue
             text = holder.get(field_) or ""
             if text:
                 self.tokens += 1
             index = choice.get("index", 0)
-            holder[field_] = self.choices.text(index, text, final)
+            holder[field_] = out = self.choices.text(index, text, final)
             if index in self.choices.blocked:
                 choice["finish_reason"], stop = CONTENT_FILTER, True
+            if out or holder.get("tool_calls"):
+                self.ex.first_text()
+            if out or final or stop or not _empty(choice, holder, field_):
+                kept.append(choice)
+        if choices and not kept and set(obj) <= _ENVELOPE:
+            return b""  # the guard held every piece back: a step with nothing to release sends nothing
+        obj["choices"] = kept
         if stop:
             self.done = True
             return b"data: " + orjson.dumps(obj) + b"\n\ndata: [DONE]\n\n"
@@ -195,6 +216,7 @@ class StreamRewriter:
             text = self.choices.text(index, "", final=True)
             if not text or self._last is None:
                 continue
+            self.ex.first_text()
             piece = {k: self._last[k] for k in ("id", "object", "created", "model") if k in self._last}
             delta: dict[str, Any] = {"content": text} if self.chat else {}
             choice = {"index": index, "delta": delta, "finish_reason": None} if self.chat else \

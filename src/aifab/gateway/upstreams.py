@@ -161,7 +161,7 @@ class LocalUpstream:
         scope = _scope("/v1" + path, headers)
         scope[CALL_SCOPE] = call
         task = asyncio.ensure_future(self.app(scope, receive, send))
-        task.add_done_callback(lambda t: _finish(t, started, chunks))
+        task.add_done_callback(lambda t: _finish(t, started, chunks, disconnect))
         try:
             start = await asyncio.wait_for(asyncio.shield(started), first_byte_timeout)
         except BaseException as exc:  # a timeout, or the caller cancelled (its client left): stop the app
@@ -211,11 +211,15 @@ def _scope(path: str, headers: list[tuple[bytes, bytes]], method: str = "POST") 
     }
 
 
-def _finish(task: asyncio.Task[None], started: asyncio.Future[Message], chunks: asyncio.Queue[bytes | None]) -> None:
-    """The app returned (or failed, or was cancelled): unblock whoever waits for its start or its body."""
+def _finish(task: asyncio.Task[None], started: asyncio.Future[Message], chunks: asyncio.Queue[bytes | None],
+            released: asyncio.Event) -> None:
+    """The app returned (or failed, or was cancelled): unblock whoever waits for its start or its body. Once
+    the reader has released the reply nobody reads the body: a pending put would outlive the request."""
     if not started.done():
         exc = None if task.cancelled() else task.exception()
         started.set_exception(UpstreamFailure(f"the serving app failed: {exc!r}" if exc else "the serving app stopped"))
+    if released.is_set():
+        return
     if task.cancelled() or task.exception() is not None:
         try:
             chunks.put_nowait(None)

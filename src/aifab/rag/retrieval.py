@@ -105,7 +105,9 @@ def mmr(passages: Sequence[Passage], lam: float, k: int) -> list[Passage]:
     left = list(passages)
     if len(left) <= 1:
         return left
-    vectors = np.stack([p.vector for p in left])
+    vectors = np.stack([p.vector for p in left if p.vector is not None])
+    if len(vectors) != len(left):
+        raise ValueError("MMR needs every passage's vector (fetch them with vectors=True)")
     relevance = np.array([p.similarity for p in left])
     chosen: list[int] = []
     redundancy = np.full(len(left), -np.inf)

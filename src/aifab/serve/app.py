@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
@@ -12,6 +13,7 @@ from fastapi import FastAPI
 
 from aifab import __version__
 from aifab.corpus.service import Corpus
+from aifab.errors import out_of_space
 from aifab.finetune.service import MAX_FILE_BYTES, FinetuneService
 from aifab.rag import Rag
 from aifab.serve import errors
@@ -20,6 +22,8 @@ from aifab.serve.middleware import BodyLimit, RequestCounter
 from aifab.serve.pool import ModelPool
 from aifab.serve.routes import collections, finetuning, openai, ops, rag, reports
 from aifab.serve.service import OpenAIServing
+
+log = logging.getLogger("aifab.serve")
 
 
 def create_app(
@@ -60,6 +64,12 @@ FILES = re.compile(r"^/v1/files$")
 
 @asynccontextmanager
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    try:
+        await asyncio.to_thread(collections.resume_interrupted, app)
+    except Exception as exc:  # a full disk must not keep the server from starting (and serving reads)
+        if out_of_space(exc) is None:
+            raise
+        log.warning("interrupted ingest jobs were not recovered: %s", exc)
     if app.state.finetune is not None:
         loop, pool = asyncio.get_running_loop(), app.state.pool
 

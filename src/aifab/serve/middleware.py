@@ -1,14 +1,15 @@
-"""Pure ASGI middleware: body size limit (413) and request counting."""
+"""Pure ASGI middleware: body size limit (413), body read deadline (408) and request counting."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from aifab.api import CALL_SCOPE, read_body
 from aifab.api.body import ClientGone
-from aifab.errors import PayloadTooLarge
+from aifab.errors import PayloadTooLarge, RequestTimeout
 from aifab.serve.errors import respond
 from aifab.serve.metrics import Metrics
 
@@ -57,6 +58,53 @@ class BodyLimit:
     async def _reject(self, scope: Scope, receive: Receive, send: Send, limit: int) -> None:
         response = respond(PayloadTooLarge(f"request body is larger than the server's limit of {limit} bytes"))
         await response(scope, receive, send)
+
+
+class ReadDeadline:
+    """Answers 408 (and closes the connection) when a request body pauses for more than ``seconds``:
+    a client that stops sending mid-body otherwise holds a connection and a task for ever. Goes
+    outermost, in front of the gateway, which reads model requests' bodies itself.
+
+    The app's pending ``receive`` is ended with ``CancelledError``, as a disconnect ends it, so the
+    app unwinds the way it does for a client that left; the 408 goes out if no response has started."""
+
+    def __init__(self, app: ASGIApp, *, seconds: float) -> None:
+        self.app = app
+        self.seconds = seconds
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        body_done, expired, started = False, False, False
+
+        async def bounded() -> Message:
+            nonlocal body_done, expired
+            if body_done:
+                return await receive()
+            try:
+                async with asyncio.timeout(self.seconds):
+                    message = await receive()
+            except TimeoutError:
+                expired = True
+                raise asyncio.CancelledError() from None
+            body_done = message["type"] != "http.request" or not message.get("more_body", False)
+            return message
+
+        async def watch(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, bounded, watch)
+        except asyncio.CancelledError:
+            if not expired:
+                raise
+            if not started:
+                response = respond(RequestTimeout(f"the request body stalled for more than {self.seconds:g} s"),
+                                   headers={"connection": "close"})
+                await response(scope, receive, send)
 
 
 class RequestCounter:

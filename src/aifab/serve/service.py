@@ -230,6 +230,10 @@ class _Run:
         self.first_seen = False
 
     def observe(self, delta: Delta) -> None:
+        """Time to first token is to the first delta with text (a piece of a multi-byte character comes out
+        empty); inter-token latency is between deltas after it."""
+        if not self.first_seen and not delta.text and delta.finish_reason is None:
+            return
         now = time.perf_counter()
         if not self.first_seen:
             self.metrics.ttft.labels(self.model).observe(now - self.last)

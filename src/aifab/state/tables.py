@@ -100,13 +100,20 @@ class IngestJobRow(Base):
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
     collection: Mapped[str] = mapped_column(String(128), index=True)
     version: Mapped[int | None] = mapped_column(Integer, nullable=True)
-    status: Mapped[str] = mapped_column(String(16))  # running | succeeded | partial | failed | interrupted
+    # queued | running | succeeded | partial | failed | interrupted
+    status: Mapped[str] = mapped_column(String(16))
     pid: Mapped[int] = mapped_column(Integer)
     files_total: Mapped[int] = mapped_column(Integer, default=0)
     files_done: Mapped[int] = mapped_column(Integer, default=0)
     summary: Mapped[dict] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    # the owner's lease (host, pid above, a per-process token), renewed while the job is queued or running
+    host: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    instance: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    lease_expires: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    request: Mapped[dict | None] = mapped_column(JSON, nullable=True)  # what to ingest again on resume
+    recovery: Mapped[dict | None] = mapped_column(JSON, nullable=True)  # what became of an interrupted job
 
 
 class ApiKeyRow(Base):

@@ -52,9 +52,13 @@ class Filter:
     acl: frozenset[str] | None = None
     where: Mapping[str, Scalar | Sequence[Scalar]] = field(default_factory=dict)
 
+    def allows_acl(self, tags: Sequence[str]) -> bool:
+        """Whether a chunk (or a document) with these ACL tags is visible: public, or a tag in common."""
+        return self.acl is None or not tags or bool(set(tags) & self.acl)
+
     def allows(self, record: ChunkRecord) -> bool:
         """The reference semantics, for backends that post-filter and for tests."""
-        if self.acl is not None and record.acl and not (set(record.acl) & self.acl):
+        if not self.allows_acl(record.acl):
             return False
         for key, want in self.where.items():
             have = record.document_id if key == "document_id" else record.metadata.get(key)

@@ -9,6 +9,7 @@ strings, limits, streaming, cancellation, the HTTP layer — is exercised for re
 from __future__ import annotations
 
 import random
+import re
 import threading
 import time
 from typing import Any
@@ -23,12 +24,17 @@ _TEMPLATE = "{% for m in messages %}<|{{ m.role }}|>{{ m.content }}\n{% endfor %
 
 
 class FakeRuntime:
-    """Tokens are UTF-8 bytes plus EOS=256. The reply is ``reply`` (or the prompt, if None), then EOS.
+    """Tokens are UTF-8 bytes plus EOS=256 (or, with ``word_tokens``, one word a token). The reply is
+    ``reply`` (or the prompt, if None), then EOS.
     ``step_delay`` makes each step take time, so tests can observe batching and cancellation."""
 
     def __init__(self, reply: str | None = "Hello from the fake model.", *, max_batch: int = 4,
-                 step_delay: float = 0.0) -> None:
+                 step_delay: float = 0.0, word_tokens: bool = False) -> None:
         self.reply = reply
+        # word_tokens: the reply comes one word (with its leading space) per token, as a real BPE
+        # vocabulary mostly emits prose; tokens above EOS index ``self.words``
+        self.word_tokens = word_tokens
+        self.words: list[bytes] = []
         self.max_batch = max_batch
         self.max_step_tokens = 4096
         self.step_delay = step_delay
@@ -45,7 +51,15 @@ class FakeRuntime:
         answer = self.reply if self.reply is not None else bytes(seq.prompt_ids).decode("utf-8", "replace")
         if sp.temperature > 0:  # "sampling": a number drawn from the seed, so seeds matter as they should
             answer = f"{random.Random(sp.seed).randint(0, 10**6)} {answer}"
-        seq.state = list(answer.encode("utf-8")) + [EOS]
+        seq.state = (self._word_ids(answer) if self.word_tokens else list(answer.encode("utf-8"))) + [EOS]
+
+    def _word_ids(self, answer: str) -> list[int]:
+        ids = []
+        for word in re.findall(r"\s*\S+|\s+", answer):
+            with self.lock:
+                self.words.append(word.encode("utf-8"))
+                ids.append(EOS + len(self.words))
+        return ids
 
     def step(self, seqs: list[Sequence], feeds: list[list[int]]) -> list[int | None]:
         with self.lock:
@@ -62,7 +76,9 @@ class FakeRuntime:
         seq.state = None
 
     def piece(self, token: int) -> bytes:
-        return b"" if token == EOS else bytes([token])
+        if token == EOS:
+            return b""
+        return self.words[token - EOS - 1] if token > EOS else bytes([token])
 
     def is_end(self, token: int) -> bool:
         return token == EOS

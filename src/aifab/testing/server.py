@@ -9,6 +9,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -88,7 +89,7 @@ class ThreadedServer:
     """An ASGI app on uvicorn (uvloop, httptools) in a background thread of this process, on a free
     loopback port: for tests that drive an in-process app (a gateway) over real sockets."""
 
-    def __init__(self, app: object) -> None:
+    def __init__(self, app: Any) -> None:
         import threading
 
         import uvicorn

@@ -192,7 +192,7 @@ def options() -> list[Option]:
             choices = f.metadata.get("choices") or MODEL_CHOICES.get(f.name)
             if get_origin(typ) is Literal:
                 choices, typ = tuple(get_args(typ)), str
-            default = f.default if f.default is not MISSING else f.default_factory()  # type: ignore[misc]
+            default = f.default if f.default is not MISSING else f.default_factory()  # type: ignore[misc,operator]
             out.append(Option(section, f.name, typ, default, f.metadata.get("help") or MODEL_HELP.get(f.name, ""),
                               choices))
     return out

@@ -49,7 +49,7 @@ def _llama(cfg: ModelConfig, sd: Tensors, special: dict[str, int]) -> tuple[Any,
         num_attention_heads=cfg.n_head, num_key_value_heads=cfg.n_head, head_dim=C // cfg.n_head,
         max_position_embeddings=cfg.block_size, rms_norm_eps=cfg.norm_eps, hidden_act="silu",
         rope_parameters={"rope_type": "default", "rope_theta": cfg.rope_theta},
-        attention_bias=cfg.bias, mlp_bias=cfg.bias, tie_word_embeddings=cfg.tie_embeddings, **special,
+        attention_bias=cfg.bias, mlp_bias=cfg.bias, tie_word_embeddings=cfg.tie_embeddings, **special,  # type: ignore[arg-type]
     )
     return config, out
 
@@ -77,7 +77,7 @@ def _gpt2(cfg: ModelConfig, sd: Tensors, special: dict[str, int]) -> tuple[Any, 
     config = GPT2Config(
         vocab_size=cfg.vocab_size, n_positions=cfg.block_size, n_embd=C, n_layer=cfg.n_layer, n_head=cfg.n_head,
         n_inner=H, activation_function="gelu", resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0,
-        layer_norm_epsilon=cfg.norm_eps, tie_word_embeddings=cfg.tie_embeddings, **special,
+        layer_norm_epsilon=cfg.norm_eps, tie_word_embeddings=cfg.tie_embeddings, **special,  # type: ignore[arg-type]
     )
     return config, out
 

@@ -11,6 +11,7 @@ taken as it is: it is not PII-redacted (the operator chose it).
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -88,6 +89,39 @@ def read_jsonl(path: Path, *, kind: str = "sft", report: Callable[[str], None] |
                 if report is not None:
                     report(problems[-1])
     return Parsed(examples, problems, lines, digest.hexdigest())
+
+
+def check_jsonl(data: bytes) -> str:
+    """The kind of a fine-tuning file (``sft`` or ``preference``, told by its first line), or
+    ``InvalidRequest`` quoting its first malformed lines: the check ``/v1/files`` makes at upload, so that
+    junk is refused at once rather than when a job is created. Stops at the first few problems."""
+    kind, problems = None, []
+    for number, raw in enumerate(io.BytesIO(data), start=1):
+        if not raw.strip():
+            continue
+        if kind is None:
+            kind = "preference" if _names_answers(raw) else "sft"
+        try:
+            parse_line(raw, kind)
+        except Malformed as exc:
+            problems.append(f"line {number}: {exc}")
+            if len(problems) == SHOWN:
+                break
+    if kind is None:
+        raise InvalidRequest("the file is empty", param="file")
+    if problems:
+        more = " (and maybe more)" if len(problems) == SHOWN else ""
+        raise InvalidRequest("the file is not fine-tuning JSONL (one chat example per line): "
+                             f"{'; '.join(problems)}{more}", param="file")
+    return kind
+
+
+def _names_answers(raw: bytes) -> bool:
+    try:
+        data = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return False
+    return isinstance(data, dict) and ("chosen" in data or "rejected" in data)
 
 
 def parse_line(raw: bytes, kind: str) -> dict[str, Any]:

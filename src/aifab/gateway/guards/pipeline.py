@@ -17,8 +17,16 @@ from aifab.gateway.guards.injection import InjectionGuard
 from aifab.gateway.guards.pii import PiiGuard
 from aifab.gateway.guards.rules import apply
 from aifab.gateway.guards.secrets import SecretsGuard
-from aifab.gateway.guards.stream import Check, Emit, OutputGuard, PassThrough, first_block, verdicts
-from aifab.gateway.protocol import Action, Finding, Guard, Verdict
+from aifab.gateway.guards.stream import (
+    Check,
+    Emit,
+    OutputCheck,
+    OutputGuard,
+    PassThrough,
+    first_block,
+    verdicts,
+)
+from aifab.gateway.protocol import Action, Finding, Guard, StreamGuard, Verdict
 
 
 @runtime_checkable
@@ -50,6 +58,14 @@ def _checks(settings: GuardrailSettings, stage: str, guards: Sequence[Guard]) ->
     return [(g, cast(Action, actions[g.kind])) for g in guards if actions[g.kind] != "off"]
 
 
+def _stream_checks(checks: list[Check]) -> list[OutputCheck]:
+    """Output checks need guards that say what a stream must hold back (``StreamGuard.watch``)."""
+    for guard, _ in checks:
+        if not callable(getattr(guard, "watch", None)):
+            raise TypeError(f"the guard '{guard.name}' cannot check output: it has no watch() method")
+    return [(cast(StreamGuard, g), a) for g, a in checks]
+
+
 class Guardrails:
     """Built once at start-up from settings. With ``enabled=False`` (or every action "off") ``check_input``
     returns its argument and ``output_stream`` a pass-through, so the per-request cost is one call."""
@@ -58,7 +74,7 @@ class Guardrails:
         self.settings = settings
         self.guards = list(guards) if guards is not None else default_guards()
         self._input = _checks(settings, "input", self.guards)
-        self._output = _checks(settings, "output", self.guards)
+        self._output = _stream_checks(_checks(settings, "output", self.guards))
         self._redactors = [g for g in self.guards if g.kind in ("pii", "secrets")]
         self._strong = {id(g): isinstance(g, Scored) for g in self.guards}
 
@@ -92,6 +108,17 @@ class Guardrails:
         """Whether any output check is on (otherwise answers pass the gateway as they are)."""
         return bool(self._output)
 
+    def setting(self, verdict: Verdict) -> str:
+        """The setting that chose ``verdict``'s action, as written in aifab.toml (``gateway.guardrails.…``)."""
+        kind = next((g.kind for g in self.guards if g.name == verdict.guard), verdict.guard)
+        return f"gateway.guardrails.{verdict.stage}_{kind}"
+
+    def refusal(self, verdict: Verdict) -> str:
+        """What a client whose request was blocked is told: which check, and the setting that changes it."""
+        return (f"the request was blocked by the guardrails ({verdict.guard}: {verdict.category}); the setting "
+                f"{self.setting(verdict)} (\"{verdict.action}\") decides this: \"flag\" lets such requests through "
+                "and records them")
+
     def check_output(self, text: str) -> Emit:
         """A whole (non-streamed) answer, through the same output guard a stream gets."""
         guard = self.output_stream()
@@ -104,7 +131,7 @@ class Guardrails:
         """A fresh output guard for one response (streamed or not)."""
         if not self._output:
             return PassThrough()
-        return OutputGuard(self._output, self.settings.window_chars)
+        return OutputGuard(self._output, self.settings.max_hold_chars)
 
     def redact(self, text: str) -> str:
         """Every PII and secret span replaced by its placeholder, whatever the actions and ``enabled`` say:

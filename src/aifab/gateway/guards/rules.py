@@ -6,6 +6,7 @@ quantifiers): the gateway scans on the event loop and a 64 KB adversarial input 
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from collections import Counter
@@ -13,6 +14,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Literal
 
+from aifab.gateway.guards.partial import Partials
 from aifab.gateway.protocol import Finding
 
 Validator = Callable[[re.Match[str]], bool]
@@ -76,6 +78,15 @@ class RegexGuard:
                 spans[rule.where] = _regions(text, *_ANCHORS[rule.where])
             found.extend(_run(rule, low if rule.where == "lower" else text, spans[rule.where]))
         return resolve_overlaps(found)
+
+    def watch(self, text: str, start: int = 0) -> tuple[list[Finding], int]:
+        """For a stream: the findings that end after ``start`` and where a finding could still begin once
+        more text arrives (``partial.Partials``)."""
+        return self._partials.watch(text, start, self.scan)
+
+    @functools.cached_property
+    def _partials(self) -> Partials:
+        return Partials(self.rules)
 
 
 def _regions(text: str, anchor: re.Pattern[str], before: int) -> list[Span]:

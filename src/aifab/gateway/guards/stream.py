@@ -1,14 +1,19 @@
-"""Output checks that work on a stream: text is held back by a sliding window so that a match split across
-chunks is still whole when it is scanned, then released redacted.
+"""Output checks that work on a stream: text leaves as soon as it can no longer be part of a finding.
 
-Release rule: everything up to ``window`` characters before the end, cut back to the last whitespace (a
-token in progress is held whole, up to ``max_token`` characters; a longer one is cut where the window
-says), never inside a finding, and in steps of at least ``window // 4`` characters. So text leaves only
-once ``window`` characters after it have been seen, and a match shorter than the window is always complete
-before it is released. What stays held is at most ``window + max_token`` characters plus one finding (a
-private-key block: 16 KB) plus the last chunk. The last 64 released characters stay as left context for the
-next scan (look-behinds, "api_key = " before a value). Limit: a match longer than the window that arrives
-with no whitespace in front of it for ``max_token`` characters can be released in part."""
+Each ``feed`` looks at what is held (plus the last released characters as left context) and releases
+everything before the earliest place where a detector's match could still begin: a partial match that more
+text could complete, or a finished match that ends within a few characters of the end (more digits, or the
+character a look-ahead is waiting for, could change it); see ``partial.Partials``. So
+prose flows at the engine's cadence (the word in progress is typically what is held: it could still grow
+into an e-mail address), while a secret or card number split across chunks is scanned whole and redacted
+whole, and a ``block`` stops the stream before the match leaves.
+
+What bounds the hold-back: the longest partial match of any rule. For most rules that is a few dozen
+characters; an assigned secret's value can run to 4 KB, a JWT to 16 KB, and an unterminated private-key block
+is held whole until its END line or 16 KB. ``max_hold`` (``gateway.guardrails.max_hold_chars``) caps it: past
+that, the oldest held text is released so a stream never stalls: a finding across the cut is redacted up to
+it, but a partial match that has not become a finding yet, and whatever follows the cut, can leak. The last 64 released characters stay as left context for the next scan
+(look-behinds, "api_key = " before a value)."""
 
 from __future__ import annotations
 
@@ -17,10 +22,16 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
+from aifab.gateway.guards.partial import PEEK
 from aifab.gateway.guards.rules import apply
-from aifab.gateway.protocol import Action, Finding, Guard, Verdict
+from aifab.gateway.protocol import Action, Finding, Guard, StreamGuard, Verdict
 
 _CONTEXT = 64
+# Looking at held text costs time in its length, so while a long partial match is held (a key block) it is
+# looked at again only once it has grown by 1/_BACKOFF: linear time in all, and text that turns out not to
+# be a match waits at most that much longer.
+_SMALL, _BACKOFF = 256, 8
+MAX_HOLD = 17408  # a 16 KB private-key block or JWT, plus its surroundings
 
 
 @dataclass(frozen=True)
@@ -34,6 +45,7 @@ class Emit:
 
 
 Check = tuple[Guard, Action]
+OutputCheck = tuple[StreamGuard, Action]
 Stage = Literal["input", "output"]
 
 
@@ -50,13 +62,12 @@ class OutputGuard:
     """``feed`` each chunk of model output, ``finish`` at the end; each returns an ``Emit``. Text without
     findings comes out byte-identical once all emits are joined."""
 
-    def __init__(self, checks: Sequence[Check], window: int, max_token: int = 1024) -> None:
+    def __init__(self, checks: Sequence[OutputCheck], max_hold: int = MAX_HOLD) -> None:
         self._checks = checks
-        self._window = window
-        self._max_token = max_token
-        self._step = max(1, window // 4)
+        self._max_hold = max_hold
         self._buf = ""
         self._ctx = ""
+        self._fresh = 0  # characters received since the held text was last looked at
         self.blocked: Verdict | None = None
         self.tally: Counter[tuple[str, str, Action]] = Counter()
 
@@ -73,34 +84,47 @@ class OutputGuard:
         if self.blocked is not None:
             return Emit("", [], self.blocked)
         self._buf += text
-        cut = self._cut(self._buf)
-        # a scan costs the same for 1 character or 100: wait until a few words can go
-        return self._release(cut, final=False) if cut >= self._step else Emit("")
+        self._fresh += len(text)
+        if self._fresh * _BACKOFF < len(self._buf) - _SMALL:
+            return Emit("")  # a long partial match is held: look again once it has grown by an eighth
+        self._fresh = 0
+        return self._release(final=False)
 
     def finish(self) -> Emit:
         if self.blocked is not None:
             return Emit("", [], self.blocked)
-        return self._release(len(self._buf), final=True) if self._buf else Emit("")
+        return self._release(final=True) if self._buf else Emit("")
 
-    def _cut(self, buf: str) -> int:
-        limit = len(buf) - self._window
-        if limit <= 0:
-            return 0
-        lo = max(0, limit - self._max_token)
-        space = max(buf.rfind(" ", lo, limit), buf.rfind("\n", lo, limit), buf.rfind("\t", lo, limit))
-        if space >= 0:
-            return space + 1
-        return limit if limit >= self._max_token else 0
-
-    def _release(self, cut: int, final: bool) -> Emit:
+    def _release(self, final: bool) -> Emit:
         off = len(self._ctx)
         text = self._ctx + self._buf
         found: list[tuple[Finding, str, Action]] = []
-        for guard, action in self._checks:
-            found.extend((f, guard.name, action) for f in guard.scan(text) if f.end > off)
-        if not final:
-            cut = max(_clear_of(cut + off, [f for f, _, _ in found]) - off, 0)
+        if final:
+            for guard, action in self._checks:
+                found.extend((f, guard.name, action) for f in guard.scan(text) if f.end > off)
+            cut = len(self._buf)
+        else:
+            hold = len(text)
+            for guard, action in self._checks:
+                findings, pending = guard.watch(text, off)
+                found.extend((f, guard.name, action) for f in findings)
+                hold = min(hold, pending)
+            if found:  # a finding's own extension (a key block's body) may still grow
+                hold = min([hold, *(f.start for f, _, _ in found if f.end > len(text) - PEEK)])
+            cut = max(hold - off, 0)
+            forced = len(self._buf) - self._max_hold
+            if forced > cut:  # the cap: a finding across the cut is redacted up to it, the rest goes on
+                cut = forced
+                found = [(_clip(f, cut + off), g, a) for f, g, a in found]
+            else:
+                cut = max(_clear_of(cut + off, [f for f, _, _ in found]) - off, 0)
+            if cut == 0:
+                return Emit("")
         done = [(f, g, a) for f, g, a in found if f.end <= cut + off]
+        if not done:  # prose: nothing to count or redact
+            released, self._buf = self._buf[:cut], self._buf[cut:]
+            self._ctx = (self._ctx + released)[-_CONTEXT:]
+            return Emit(released)
         tally = Counter((g, f.category, a) for f, g, a in done)
         self.tally.update(tally)
         new = verdicts(tally.items(), "output")
@@ -113,6 +137,10 @@ class OutputGuard:
         self._ctx = (self._ctx + released)[-_CONTEXT:]
         self._buf = self._buf[cut:]
         return Emit(apply(released, spans) if spans else released, new)
+
+
+def _clip(f: Finding, cut: int) -> Finding:
+    return Finding(f.start, cut, f.category, f.placeholder) if f.start < cut < f.end else f
 
 
 def _clear_of(cut: int, findings: list[Finding]) -> int:
@@ -130,7 +158,7 @@ class PassThrough(OutputGuard):
     """The output guard when no output check is on: releases every chunk as it comes, scans nothing."""
 
     def __init__(self) -> None:
-        super().__init__((), 0)
+        super().__init__(())
 
     def feed(self, text: str) -> Emit:
         return Emit(text)

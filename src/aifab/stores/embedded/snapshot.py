@@ -67,18 +67,22 @@ def save(ann: AnnIndex, path: Path, identity: dict[str, Any]) -> None:
     }
     raw = json.dumps(header).encode()
     tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        f.write(MAGIC)
-        out = _CrcFile(f)
-        out.write(struct.pack("<Q", len(raw)))
-        out.write(raw)
-        for arr in (ann.keys.view, ann.visible.view, ann.public.view, ann.public_positions.view, *postings):
-            out.write(np.ascontiguousarray(arr).data.cast("B"))
-        faiss.write_index(ann.index, faiss.PyCallbackIOWriter(out.write))
-        f.write(struct.pack("<I", out.crc) + END)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as f:
+            f.write(MAGIC)
+            out = _CrcFile(f)
+            out.write(struct.pack("<Q", len(raw)))
+            out.write(raw)
+            for arr in (ann.keys.view, ann.visible.view, ann.public.view, ann.public_positions.view, *postings):
+                out.write(np.ascontiguousarray(arr).data.cast("B"))
+            faiss.write_index(ann.index, faiss.PyCallbackIOWriter(out.write))
+            f.write(struct.pack("<I", out.crc) + END)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:  # a full disk (often seen only at fsync) must not leave a stray .tmp behind
+        tmp.unlink(missing_ok=True)
+        raise
     _fsync_dir(path.parent)
 
 

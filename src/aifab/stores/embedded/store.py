@@ -24,6 +24,7 @@ import json
 import logging
 import os
 import re
+import sqlite3
 import threading
 import time
 import uuid
@@ -34,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from aifab.errors import AifabError, Conflict, InvalidRequest, NotFound
+from aifab.errors import AifabError, Conflict, InvalidRequest, NotFound, out_of_space
 from aifab.stores.embedded import snapshot, sql
 from aifab.stores.embedded.ann import AnnIndex
 from aifab.stores.embedded.locks import DirectoryLock, ReadWriteLock
@@ -453,15 +454,23 @@ class EmbeddedStore:
         ann = space.ann
         try:
             snapshot.save(ann, self._ann_path(space), self._ann_identity(space))
-        except OSError as exc:
+        except (OSError, RuntimeError) as exc:  # faiss reports a failed write of ours as a RuntimeError
             log.warning("namespace %s: could not save the index (%s); it will be rebuilt or replayed on open",
                         space.name, exc)
             return
         conn = self._writer
         conn.execute("BEGIN IMMEDIATE")
-        conn.execute(f"DELETE FROM {sql.table(space.id)}_del WHERE seq <= ?", (ann.watermark,))
-        conn.execute("UPDATE namespaces SET pruned = MAX(pruned, ?) WHERE id = ?", (ann.watermark, space.id))
-        conn.execute("COMMIT")
+        try:
+            conn.execute(f"DELETE FROM {sql.table(space.id)}_del WHERE seq <= ?", (ann.watermark,))
+            conn.execute("UPDATE namespaces SET pruned = MAX(pruned, ?) WHERE id = ?", (ann.watermark, space.id))
+            conn.execute("COMMIT")
+        except sqlite3.OperationalError as exc:  # pruning only saves space later: a full disk may wait
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            if out_of_space(exc) is None:
+                raise
+            log.warning("namespace %s: the change log was not pruned (%s)", space.name, exc)
+            return
         space.unsaved = 0
 
 
