@@ -240,6 +240,17 @@ def guardrail_phase(quick: bool, log: Log) -> dict[str, Any]:
     return {"cases": module.run(quick=quick)}
 
 
+def cadence_phase(quick: bool, work_dir: Path, log: Log) -> dict[str, Any]:
+    """``benchmarks/stream_cadence.py``: a paced 64-word answer through aifab with the default guardrails,
+    with them off, and from the upstream alone: content deltas and time to the first text."""
+    spec = importlib.util.spec_from_file_location("bench_cadence", HERE / "stream_cadence.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    log("stream cadence: default guardrails vs off vs the upstream alone (own servers) ...")
+    return module.run(quick=quick, work_dir=work_dir / "cadence")  # type: ignore[no-any-return]
+
+
 def mib(n: int) -> float:
     return n / 2**20
 
@@ -301,6 +312,16 @@ def build_rows(rep: dict[str, Any]) -> list[dict[str, Any]]:
         add(f"guard {case} p50 / p99", "ms", _pair(g.get("disabled_p50_ms"), g.get("disabled_p99_ms")),
             (_pair(g.get("p50_ms"), p99) or "-") + cpu, target="p99 <= 20 ms",
             met=None if p99 is None else p99 <= 20)
+    cad = rep.get("cadence", {})
+    if "ratios" in cad:
+        r = cad["ratios"]
+        add("stream: non-empty content deltas, guardrails on (off)", "n", cad["direct"]["content_deltas"],
+            f"{cad['aifab']['content_deltas']:.0f} ({cad['aifab-noguard']['content_deltas']:.0f})", None,
+            r["content_deltas_guarded_over_off"], "on/off >= 0.9", r["content_deltas_guarded_over_off"] >= 0.9)
+        add("stream: time to first text p50, guardrails on (off)", "ms", cad["direct"]["ttft_p50_ms"],
+            f"{cad['aifab']['ttft_p50_ms']:.2f} ({cad['aifab-noguard']['ttft_p50_ms']:.2f})")
+        added = r["added_ttft_p50_ms_guarded_vs_direct"]
+        add("  added time to first text p50, guardrails on", "ms", None, added, None, None, "<= 2 ms", added <= 2)
     leak = rep.get("leak", {})
     if "rss_1k" in leak:
         add("aifab RSS after 1k requests", "MiB", None, mib(leak["rss_1k"]))
@@ -423,6 +444,8 @@ def run(args: argparse.Namespace, stack: contextlib.ExitStack, log: Log) -> dict
         rep["errors"]["rps"] = "wrk is not installed (apt-get install -y wrk): no saturation run"
         log(rep["errors"]["rps"])
     rep["guardrails"] = phase("guardrails", lambda: guardrail_phase(args.quick, log))
+    (args.work_dir / "cadence").mkdir(exist_ok=True)
+    rep["cadence"] = phase("stream cadence", lambda: cadence_phase(args.quick, args.work_dir, log))
     if leak is not None:
         log(f"aifab: topping up to {args.leak_requests:,} requests, then RSS")
         phase("leak top-up", lambda: drv.top_up(leak, args.leak_requests))

@@ -9,7 +9,8 @@ CLI turns it into one line, without either of them knowing the details of the bl
     ├── ConfigError            bad settings or aifab.toml
     ├── InvalidRequest         400: a request that cannot be served as written
     │   ├── ContextLengthExceeded   400: prompt + max_tokens do not fit the model's context
-    │   └── InvalidDocument         400: a file that cannot be ingested (corrupt, binary, empty, too big)
+    │   └── InvalidDocument         400: a file that cannot be ingested (corrupt, binary, too big)
+    │       └── NothingToIndex          a file that loads but holds no text to index: skipped, not failed
     ├── Unauthorized           401: no API key, or not a valid one
     ├── Forbidden              403: the key's scopes do not cover the model, collection or action
     ├── NotFound               404: unknown model, package or resource
@@ -90,6 +91,14 @@ class InvalidDocument(InvalidRequest):
     """One file cannot be ingested; the message is the reason shown next to its path."""
 
     code = "invalid_document"
+
+
+class NothingToIndex(InvalidDocument):
+    """A file read without fault that has no text to index (an empty file, a page that is only a title and
+    a table of contents, a scanned PDF without a text layer): ingest skips it and says why, but it is not
+    a failure."""
+
+    code = "nothing_to_index"
 
 
 class Unauthorized(AifabError):

@@ -9,8 +9,8 @@ import pytest
 
 from aifab.errors import Forbidden, InvalidRequest, NotFound
 from aifab.feedback import MAX_TEXT_BYTES, FeedbackInput, FeedbackStore, feedback_from_request
-from aifab.gateway.protocol import ApiKey
 from aifab.gateway.usage import parse_since
+from aifab.identity import ApiKey
 from aifab.testing.interactions import InteractionLog
 
 ALICE = ApiKey(id="id-alice", name="alice", prefix="afk-a")

@@ -13,8 +13,8 @@ from sqlalchemy import text
 
 from aifab.errors import InvalidRequest, RateLimited
 from aifab.gateway.keys import KeyStore
-from aifab.gateway.protocol import ApiKey
 from aifab.gateway.quotas import MemoryLimiter, SqlLimiter, make_limiter
+from aifab.identity import ApiKey
 from aifab.state import Database
 
 

@@ -22,10 +22,10 @@ EVENT_KEY = "aifab"
 Kind = Literal["citations", "tool_step", "progress"]
 
 
-def aifab_event(kind: Kind, data: Any, *, id: str, object: str, created: int, model: str) -> bytes:
-    """The SSE event (``data: …`` and its blank line) carrying ``data`` as ``kind``."""
-    body = {"id": id, "object": object, "created": created, "model": model, "choices": [], EVENT_KEY: kind,
-            kind: data}
+def aifab_event(kind: Kind, data: Any, **envelope: Any) -> bytes:
+    """The SSE event (``data: …`` and its blank line) carrying ``data`` as ``kind``; ``envelope`` is the
+    stream's own chunk fields (``id``, ``object``, ``created``, ``model``, ``system_fingerprint``)."""
+    body = {**envelope, "choices": [], EVENT_KEY: kind, kind: data}
     return b"data: " + orjson.dumps(body) + b"\n\n"
 
 

@@ -22,7 +22,7 @@ from aifab.state import Database
 from aifab.state.tables import AuditRow, FeedbackRow
 
 if TYPE_CHECKING:  # the key is only read (id, admin): no import of the gateway at run time
-    from aifab.gateway.protocol import ApiKey
+    from aifab.identity import ApiKey
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from sqlalchemy import select
 from aifab.errors import InvalidRequest, NotFound, PayloadTooLarge, hide_paths
 from aifab.finetune.datasets import DatasetStore, check_jsonl, import_jsonl
 from aifab.finetune.jobs import JobRunner, JobStore
-from aifab.gateway.protocol import ApiKey
+from aifab.identity import ApiKey
 from aifab.state import Database
 from aifab.state.files import write_atomic
 from aifab.state.tables import FileRow

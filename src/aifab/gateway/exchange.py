@@ -7,7 +7,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from aifab.gateway.protocol import ApiKey, Verdict
+from aifab.gateway.protocol import Verdict
+from aifab.identity import ApiKey
 
 
 @dataclass

@@ -42,13 +42,14 @@ from aifab.gateway.exchange import Exchange
 from aifab.gateway.guards import Guardrails
 from aifab.gateway.health import Breaker, HealthChecker, RetryBudget
 from aifab.gateway.metrics import GatewayMetrics
-from aifab.gateway.protocol import ApiKey, Limiter
+from aifab.gateway.protocol import Limiter
 from aifab.gateway.proxy import Answer, Forwarder
 from aifab.gateway.rewrite import Relay, StreamRewriter, rewrite_body
 from aifab.gateway.rollouts import Rollout, RolloutStore, RolloutWatcher
 from aifab.gateway.router import Router
 from aifab.gateway.tracing import Tracing
-from aifab.gateway.upstreams import GATEWAY_SCOPE, KEY_SCOPE, UpstreamFailure, call_local, current_key
+from aifab.gateway.upstreams import GATEWAY_SCOPE, UpstreamFailure, call_local
+from aifab.identity import KEY_SCOPE, ApiKey, current_key
 
 log = logging.getLogger("aifab.gateway")
 
@@ -59,6 +60,7 @@ MODEL_PATHS: dict[str, tuple[str, str, str | None, bool, type[ModelRequest]]] = 
     "/v1/embeddings": ("embeddings", "/embeddings", None, False, EmbeddingRequest),
 }
 OPEN_PATHS = frozenset({"/healthz", "/readyz"})
+VERSION_HEADER = b"x-aifab-model-version"
 CHARGE_EVERY = 16  # streamed completion tokens charged to the key's tokens/min in batches of this
 
 
@@ -73,6 +75,7 @@ class Gateway:
         # what reaches the audit log and feedback is redacted even when the guardrails are off
         self.redact: Callable[[str], str] = (guardrails or Guardrails(gs.guardrails)).redact
         self.max_body = settings.serve.max_body_bytes
+        self.started = int(time.time())  # a configured route is as new as this configuration
         self.router = Router(gs, app)
         self.metrics = GatewayMetrics(registry or CollectorRegistry(), self.router.remote_upstreams)
         self.breaker = Breaker(gs.eject_after, gs.eject_seconds,
@@ -335,8 +338,11 @@ class Gateway:
         return self.guardrails.output_stream() if self.guardrails is not None else None
 
     def _headers(self, ex: Exchange, answer: Answer) -> list[tuple[bytes, bytes]]:
+        # the version that answered: this process's (or another aifab's) own header, else the model the
+        # route asked the upstream for; a canary split shows here without reading the audit log
+        version = _header(answer.reply.headers, VERSION_HEADER) or answer.route.model_at(answer.upstream)
         return [(b"content-type", b"application/json"), (b"x-request-id", ex.id.encode()),
-                (b"x-aifab-upstream", answer.upstream.name.encode())]
+                (b"x-aifab-upstream", answer.upstream.name.encode()), (VERSION_HEADER, version.encode("latin-1"))]
 
     async def _settle(self, ex: Exchange) -> None:
         """Charge the tokens not charged yet (and correct the prompt estimate), then metrics and audit.

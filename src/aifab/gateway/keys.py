@@ -24,7 +24,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from aifab.errors import Conflict, InvalidRequest, NotFound
-from aifab.gateway.protocol import ApiKey
+from aifab.identity import ApiKey
 from aifab.state import Database
 from aifab.state.tables import ApiKeyRow
 
@@ -101,13 +101,15 @@ class KeyStore:
             return to_key(self._row(s, name_or_id))
 
     def revoke(self, name_or_id: str) -> ApiKey:
-        """Revoke a key (for good); revoking it again changes nothing."""
+        """Revoke a key (for good). Revoking it again is a ``Conflict``: the caller most likely meant
+        another key, and should hear that this one was already off."""
         with self.db.session() as s:
             row = self._row(s, name_or_id)
-            if row.revoked_at is None:
-                row.revoked_at = datetime.now(UTC)
-                s.flush()
-                self._notify(s)
+            if row.revoked_at is not None:
+                raise Conflict(f"the key {row.name!r} was already revoked on {row.revoked_at:%Y-%m-%d %H:%M} UTC")
+            row.revoked_at = datetime.now(UTC)
+            s.flush()
+            self._notify(s)
             return to_key(row)
 
     def any_active(self) -> bool:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from aifab.api import ChatCompletionRequest, CompletionRequest, ModelRequest
-from aifab.gateway.protocol import ApiKey
+from aifab.identity import ApiKey
 
 Ref = tuple[Any, Any]  # (a list and an index, or an object and an attribute) holding a str
 

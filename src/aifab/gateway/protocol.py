@@ -1,48 +1,19 @@
-"""The gateway's seams: who is calling (``ApiKey``), how much they may spend (``Limiter``), what is checked
-on the text going in and out (``Guard``), and where a request goes (``Upstream``)."""
+"""The gateway's seams: how much a caller may spend (``Limiter``), what the guardrails found (``Verdict``), and
+where a request goes (``Upstream``). Who is calling (``aifab.identity.ApiKey``) and the detectors over text
+(``aifab.redaction``) live below the gateway, since serving, feedback and fine-tuning use them too."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import TYPE_CHECKING, Literal, Protocol
 
 if TYPE_CHECKING:
     from aifab.api import Call
 
+from aifab.identity import ApiKey
+
 Action = Literal["flag", "redact", "block"]
-
-
-@dataclass(frozen=True)
-class ApiKey:
-    """A key as the gateway sees it (never the secret). Scope tuples: None = unrestricted."""
-
-    id: str
-    name: str
-    prefix: str
-    models: tuple[str, ...] | None = None
-    collections: tuple[str, ...] | None = None
-    acl: tuple[str, ...] | None = None
-    rpm: int | None = None
-    tpm: int | None = None
-    budget_tokens: int | None = None
-    max_tokens: int | None = None
-    admin: bool = False
-    log_content: bool = False
-    allow_training: bool = False
-    created_at: datetime | None = None
-    revoked_at: datetime | None = None
-
-    def allows_model(self, name: str) -> bool:
-        return self.admin or self.models is None or name in self.models
-
-    def allows_collection(self, name: str) -> bool:
-        return self.admin or self.collections is None or name in self.collections
-
-    def acl_filter(self) -> frozenset[str] | None:
-        """The ACL tags retrieval filters by for this key (None = every chunk)."""
-        return None if self.admin or self.acl is None else frozenset(self.acl)
 
 
 @dataclass(frozen=True)
@@ -58,35 +29,6 @@ class Verdict:
     def to_dict(self) -> dict[str, str]:
         return {"guard": self.guard, "category": self.category, "action": self.action, "stage": self.stage,
                 "detail": self.detail}
-
-
-@dataclass(frozen=True)
-class Finding:
-    """A span of text a guard matched, with the category and the placeholder that replaces it on redact."""
-
-    start: int
-    end: int
-    category: str
-    placeholder: str = "[REDACTED]"
-
-
-class Guard(Protocol):
-    """A detector over text. The pipeline decides what to do with its findings."""
-
-    name: str
-    kind: Literal["pii", "secrets", "injection"]
-
-    def scan(self, text: str) -> list[Finding]: ...
-
-
-class StreamGuard(Guard, Protocol):
-    """A guard that can check a stream: besides the findings, it says from where the text could still become
-    a finding once more arrives, so that only that tail is held back."""
-
-    def watch(self, text: str, start: int = 0) -> tuple[list[Finding], int]:
-        """The findings in ``text`` that end after ``start``, and the index (at or after ``start``) where the
-        earliest possible future finding begins (``len(text)`` if none can)."""
-        ...
 
 
 class Limiter(Protocol):

@@ -21,7 +21,8 @@ from dataclasses import dataclass
 from sqlalchemy import Connection, text
 
 from aifab.errors import InvalidRequest, RateLimited
-from aifab.gateway.protocol import ApiKey, Limiter
+from aifab.gateway.protocol import Limiter
+from aifab.identity import ApiKey
 from aifab.state import Database
 
 log = logging.getLogger(__name__)

@@ -217,7 +217,8 @@ class StreamRewriter:
             if not text or self._last is None:
                 continue
             self.ex.first_text()
-            piece = {k: self._last[k] for k in ("id", "object", "created", "model") if k in self._last}
+            piece = {k: self._last[k] for k in ("id", "object", "created", "model", "system_fingerprint")
+                     if k in self._last}
             delta: dict[str, Any] = {"content": text} if self.chat else {}
             choice = {"index": index, "delta": delta, "finish_reason": None} if self.chat else \
                 {"index": index, "text": text, "finish_reason": None}

@@ -6,7 +6,6 @@ as soon as they arrive and the body as raw chunks, so a stream passes through wi
 from __future__ import annotations
 
 import asyncio
-import contextvars
 from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import urlsplit
@@ -15,11 +14,9 @@ import aiohttp
 from starlette.types import ASGIApp, Message
 
 from aifab.api import CALL_SCOPE, Call
-from aifab.gateway.protocol import ApiKey, UpstreamState
+from aifab.gateway.protocol import UpstreamState
+from aifab.identity import KEY_SCOPE, ApiKey, current_key
 
-# The caller's key, read by LocalUpstream into the ASGI scope so the serving app can apply its scopes.
-current_key: contextvars.ContextVar[ApiKey | None] = contextvars.ContextVar("aifab_current_key", default=None)
-KEY_SCOPE = "aifab.key"
 GATEWAY_SCOPE = "aifab.gateway"  # the gateway itself, for the serving app's routes that report on it
 
 

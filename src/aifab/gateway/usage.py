@@ -17,7 +17,7 @@ from sqlalchemy import Case, Row, case, func, select
 
 from aifab.errors import InvalidRequest
 from aifab.gateway.keys import KeyStore
-from aifab.gateway.protocol import ApiKey
+from aifab.identity import ApiKey
 from aifab.state import Database
 from aifab.state.tables import AuditRow, KeyUsageRow
 

@@ -11,8 +11,8 @@ from fastapi import Depends, Request
 from aifab.api import CALL_SCOPE, Call
 from aifab.errors import Forbidden
 from aifab.gateway.front import Gateway as GatewayApp
-from aifab.gateway.protocol import ApiKey
-from aifab.gateway.upstreams import GATEWAY_SCOPE, KEY_SCOPE
+from aifab.gateway.upstreams import GATEWAY_SCOPE
+from aifab.identity import KEY_SCOPE, ApiKey
 from aifab.serve.metrics import Metrics
 from aifab.serve.pool import ModelPool
 from aifab.serve.service import OpenAIServing

@@ -19,7 +19,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from aifab.api import validation_error
 from aifab.errors import AifabError, error_response, hide_paths, out_of_space
-from aifab.gateway.upstreams import KEY_SCOPE
+from aifab.identity import KEY_SCOPE
 
 log = logging.getLogger("aifab.serve")
 

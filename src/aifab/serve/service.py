@@ -7,6 +7,7 @@ import time
 import uuid
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -17,7 +18,8 @@ from aifab.api.events import Kind, cited_chunks
 from aifab.api.requests import SamplingRequest
 from aifab.engines.protocol import Delta, Engine, GenerationRequest, SamplingParams
 from aifab.errors import Forbidden, InvalidRequest
-from aifab.gateway.protocol import ApiKey
+from aifab.identity import ApiKey
+from aifab.registry.package import ModelPackage
 from aifab.serve.metrics import Metrics
 from aifab.serve.pool import ModelPool
 
@@ -47,25 +49,34 @@ class OpenAIServing:
         self.metrics = metrics
         self.rag = rag
 
+    def _engine(self, model: str) -> Engine:
+        return self.pool.get(model, apps=self.rag.app_names() if self.rag else ())
+
     def list_models(self) -> dict[str, Any]:
+        """The loaded models with the context each one enforces (the package's, cut to the engine's
+        per-sequence KV cache) and when its version was registered; then the RAG apps."""
         data = []
-        for name, engine in self.pool.items():
+        loaded = dict(self.pool.items())
+        for name, engine in loaded.items():
             pkg = engine.package
             data.append(
                 {
                     "id": name,
                     "object": "model",
-                    "created": 0,
+                    "created": _created(pkg),
                     "owned_by": "aifab",
                     "kind": pkg.kind,
                     "format": pkg.format,
-                    "context_length": pkg.context_length,
+                    "context_length": engine.context_length,
+                    "version": pkg.fingerprint,
                 }
             )
         for name in self.rag.app_names() if self.rag else []:
             app = self.rag.app(name)  # type: ignore[union-attr]
-            data.append({"id": name, "object": "model", "created": 0, "owned_by": "aifab", "kind": "rag-app",
-                         "collection": app.collection, "answer_model": app.model})
+            answers = loaded.get(app.model or "")  # an app is as new as the model that answers
+            data.append({"id": name, "object": "model", "created": _created(answers.package) if answers else 0,
+                         "owned_by": "aifab", "kind": "rag-app", "collection": app.collection,
+                         "answer_model": app.model})
         return {"object": "list", "data": data}
 
     # --- generation -----------------------------------------------------------------------------
@@ -77,7 +88,7 @@ class OpenAIServing:
         ]
         if self.rag is not None and self.rag.has_app(req.model):
             return await self._answer(req, messages, caller, call)
-        engine = self.pool.get(req.model)
+        engine = self._engine(req.model)
         prompt = engine.render_chat(messages)
         sampling = _sampling(req, engine, req.max_completion_tokens or req.max_tokens)
         rf = req.response_format
@@ -86,7 +97,7 @@ class OpenAIServing:
         elif rf is not None and rf.type == "json_schema":
             sampling.json_schema = rf.json_schema.schema_ if rf.json_schema else {}
         greq = GenerationRequest(prompt=prompt, sampling=sampling)
-        return await self._generate(engine.generate(greq), req, greq.request_id, CHAT, call)
+        return await self._generate(engine.generate(greq), req, greq.request_id, CHAT, engine.package.fingerprint, call)
 
     async def _answer(self, req: ChatCompletionRequest, messages: list[dict[str, Any]], caller: ApiKey | None,
                       call: Call | None) -> dict[str, Any] | AsyncIterator[bytes]:
@@ -119,19 +130,22 @@ class OpenAIServing:
 
         request_id = uuid.uuid4().hex  # one id for the engine's request and the response
         gen = self.rag.generate(prepared, engine, sampling, request_id)
-        return await self._generate(gen, req, request_id, CHAT, call, extra)
+        return await self._generate(gen, req, request_id, CHAT, engine.package.fingerprint, call, extra)
 
     async def complete(self, req: CompletionRequest, call: Call | None = None) -> dict[str, Any] | AsyncIterator[bytes]:
         if isinstance(req.prompt, list) and len(req.prompt) != 1:
             raise InvalidRequest("this server takes one prompt per request", param="prompt")
-        engine = self.pool.get(req.model)
+        engine = self._engine(req.model)
         greq = GenerationRequest(prompt=req.prompt_text(), sampling=_sampling(req, engine, req.max_tokens))
-        return await self._generate(engine.generate(greq), req, greq.request_id, TEXT, call)
+        return await self._generate(engine.generate(greq), req, greq.request_id, TEXT, engine.package.fingerprint,
+                                    call)
 
     async def _generate(
-        self, gen: AsyncGenerator[Delta, None], req: SamplingRequest, request_id: str, kind: _Kind,
+        self, gen: AsyncGenerator[Delta, None], req: SamplingRequest, request_id: str, kind: _Kind, fingerprint: str,
         call: Call | None, extra: Extra | None = None,
     ) -> dict[str, Any] | AsyncIterator[bytes]:
+        """The answer whole, or as SSE lines; ``fingerprint`` (the answering model's version) goes into
+        every body as ``system_fingerprint``, so a client sees which side of a canary answered."""
         run = _Run(self.metrics, req.model, time.perf_counter())
         # Prime the stream: a bad request, a full queue or an over-long prompt raises here, before any
         # byte is sent, so the client gets a proper status code even when it asked for a stream.
@@ -145,7 +159,7 @@ class OpenAIServing:
         rid, model = (call.id, call.model) if call is not None else (kind.prefix + request_id, req.model)
         if req.stream:
             include_usage = bool(req.stream_options and req.stream_options.include_usage)
-            return _sse(kind, rid, model, first, gen, run, include_usage, call, extra)
+            return _sse(kind, rid, model, fingerprint, first, gen, run, include_usage, call, extra)
         text, last = [first.text], first
         try:
             async for delta in gen:
@@ -167,14 +181,21 @@ class OpenAIServing:
             "object": kind.object,
             "created": int(time.time()),
             "model": model,
+            "system_fingerprint": fingerprint,
             "choices": [choice],
             "usage": _usage(last),
         }
 
+    def fingerprint(self, model: str) -> str:
+        """The version of the model that answers requests for ``model`` (for an app: its chat model)."""
+        if self.rag is not None and self.rag.has_app(model):
+            model = self.rag.app(model).model or ""
+        return self.pool.get(model).package.fingerprint
+
     # --- embeddings -----------------------------------------------------------------------------
 
     async def embed(self, req: EmbeddingRequest, call: Call | None = None) -> dict[str, Any]:
-        engine = self.pool.get(req.model)
+        engine = self._engine(req.model)
         result = await engine.embed(req.texts())
         self.metrics.tokens_in.labels(req.model).inc(result.prompt_tokens)
         data = []
@@ -207,6 +228,17 @@ def _sampling(req: SamplingRequest, engine: Engine, max_tokens: int | None) -> S
     )
 
 
+def _created(pkg: ModelPackage) -> int:
+    """When the registry registered the package, else when its files were written (a package served
+    without a registry, e.g. in tests)."""
+    if pkg.created:
+        return pkg.created
+    try:
+        return int(Path(pkg.path).stat().st_mtime)
+    except OSError:
+        return 0
+
+
 def _truncate(vec: list[float], dims: int) -> list[float]:
     if dims > len(vec):
         raise InvalidRequest(f"dimensions {dims} exceeds the model's {len(vec)}", param="dimensions")
@@ -234,6 +266,10 @@ class _Run:
         empty); inter-token latency is between deltas after it."""
         if not self.first_seen and not delta.text and delta.finish_reason is None:
             return
+        """Time to first token is to the first delta with text (a piece of a multi-byte character comes out
+        empty); inter-token latency is between deltas after it."""
+        if not self.first_seen and not delta.text and delta.finish_reason is None:
+            return
         now = time.perf_counter()
         if not self.first_seen:
             self.metrics.ttft.labels(self.model).observe(now - self.last)
@@ -247,11 +283,12 @@ class _Run:
 
 
 async def _sse(
-    kind: _Kind, rid: str, model: str, first: Delta, rest: AsyncGenerator[Delta, None], run: _Run,
+    kind: _Kind, rid: str, model: str, fingerprint: str, first: Delta, rest: AsyncGenerator[Delta, None], run: _Run,
     include_usage: bool, call: Call | None, extra: Extra | None = None,
 ) -> AsyncIterator[bytes]:
     created = int(time.time())
-    head: dict[str, Any] = {"id": rid, "object": kind.chunk_object, "created": created, "model": model}
+    head: dict[str, Any] = {"id": rid, "object": kind.chunk_object, "created": created, "model": model,
+                            "system_fingerprint": fingerprint}
 
     def chunk(delta: Delta | None, role: bool = False, usage: dict[str, int] | None = None) -> bytes:
         body = dict(head)

@@ -93,13 +93,10 @@ def build_from_logs(db: Database, store: DatasetStore, name: str, *, kind: str =
 
 
 def default_redact() -> Redact:
-    """The guardrails' redaction (every PII and secret detector, whatever the configured actions)."""
-    # The detectors live with the gateway's guardrails, a layer above this one; imported here, lazily,
-    # so that a dataset can never be built without them by forgetting to pass ``redact``.
-    from aifab.config import GuardrailSettings
-    from aifab.gateway.guards import Guardrails
+    """The audit log's redaction: every PII and secret detector, whatever the guardrails' actions say."""
+    from aifab.redaction import Redactor
 
-    return Guardrails(GuardrailSettings()).redact
+    return Redactor()
 
 
 def excluded(interaction: Interaction) -> str | None:

@@ -28,8 +28,8 @@ from dataclasses import dataclass
 from typing import Literal
 
 from aifab.gateway.guards.normalise import FoldTable, views
-from aifab.gateway.guards.rules import lower
-from aifab.gateway.protocol import Finding
+from aifab.redaction.protocol import Finding
+from aifab.redaction.rules import lower
 
 REMOVED = "[REMOVED]"
 THRESHOLD = 1.0

@@ -14,9 +14,6 @@ from typing import Protocol, cast, runtime_checkable
 
 from aifab.config import GuardrailSettings
 from aifab.gateway.guards.injection import InjectionGuard
-from aifab.gateway.guards.pii import PiiGuard
-from aifab.gateway.guards.rules import apply
-from aifab.gateway.guards.secrets import SecretsGuard
 from aifab.gateway.guards.stream import (
     Check,
     Emit,
@@ -26,7 +23,12 @@ from aifab.gateway.guards.stream import (
     first_block,
     verdicts,
 )
-from aifab.gateway.protocol import Action, Finding, Guard, StreamGuard, Verdict
+from aifab.gateway.protocol import Action, Verdict
+from aifab.redaction import Redactor
+from aifab.redaction.pii import PiiGuard
+from aifab.redaction.protocol import Finding, Guard, StreamGuard
+from aifab.redaction.rules import apply
+from aifab.redaction.secrets import SecretsGuard
 
 
 @runtime_checkable
@@ -75,7 +77,7 @@ class Guardrails:
         self.guards = list(guards) if guards is not None else default_guards()
         self._input = _checks(settings, "input", self.guards)
         self._output = _stream_checks(_checks(settings, "output", self.guards))
-        self._redactors = [g for g in self.guards if g.kind in ("pii", "secrets")]
+        self._redact = Redactor([g for g in self.guards if g.kind in ("pii", "secrets")])
         self._strong = {id(g): isinstance(g, Scored) for g in self.guards}
 
     def check_input(self, texts: list[str]) -> InputResult:
@@ -136,4 +138,4 @@ class Guardrails:
     def redact(self, text: str) -> str:
         """Every PII and secret span replaced by its placeholder, whatever the actions and ``enabled`` say:
         what the audit log stores."""
-        return apply(text, [f for g in self._redactors for f in g.scan(text)])
+        return self._redact(text)

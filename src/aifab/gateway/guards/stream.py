@@ -22,9 +22,10 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
-from aifab.gateway.guards.partial import PEEK
-from aifab.gateway.guards.rules import apply
-from aifab.gateway.protocol import Action, Finding, Guard, StreamGuard, Verdict
+from aifab.gateway.protocol import Action, Verdict
+from aifab.redaction.partial import PEEK
+from aifab.redaction.protocol import Finding, Guard, StreamGuard
+from aifab.redaction.rules import apply
 
 _CONTEXT = 64
 # Looking at held text costs time in its length, so while a long partial match is held (a key block) it is

@@ -58,14 +58,16 @@ class _ClosingStream(StreamingResponse):
                 await aclose()
 
 
-def _respond(result: Any) -> Any:
-    if isinstance(result, Response):
+VERSION_HEADER = "x-aifab-model-version"  # which version of the model answered (a canary shows here)
+
+
+def _respond(result: Any, version: str) -> Any:
+    if isinstance(result, Response):  # the client left
         return result
     if isinstance(result, dict):
-        return Response(orjson.dumps(result), media_type="application/json")
-    return _ClosingStream(
-        result, media_type="text/event-stream", headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
-    )
+        return Response(orjson.dumps(result), media_type="application/json", headers={VERSION_HEADER: version})
+    return _ClosingStream(result, media_type="text/event-stream",
+                          headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no", VERSION_HEADER: version})
 
 
 @router.get("/models")
@@ -75,7 +77,7 @@ async def list_models(serving: Serving, gateway: Gateway, caller: Caller) -> dic
     models = serving.list_models()
     if gateway is not None:
         have = {d["id"] for d in models["data"]}
-        models["data"] += [{"id": n, "object": "model", "created": 0, "owned_by": "aifab", "kind": "route"}
+        models["data"] += [{"id": n, "object": "model", "created": gateway.started, "owned_by": "aifab", "kind": "route"}
                            for n in gateway.router.public_names() if n not in have]
     if caller is not None:
         models["data"] = [d for d in models["data"] if caller.allows_model(d["id"])]
@@ -94,14 +96,16 @@ async def load_model(name: str, pool: Pool, caller: Caller) -> dict[str, Any]:
 @router.post("/chat/completions")
 async def chat_completions(body: ChatCompletionRequest, serving: Serving, request: Request, caller: Caller,
                            call: Handed) -> Any:
-    return _respond(await _unless_disconnected(request, serving.chat(body, caller, call), call is not None))
+    result = await _unless_disconnected(request, serving.chat(body, caller, call), call is not None)
+    return _respond(result, serving.fingerprint(body.model))
 
 
 @router.post("/completions")
 async def completions(body: CompletionRequest, serving: Serving, request: Request, call: Handed) -> Any:
-    return _respond(await _unless_disconnected(request, serving.complete(body, call), call is not None))
+    result = await _unless_disconnected(request, serving.complete(body, call), call is not None)
+    return _respond(result, serving.fingerprint(body.model))
 
 
 @router.post("/embeddings")
 async def embeddings(body: EmbeddingRequest, serving: Serving, call: Handed) -> Any:
-    return _respond(await serving.embed(body, call))
+    return _respond(await serving.embed(body, call), serving.fingerprint(body.model))

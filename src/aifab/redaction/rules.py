@@ -14,8 +14,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Literal
 
-from aifab.gateway.guards.partial import Partials
-from aifab.gateway.protocol import Finding
+from aifab.redaction.partial import Partials
+from aifab.redaction.protocol import Finding
 
 Validator = Callable[[re.Match[str]], bool]
 Extender = Callable[[str, re.Match[str]], int]

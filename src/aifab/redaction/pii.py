@@ -14,7 +14,7 @@ import re
 from collections.abc import Callable
 from typing import Literal
 
-from aifab.gateway.guards.rules import RegexGuard, Rule, digits
+from aifab.redaction.rules import RegexGuard, Rule, digits
 
 EMAIL, PHONE, CARD, IBAN, NATIONAL_ID = "[EMAIL]", "[PHONE]", "[CARD]", "[IBAN]", "[NATIONAL_ID]"
 

@@ -24,10 +24,10 @@ from typing import TYPE_CHECKING, Any
 
 import regex
 
-from aifab.gateway.protocol import Finding
+from aifab.redaction.protocol import Finding
 
 if TYPE_CHECKING:
-    from aifab.gateway.guards.rules import Rule
+    from aifab.redaction.rules import Rule
 
 PEEK = 4  # the longest look-ahead at a rule's end ("[.,]\d" after a number) plus a margin
 _HEAD = 3  # how many leading characters of a pattern are read off
@@ -215,7 +215,7 @@ class Partials:
         """(findings ending after ``start``, where a finding could still begin). Matches are looked for from
         ``start`` only — the text before it was found not to be pending when less had arrived, and a match
         that reaches the end now would have reached the end then — with that text as look-behind."""
-        from aifab.gateway.guards.rules import lower
+        from aifab.redaction.rules import lower
 
         low: str | None = None
         hold, finished = len(text), len(text)

@@ -16,7 +16,7 @@ import binascii
 import re
 from typing import Literal
 
-from aifab.gateway.guards.rules import RegexGuard, Rule, entropy
+from aifab.redaction.rules import RegexGuard, Rule, entropy
 
 SECRET = "[SECRET]"
 _PEM_MAX = 16384
