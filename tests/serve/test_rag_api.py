@@ -108,6 +108,8 @@ async def test_a_streamed_answer_ends_with_a_citations_event(api):
     assert text == "The Danube reaches the Black Sea [1]."
     last = chunks[-1]
     assert last.choices == [] and last.model_extra["citations"][0]["cited"] is True
+    assert last.model_extra["aifab"] == "citations"  # aifab's one event shape (aifab.api.events)
+    assert last.id == chunks[0].id and last.model == chunks[0].model
 
 
 async def test_nothing_relevant_means_i_dont_know(api):

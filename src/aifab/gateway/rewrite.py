@@ -8,6 +8,8 @@ from typing import Any, Protocol
 
 import orjson
 
+from aifab.api import Call
+from aifab.api.events import EVENT_KEY, cited_chunks
 from aifab.gateway.exchange import Exchange
 from aifab.gateway.protocol import Verdict
 
@@ -110,7 +112,7 @@ def rewrite_body(body: bytes, ex: Exchange, rid: str | None, chat: bool, guards:
 def _read_context(citations: Any, ex: Exchange) -> None:
     """The chunk ids a RAG app grounded its answer on, for the audit log (and feedback, and lineage)."""
     if isinstance(citations, list):
-        ex.context = [c["chunk_id"] for c in citations if isinstance(c, dict) and "chunk_id" in c]
+        ex.context = cited_chunks(citations)
 
 
 def _read_usage(obj: dict[str, Any], ex: Exchange) -> None:
@@ -165,10 +167,12 @@ class StreamRewriter:
         if not isinstance(obj, dict) or "error" in obj:
             self.done = True
             return b"data: " + payload + b"\n\n"
+        if EVENT_KEY in obj:  # aifab's own event (aifab.api.events): read, passed on untouched
+            if "citations" in obj:
+                _read_context(obj["citations"], self.ex)
+            return event + b"\n\n"
         obj["id"], obj["model"] = self.rid, self.ex.model
         self._last = obj
-        if "citations" in obj:
-            _read_context(obj["citations"], self.ex)
         if isinstance(obj.get("usage"), dict):
             _read_usage(obj, self.ex)
             self.usage_seen = True
@@ -220,3 +224,25 @@ class StreamRewriter:
                 {"index": index, "text": text, "finish_reason": None}
             out += b"data: " + orjson.dumps({**piece, "choices": [choice]}) + b"\n\n"
         return out
+
+
+class Relay:
+    """A stream of this process's serving app when no output check is active: its events already carry the
+    gateway's id, the public model name and only the usage the client asked for, so they pass as they are;
+    the counts come from the app's report on the ``Call`` (``aifab.api.call``)."""
+
+    done = False
+    usage_seen = True
+
+    def __init__(self, call: Call) -> None:
+        self.call = call
+
+    @property
+    def tokens(self) -> int:
+        return self.call.completion_tokens
+
+    def feed(self, chunk: bytes) -> bytes:
+        return chunk
+
+    def close(self) -> bytes:
+        return b""

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import json
 import time
 import uuid
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
@@ -12,19 +11,22 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import orjson
 
+from aifab.api import Call, ChatCompletionRequest, CompletionRequest, EmbeddingRequest, aifab_event
+from aifab.api.events import Kind, cited_chunks
+from aifab.api.requests import SamplingRequest
 from aifab.engines.protocol import Delta, Engine, GenerationRequest, SamplingParams
 from aifab.errors import Forbidden, InvalidRequest
 from aifab.identity import ApiKey
 from aifab.registry.package import ModelPackage
 from aifab.serve.metrics import Metrics
 from aifab.serve.pool import ModelPool
-from aifab.serve.schemas import ChatCompletionRequest, CompletionRequest, EmbeddingRequest, _Sampling
 
 if TYPE_CHECKING:
     from aifab.rag import Rag
 
-Extra = Callable[[str], dict[str, Any]]  # the answer's text -> extra fields of the message (and a last SSE event)
+Extra = Callable[[str], dict[Kind, Any]]  # the answer's text -> extra fields of the message (and aifab events)
 
 
 @dataclass
@@ -79,12 +81,13 @@ class OpenAIServing:
 
     # --- generation -----------------------------------------------------------------------------
 
-    async def chat(self, req: ChatCompletionRequest, caller: ApiKey | None = None) -> dict[str, Any] | AsyncIterator[str]:
+    async def chat(self, req: ChatCompletionRequest, caller: ApiKey | None = None,
+                   call: Call | None = None) -> dict[str, Any] | AsyncIterator[bytes]:
         messages = [
             {"role": "system" if m.role == "developer" else m.role, "content": m.text()} for m in req.messages
         ]
         if self.rag is not None and self.rag.has_app(req.model):
-            return await self._answer(req, messages, caller)
+            return await self._answer(req, messages, caller, call)
         engine = self._engine(req.model)
         prompt = engine.render_chat(messages)
         sampling = _sampling(req, engine, req.max_completion_tokens or req.max_tokens)
@@ -94,10 +97,10 @@ class OpenAIServing:
         elif rf is not None and rf.type == "json_schema":
             sampling.json_schema = rf.json_schema.schema_ if rf.json_schema else {}
         greq = GenerationRequest(prompt=prompt, sampling=sampling)
-        return await self._generate(engine.generate(greq), req, greq.request_id, CHAT, engine.package.fingerprint)
+        return await self._generate(engine.generate(greq), req, greq.request_id, CHAT, engine.package.fingerprint, call)
 
-    async def _answer(self, req: ChatCompletionRequest, messages: list[dict[str, Any]],
-                      caller: ApiKey | None) -> dict[str, Any] | AsyncIterator[str]:
+    async def _answer(self, req: ChatCompletionRequest, messages: list[dict[str, Any]], caller: ApiKey | None,
+                      call: Call | None) -> dict[str, Any] | AsyncIterator[bytes]:
         """A RAG app called as a model: retrieve, ground, generate; citations ride along. A key sees only
         the chunks its ACL tags allow, and only apps over collections in its scope."""
         from aifab.rag.citations import citations
@@ -119,22 +122,28 @@ class OpenAIServing:
         if req.temperature is None:
             sampling.temperature = app.temperature
 
-        def extra(answer: str) -> dict[str, Any]:
-            return {"citations": citations(prepared.passages, answer)}
+        def extra(answer: str) -> dict[Kind, Any]:
+            cites = citations(prepared.passages, answer)
+            if call is not None:
+                call.context = cited_chunks(cites)
+            return {"citations": cites}
 
         request_id = uuid.uuid4().hex  # one id for the engine's request and the response
         gen = self.rag.generate(prepared, engine, sampling, request_id)
-        return await self._generate(gen, req, request_id, CHAT, engine.package.fingerprint, extra)
+        return await self._generate(gen, req, request_id, CHAT, engine.package.fingerprint, call, extra)
 
-    async def complete(self, req: CompletionRequest) -> dict[str, Any] | AsyncIterator[str]:
+    async def complete(self, req: CompletionRequest, call: Call | None = None) -> dict[str, Any] | AsyncIterator[bytes]:
+        if isinstance(req.prompt, list) and len(req.prompt) != 1:
+            raise InvalidRequest("this server takes one prompt per request", param="prompt")
         engine = self._engine(req.model)
         greq = GenerationRequest(prompt=req.prompt_text(), sampling=_sampling(req, engine, req.max_tokens))
-        return await self._generate(engine.generate(greq), req, greq.request_id, TEXT, engine.package.fingerprint)
+        return await self._generate(engine.generate(greq), req, greq.request_id, TEXT, engine.package.fingerprint,
+                                    call)
 
     async def _generate(
-        self, gen: AsyncGenerator[Delta, None], req: _Sampling, request_id: str, kind: _Kind, fingerprint: str,
-        extra: Extra | None = None,
-    ) -> dict[str, Any] | AsyncIterator[str]:
+        self, gen: AsyncGenerator[Delta, None], req: SamplingRequest, request_id: str, kind: _Kind, fingerprint: str,
+        call: Call | None, extra: Extra | None = None,
+    ) -> dict[str, Any] | AsyncIterator[bytes]:
         """The answer whole, or as SSE lines; ``fingerprint`` (the answering model's version) goes into
         every body as ``system_fingerprint``, so a client sees which side of a canary answered."""
         run = _Run(self.metrics, req.model, time.perf_counter())
@@ -146,10 +155,11 @@ class OpenAIServing:
             await gen.aclose()
             raise
         run.observe(first)
-        rid = kind.prefix + request_id
+        # behind the gateway: its response id and the name the client called, so its events pass as they are
+        rid, model = (call.id, call.model) if call is not None else (kind.prefix + request_id, req.model)
         if req.stream:
             include_usage = bool(req.stream_options and req.stream_options.include_usage)
-            return _sse(kind, rid, req.model, fingerprint, first, gen, run, include_usage, extra)
+            return _sse(kind, rid, model, fingerprint, first, gen, run, include_usage, call, extra)
         text, last = [first.text], first
         try:
             async for delta in gen:
@@ -159,6 +169,8 @@ class OpenAIServing:
         finally:
             await gen.aclose()
         content = "".join(text)
+        if call is not None:
+            call.report(content, last.completion_tokens, last.prompt_tokens)
         choice: dict[str, Any] = {"index": 0, "finish_reason": last.finish_reason, "logprobs": None}
         if kind.chat:
             choice["message"] = {"role": "assistant", "content": content, **(extra(content) if extra else {})}
@@ -168,7 +180,7 @@ class OpenAIServing:
             "id": rid,
             "object": kind.object,
             "created": int(time.time()),
-            "model": req.model,
+            "model": model,
             "system_fingerprint": fingerprint,
             "choices": [choice],
             "usage": _usage(last),
@@ -182,7 +194,7 @@ class OpenAIServing:
 
     # --- embeddings -----------------------------------------------------------------------------
 
-    async def embed(self, req: EmbeddingRequest) -> dict[str, Any]:
+    async def embed(self, req: EmbeddingRequest, call: Call | None = None) -> dict[str, Any]:
         engine = self._engine(req.model)
         result = await engine.embed(req.texts())
         self.metrics.tokens_in.labels(req.model).inc(result.prompt_tokens)
@@ -195,10 +207,14 @@ class OpenAIServing:
                 value = base64.b64encode(np.asarray(vec, dtype="<f4").tobytes()).decode()
             data.append({"object": "embedding", "index": i, "embedding": value})
         usage = {"prompt_tokens": result.prompt_tokens, "total_tokens": result.prompt_tokens}
-        return {"object": "list", "data": data, "model": req.model, "usage": usage}
+        if call is not None:
+            call.report("", 0, result.prompt_tokens)
+        return {"object": "list", "data": data, "model": call.model if call is not None else req.model, "usage": usage}
 
 
-def _sampling(req: _Sampling, engine: Engine, max_tokens: int | None) -> SamplingParams:
+def _sampling(req: SamplingRequest, engine: Engine, max_tokens: int | None) -> SamplingParams:
+    if req.n != 1:
+        raise InvalidRequest("this server's models give one choice per request", param="n")
     defaults = engine.package.generation
     return SamplingParams(
         temperature=defaults.temperature if req.temperature is None else req.temperature,
@@ -250,6 +266,10 @@ class _Run:
         empty); inter-token latency is between deltas after it."""
         if not self.first_seen and not delta.text and delta.finish_reason is None:
             return
+        """Time to first token is to the first delta with text (a piece of a multi-byte character comes out
+        empty); inter-token latency is between deltas after it."""
+        if not self.first_seen and not delta.text and delta.finish_reason is None:
+            return
         now = time.perf_counter()
         if not self.first_seen:
             self.metrics.ttft.labels(self.model).observe(now - self.last)
@@ -264,13 +284,14 @@ class _Run:
 
 async def _sse(
     kind: _Kind, rid: str, model: str, fingerprint: str, first: Delta, rest: AsyncGenerator[Delta, None], run: _Run,
-    include_usage: bool, extra: Extra | None = None,
-) -> AsyncIterator[str]:
+    include_usage: bool, call: Call | None, extra: Extra | None = None,
+) -> AsyncIterator[bytes]:
     created = int(time.time())
+    head: dict[str, Any] = {"id": rid, "object": kind.chunk_object, "created": created, "model": model,
+                            "system_fingerprint": fingerprint}
 
-    def chunk(delta: Delta | None, role: bool = False, usage: dict[str, int] | None = None) -> str:
-        body: dict[str, Any] = {"id": rid, "object": kind.chunk_object, "created": created, "model": model,
-                                "system_fingerprint": fingerprint}
+    def chunk(delta: Delta | None, role: bool = False, usage: dict[str, int] | None = None) -> bytes:
+        body = dict(head)
         if delta is None:
             body["choices"] = []
         elif kind.chat:
@@ -280,7 +301,10 @@ async def _sse(
             body["choices"] = [{"index": 0, "text": delta.text, "finish_reason": delta.finish_reason, "logprobs": None}]
         if include_usage:
             body["usage"] = usage
-        return f"data: {json.dumps(body, separators=(',', ':'))}\n\n"
+        if call is not None:
+            call.report(delta.text if delta else "", delta.completion_tokens if delta else call.completion_tokens,
+                        delta.prompt_tokens if delta else call.prompt_tokens)
+        return b"data: " + orjson.dumps(body) + b"\n\n"
 
     last, text = first, [first.text]
     try:
@@ -292,13 +316,11 @@ async def _sse(
                 text.append(delta.text)
                 if delta.text or delta.finish_reason:
                     yield chunk(delta)
-        if extra is not None:  # e.g. an app's citations: one more event with no choices, as usage has
-            fields = {"id": rid, "object": kind.chunk_object, "created": created, "model": model,
-                      "system_fingerprint": fingerprint, "choices": []}
-            yield f"data: {json.dumps({**fields, **extra(''.join(text))}, separators=(',', ':'))}\n\n"
+        if extra is not None:  # e.g. an app's citations, as aifab events (see aifab.api.events)
+            for name, data in extra("".join(text)).items():
+                yield aifab_event(name, data, **head)
         if include_usage:
             yield chunk(None, usage=_usage(last))
-        yield "data: [DONE]\n\n"
+        yield b"data: [DONE]\n\n"
     finally:
         await rest.aclose()  # frees the engine slot at once when the client went away
-

@@ -1,5 +1,8 @@
-"""Request bodies of the OpenAI-compatible API (the fields aifab honours; unknown fields are ignored,
-as OpenAI's own server does for forward compatibility)."""
+"""Request bodies of the OpenAI-compatible API, validated once (by the gateway, or by the serving app when it
+runs alone). The fields aifab's own engines honour are typed; unknown fields are kept, not refused, so that a
+remote upstream still gets what its client sent (tools, logprobs, ...) and this server ignores them, as
+OpenAI's own server does for forward compatibility. Limits of this server's engines (one choice, one prompt)
+are checked where those engines are called, not here: a remote upstream may allow more."""
 
 from __future__ import annotations
 
@@ -9,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 
 class _Body(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="allow")
 
 
 class ContentPart(_Body):
@@ -45,7 +48,9 @@ class ResponseFormat(_Body):
     json_schema: JsonSchemaFormat | None = None
 
 
-class _Sampling(_Body):
+class SamplingRequest(_Body):
+    """The fields chat and text completions share."""
+
     model: str = Field(min_length=1)
     max_tokens: int | None = Field(None, ge=1)
     temperature: float | None = Field(None, ge=0, le=2)
@@ -54,7 +59,7 @@ class _Sampling(_Body):
     seed: int | None = None
     presence_penalty: float = Field(0.0, ge=-2, le=2)
     frequency_penalty: float = Field(0.0, ge=-2, le=2)
-    n: int = Field(1, ge=1, le=1, description="one choice per request")
+    n: int = Field(1, ge=1, le=128, description="choices per request (this server's own engines give one)")
     stream: bool = False
     stream_options: StreamOptions | None = None
     user: str | None = None
@@ -72,22 +77,15 @@ class _Sampling(_Body):
         return [self.stop] if isinstance(self.stop, str) else list(self.stop or [])
 
 
-class ChatCompletionRequest(_Sampling):
+class ChatCompletionRequest(SamplingRequest):
     messages: list[ChatMessage] = Field(min_length=1)
     max_completion_tokens: int | None = Field(None, ge=1)
     response_format: ResponseFormat | None = None
 
 
-class CompletionRequest(_Sampling):
-    prompt: str | list[str]
+class CompletionRequest(SamplingRequest):
+    prompt: str | list[str] = Field(min_length=1)
     echo: bool = False
-
-    @field_validator("prompt")
-    @classmethod
-    def _one_prompt(cls, v: str | list[str]) -> str | list[str]:
-        if isinstance(v, list) and len(v) != 1:
-            raise ValueError("one prompt per request")
-        return v
 
     def prompt_text(self) -> str:
         return self.prompt if isinstance(self.prompt, str) else self.prompt[0]
@@ -112,3 +110,6 @@ class EmbeddingRequest(_Body):
 
     def texts(self) -> list[str]:
         return [self.input] if isinstance(self.input, str) else list(self.input)
+
+
+ModelRequest = ChatCompletionRequest | CompletionRequest | EmbeddingRequest
