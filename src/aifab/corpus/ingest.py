@@ -35,7 +35,9 @@ from aifab.errors import AifabError, InvalidDocument, out_of_space
 from aifab.state.tables import DocumentRow
 from aifab.stores.protocol import ChunkRecord
 
-LOADER_VERSION = 1
+# 2: chunk offsets ("start", "end") point into the file's decoded text for text formats; the offsets into
+# the normalised text are kept as "text_start"/"text_end"; "offsets" says which text "start" indexes.
+LOADER_VERSION = 2
 LoadFn = Callable[[bytes, str], Document]
 ProgressFn = Callable[["IngestReport", str], None]
 
@@ -212,6 +214,7 @@ class Ingestor:
         seen: Counter[str] = Counter()
         records = []
         for i, c in enumerate(chunks):
+            start, end = document.file_span(c.start, c.end)
             occurrence = seen[c.text]
             seen[c.text] += 1
             records.append(
@@ -221,8 +224,8 @@ class Ingestor:
                     text=c.text,
                     metadata={
                         "source": src.source, "title": document.title, "format": document.format,
-                        "section": list(c.section), "page": c.page, "start": c.start, "end": c.end,
-                        "chunk": i, "tokens": c.tokens,
+                        "section": list(c.section), "page": c.page, "start": start, "end": end,
+                        "offsets": document.offsets, "text_start": c.start, "text_end": c.end, "chunk": i, "tokens": c.tokens,
                     },
                     acl=tuple(tags),
                 )

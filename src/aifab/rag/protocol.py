@@ -34,7 +34,8 @@ class Passage:
         """Where the passage is: source path, title, section headings, page and character offsets."""
         m = self.metadata
         return {"source": m.get("source"), "title": m.get("title"), "section": m.get("section") or [],
-                "page": m.get("page"), "start": m.get("start"), "end": m.get("end")}
+                "page": m.get("page"), "start": m.get("start"), "end": m.get("end"),
+                "offsets": m.get("offsets", "extracted")}
 
     def to_dict(self) -> dict[str, Any]:
         return {
