@@ -5,8 +5,11 @@ text of a passage that answers the question, or a source reference ``{"source": 
 "section": "...", "start": 120, "end": 480, "text": "..."}`` with any subset of those keys. A retrieved
 passage is relevant to a gold entry when every key given matches: ``source`` equal to the passage's
 source or a trailing part of it; ``section`` one of its headings; ``start``/``end`` overlapping its
-character range; ``text`` at least half of the gold's words found in the passage. ``answer`` (optional)
-enables exact match and F1 of answers.
+character range; ``text`` held *strictly*: whole sentences of the gold, each found in the passage as one unbroken run of
+words (case and punctuation aside), that together make up at least half of the gold's words (all of a
+one-sentence gold). Loose word containment, the earlier rule, counted "African or European swallow? This
+text is not in the docs." as found in a passage that merely used half of those words, stop words included.
+``answer`` (optional) enables exact match and F1 of answers.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from aifab.rag.citations import cited_numbers, strip_markers
 from aifab.stores.lexical import STOPWORDS, words
 
 _SENTENCE = re.compile(r"(?<=[.!?])\s+|\n+")
-TEXT_MATCH = 0.5  # share of the gold passage's words a retrieved passage must hold
+GOLD_SHARE = 0.5  # share of the gold passage's words that its sentences found whole in a passage must make up
 
 
 @dataclass
@@ -50,7 +53,7 @@ class Gold:
                 return False
             if not (lo < (self.end if self.end is not None else math.inf) and hi > (self.start or 0)):
                 return False
-        return self.text is None or containment(self.text, text) >= TEXT_MATCH
+        return self.text is None or holds_sentences(text, self.text) >= GOLD_SHARE
 
 
 @dataclass
@@ -68,6 +71,18 @@ def containment(needle: str, haystack: str) -> float:
         return 0.0
     have = Counter(words(haystack))
     return sum(min(n, have[w]) for w, n in want.items()) / sum(want.values())
+
+
+def holds_sentences(passage: str, gold: str) -> float:
+    """The share of ``gold``'s words that lie in its sentences found whole (as an unbroken run of words,
+    case and punctuation aside) in ``passage``; a sentence cut by a chunk boundary does not count."""
+    sentences = [words(s) for s in _SENTENCE.split(gold)]
+    total = sum(len(s) for s in sentences)
+    if not total:
+        return 0.0
+    haystack = f" {' '.join(words(passage))} "
+    found = sum(len(s) for s in sentences if s and f" {' '.join(s)} " in haystack)
+    return found / total
 
 
 def load_qa(path: Path) -> list[QA]:
