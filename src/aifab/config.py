@@ -73,6 +73,10 @@ class CorpusSettings(_Section):
     embedder_model: str | None = Field(None, description="the model name sent to embedder_url")
     embedder_api_key_env: str | None = Field(None, description="environment variable holding the endpoint's key")
     embed_batch: int = Field(64, ge=1, description="chunks per embedding call")
+    token_vectors: bool = Field(
+        True, description="store the local embedder's token vectors with each chunk (int8, about "
+        "tokens × (dimensions + 2) bytes) so the maxsim reranker reads them instead of re-encoding",
+    )
 
 
 class StoreSettings(_Section):
@@ -96,8 +100,9 @@ class RetrievalSettings(_Section):
     lexical_weight: float = Field(0.5, ge=0, description="BM25's vote; dense is the stronger half on questions")
     mmr: bool = Field(False, description="diversify the passages (maximal marginal relevance)")
     mmr_lambda: float = Field(0.7, ge=0, le=1, description="1 = relevance only, 0 = diversity only")
-    reranker: Literal["none", "maxsim"] = Field(
-        "maxsim", description="re-order the fused candidates; 'maxsim' = token-level late interaction, 'none' = off"
+    reranker: Literal["none", "maxsim", "maxsim-encode"] = Field(
+        "maxsim", description="re-order the fused candidates: 'maxsim' = token-level late interaction over the "
+        "token vectors stored at ingest; 'maxsim-encode' = the same, re-encoding each passage (slow); 'none' = off"
     )
     rerank_candidates: int = Field(20, ge=1, le=200, description="fused candidates the reranker sees")
     min_score: float = Field(

@@ -25,6 +25,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from sqlalchemy import select
 
 from aifab.corpus.collections import Collections, VersionInfo
@@ -34,6 +35,7 @@ from aifab.corpus.sources import Source, under
 from aifab.errors import AifabError, InvalidDocument, out_of_space
 from aifab.state.tables import DocumentRow
 from aifab.stores.protocol import ChunkRecord
+from aifab.stores.tokens import pack as pack_tokens
 
 # 2: chunk offsets ("start", "end") point into the file's decoded text for text formats; the offsets into
 # the normalised text are kept as "text_start"/"text_end"; "offsets" says which text "start" indexes.
@@ -101,7 +103,10 @@ class Ingestor:
         *,
         max_file_bytes: int,
         flush_chunks: int = 256,
+        token_vectors: bool = True,
     ) -> None:
+        """``token_vectors``: store each chunk's token vectors for the maxsim reranker, when the embedder
+        can give them (a local model; an embedding endpoint returns pooled vectors only)."""
         self.collections = collections
         self.store = collections.store
         self.db = collections.db
@@ -111,6 +116,7 @@ class Ingestor:
         self.load = load
         self.max_file_bytes = max_file_bytes
         self.flush_chunks = flush_chunks
+        self.token_vectors = token_vectors and hasattr(embedder, "embed_with_tokens")
 
     def pipeline(self) -> dict[str, Any]:
         """What the chunks and vectors depend on; a change builds a new collection version."""
@@ -119,6 +125,8 @@ class Ingestor:
             "chunker": self.chunker.fingerprint(),
             "embedder": self.embedder.name,
             "dimensions": self.embedder.dimensions,
+            # a version either has every chunk's token vectors or none: turning them on builds a new one
+            **({"token_vectors": "int8/1"} if self.token_vectors else {}),
         }
 
     def run(
@@ -230,11 +238,13 @@ class Ingestor:
                     acl=tuple(tags),
                 )
             )
-        stored = {r.id: r.vector for r in self.store.fetch(version.namespace, [r.id for r in records], vectors=True)}
+        ids = [r.id for r in records]
+        stored = {r.id: r for r in self.store.fetch(version.namespace, ids, vectors=True, rerank=self.token_vectors)}
         missing = []
         for i, r in enumerate(records):
-            if r.id in stored:
-                r.vector = stored[r.id]
+            have = stored.get(r.id)
+            if have is not None and (have.rerank is not None or not self.token_vectors):
+                r.vector, r.rerank = have.vector, have.rerank
             else:
                 missing.append(i)
         return _Pending(src, len(data), content_hash, document, records, missing, existed=row is not None)
@@ -243,8 +253,14 @@ class Ingestor:
         if not pending:
             return
         texts = [p.records[i].text for p in pending for i in p.missing]
+        tokens: list[np.ndarray] = []
         try:
-            vectors = self.embedder.embed(texts) if texts else None
+            if not texts:
+                vectors = None
+            elif self.token_vectors:
+                vectors, tokens = self.embedder.embed_with_tokens(texts)  # type: ignore[attr-defined]
+            else:
+                vectors = self.embedder.embed(texts)
         except AifabError as exc:
             for p in pending:
                 report.errors.append({"path": p.source.source, "reason": f"embedding failed: {exc.message}"})
@@ -254,6 +270,8 @@ class Ingestor:
             for i in p.missing:
                 assert vectors is not None
                 p.records[i].vector = vectors[at]
+                if tokens:
+                    p.records[i].rerank = pack_tokens(tokens[at])
                 at += 1
             self._commit(version, p, tags)
             report.chunks_embedded += len(p.missing)

@@ -25,6 +25,7 @@ class Passage:
     metadata: dict[str, Any] = field(default_factory=dict)
     ranks: dict[str, int] = field(default_factory=dict)
     vector: np.ndarray | None = field(default=None, repr=False, compare=False)
+    stored: bytes | None = field(default=None, repr=False, compare=False)  # the reranker's data from ingest
 
     @property
     def source(self) -> str:
@@ -51,8 +52,13 @@ class Passage:
 
 @runtime_checkable
 class Reranker(Protocol):
-    """Re-orders candidate passages for a query, best first; sets each passage's ``score``."""
+    """Re-orders candidate passages for a query, best first; sets each passage's ``score``.
+
+    Returns the same passages (none dropped or added), sorted by the new score, ties by id; an empty list
+    for none. ``uses_stored``: it reads ``Passage.stored``, the data kept with each chunk at ingest, which
+    the retriever then fetches for the candidates. ``aifab.testing.RerankerConformance`` checks this."""
 
     name: str
+    uses_stored: bool
 
     def rerank(self, query: str, passages: Sequence[Passage]) -> list[Passage]: ...
