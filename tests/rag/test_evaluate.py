@@ -115,3 +115,19 @@ def test_answer_checks():
              {"index": 2, "cited": False, "text": sources[2], "source": "/d/cats.md", "section": [], "start": 0, "end": 9}]
     row = judge_answer(QA(1, "q", [Gold(source="cats.md")], "Danube"), "The Danube [1].", cites)
     assert row["cites_gold"] is False and row["gold_in_sources"] is True and row["exact_match"] == 1.0
+
+
+def test_supported_reads_markers_only_and_grounded_reads_every_source():
+    """An attributed citation counts for citing gold, but never for ``supported``: attribution found it by
+    similarity to the very sentence ``supported`` would judge."""
+    text = "The Danube flows through Vienna into the Black Sea."
+    cite = {"index": 1, "cited": True, "found": "attributed", "text": text, "source": "/d/rivers.md",
+            "section": [], "start": 0, "end": 9}
+    row = judge_answer(QA(1, "q", [Gold(source="rivers.md")]), "The Danube flows through Vienna.", [cite])
+    assert row["cites_gold"] is True and row["attributed"] is True
+    assert row["supported"] == 0.0 and row["grounded"] == 1.0
+    row = judge_answer(QA(1, "q", [Gold(source="rivers.md")]), "The Danube flows through Vienna [1].",
+                       [{**cite, "found": "marker"}])
+    assert row["supported"] == 1.0 and row["attributed"] is False
+    row = judge_answer(QA(1, "q"), "Cats purr loudly at night.", [{**cite, "cited": False, "found": None}])
+    assert row["grounded"] == 0.0

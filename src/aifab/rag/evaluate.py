@@ -185,6 +185,11 @@ def f1(prediction: str, gold: str) -> float:
     return 2 * precision * recall / (precision + recall)
 
 
+def _supported(sentence: str, text: str, support: float) -> bool:
+    content = " ".join(w for w in words(strip_markers(sentence)) if w not in STOPWORDS and len(w) > 1)
+    return bool(content) and containment(content, text) >= support
+
+
 def supported_share(answer: str, cited_texts: dict[int, str], support: float = 0.5) -> float:
     """The share of the answer's sentences whose content words are at least ``support`` found in the
     text of the sources they cite (their own ``[n]`` markers, else those of the whole answer).
@@ -196,11 +201,18 @@ def supported_share(answer: str, cited_texts: dict[int, str], support: float = 0
     supported = 0
     for sentence in sentences:
         numbers = [n for n in cited_numbers(sentence) if n in cited_texts] or everywhere
-        content = " ".join(w for w in words(strip_markers(sentence)) if w not in STOPWORDS and len(w) > 1)
-        if numbers and content and containment(content, " ".join(cited_texts[n] for n in numbers)) >= support:
+        if numbers and _supported(sentence, " ".join(cited_texts[n] for n in numbers), support):
             supported += 1
     return supported / len(sentences)
 
+
+def grounded_share(answer: str, sources: Sequence[str], support: float = 0.5) -> float:
+    """The share of the answer's sentences supported (as in ``supported_share``) by any one source given to
+    the model, whatever the answer cites: does the answer rest on its context at all."""
+    sentences = [s for s in _SENTENCE.split(answer) if words(s)]
+    if not sentences:
+        return 0.0
+    return sum(any(_supported(s, text, support) for text in sources) for s in sentences) / len(sentences)
 
 
 # --- runs -----------------------------------------------------------------------------------------
@@ -227,15 +239,23 @@ def evaluate_retrieval(
 
 
 def judge_answer(qa: QA, answer: str, citations: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """One answer's checks: does it cite a gold source, EM/F1 against the gold answer, supported share."""
+    """One answer's checks: does it cite a gold source, EM/F1 against the gold answer, supported share.
+
+    ``supported`` reads only the model's own ``[n]`` markers (citations ``found`` by ``marker``), never the
+    attributed ones: attribution picks sources by similarity to the sentence, so judging a sentence by the
+    source attribution chose for it would grade attribution by its own signal. ``grounded`` reads every
+    source given, whatever is cited. ``cites_gold`` counts both kinds of citation; ``attributed`` says
+    whether the answer had any attributed one."""
     cited = [c for c in citations if c["cited"]]
-    texts = {c["index"]: c["text"] for c in cited}
+    marked = {c["index"]: c["text"] for c in cited if c.get("found", "marker") == "marker"}
     row: dict[str, Any] = {
         "line": qa.line,
         "question": qa.question,
         "answer": answer,
         "cited": [c["index"] for c in cited],
-        "supported": supported_share(answer, texts),
+        "supported": supported_share(answer, marked),
+        "grounded": grounded_share(answer, [c["text"] for c in citations]),
+        "attributed": any(c.get("found") == "attributed" for c in cited),
         "abstained": not citations,
     }
     if qa.gold:
@@ -250,7 +270,8 @@ def judge_answer(qa: QA, answer: str, citations: Sequence[dict[str, Any]]) -> di
 
 def summarise_answers(rows: Sequence[dict[str, Any]]) -> dict[str, float]:
     out: dict[str, float] = {"questions": float(len(rows))}
-    for key in ("cites_gold", "gold_in_sources", "exact_match", "f1", "supported", "abstained"):
+    for key in ("cites_gold", "gold_in_sources", "exact_match", "f1", "supported", "grounded", "attributed",
+                "abstained"):
         values = [float(r[key]) for r in rows if key in r]
         if values:
             out[key] = sum(values) / len(values)

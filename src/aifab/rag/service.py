@@ -18,6 +18,8 @@ from aifab.config import AppSettings, RetrievalSettings, Settings
 from aifab.corpus.service import Corpus
 from aifab.engines.protocol import Delta, Engine, GenerationRequest, SamplingParams
 from aifab.errors import ConfigError, Conflict, InvalidRequest, NotFound
+from aifab.rag.attribution import Attributor
+from aifab.rag.citations import citations
 from aifab.rag.prompting import build_prompt
 from aifab.rag.protocol import Passage, Reranker
 from aifab.rag.rerank import make_reranker
@@ -174,6 +176,15 @@ class Rag:
         if not text or len(text) > 3 * len(question) + 200:
             return None
         return text
+
+    def cite(self, prepared: Prepared, answer: str) -> list[dict[str, Any]]:
+        """The answer's citations: its markers, and for its other sentences the sources attribution finds
+        (``rag.attribute``), each marked with how it was found."""
+        settings = prepared.app.retrieval or self.settings.rag
+        attributor = None
+        if settings.attribute and prepared.passages:
+            attributor = Attributor(self.corpus.embedder().embed, threshold=settings.attribution_threshold)
+        return citations(prepared.passages, answer, attributor)
 
     @staticmethod
     def generate(

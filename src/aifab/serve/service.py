@@ -89,8 +89,6 @@ class OpenAIServing:
                       caller: ApiKey | None) -> dict[str, Any] | AsyncIterator[str]:
         """A RAG app called as a model: retrieve, ground, generate; citations ride along. A key sees only
         the chunks its ACL tags allow, and only apps over collections in its scope."""
-        from aifab.rag.citations import citations
-
         assert self.rag is not None
         if req.response_format is not None and req.response_format.type != "text":
             raise InvalidRequest("an app answers in text with citations; response_format is not supported",
@@ -108,8 +106,10 @@ class OpenAIServing:
         if req.temperature is None:
             sampling.temperature = app.temperature
 
+        rag = self.rag
+
         def extra(answer: str) -> dict[str, Any]:
-            return {"citations": citations(prepared.passages, answer)}
+            return {"citations": rag.cite(prepared, answer)}
 
         request_id = uuid.uuid4().hex  # one id for the engine's request and the response
         gen = self.rag.generate(prepared, engine, sampling, request_id)
