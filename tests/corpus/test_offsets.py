@@ -162,3 +162,18 @@ def test_ingested_chunks_carry_file_offsets(make_corpus, tmp_path) -> None:
         assert m["offsets"] == "file"
         assert MD[m["start"] : m["end"]].split()[0].strip("#*[") == r.text.split()[0]
         assert m["text_start"] < m["text_end"]
+
+
+def test_each_sentence_of_a_chunk_knows_its_place_in_the_file() -> None:
+    from aifab.corpus.ingest import sentence_places
+
+    raw = decode_text(MD.encode()).text
+    doc, chunks = chunks_of(MD, "guide.md", chunk_tokens=400)
+    chunk = next(c for c in chunks if "Work starts" in c.text)  # a heading starts a chunk
+    places = sentence_places(doc, chunk)
+    texts = [chunk.text[a:b] for a, b, _, _ in places]
+    assert "Work starts at nine." in texts and "Lunch is a break of forty-five minutes." in texts
+    for (a, b, start, end), text in zip(places, texts, strict=True):
+        assert _WORD.findall(raw[start:end].casefold())[0] == _WORD.findall(text.casefold())[0]
+    lunch = places[texts.index("Lunch is a break of forty-five minutes.")]
+    assert raw[lunch[2] : lunch[3]] == "Lunch is a break of\r\nforty-five minutes"

@@ -30,7 +30,8 @@ from sqlalchemy import select
 
 from aifab.corpus.collections import Collections, VersionInfo
 from aifab.corpus.jobs import Jobs
-from aifab.corpus.protocol import Chunker, Document, Embedder
+from aifab.corpus.protocol import Chunk, Chunker, Document, Embedder
+from aifab.corpus.segmenting import sentence_spans
 from aifab.corpus.sources import Source, under
 from aifab.errors import AifabError, InvalidDocument, out_of_space
 from aifab.state.tables import DocumentRow
@@ -38,7 +39,9 @@ from aifab.stores.protocol import ChunkRecord
 from aifab.stores.tokens import pack as pack_tokens
 
 # 2: chunk offsets ("start", "end") point into the file's decoded text for text formats; the offsets into
-# the normalised text are kept as "text_start"/"text_end"; "offsets" says which text "start" indexes.
+# the normalised text are kept as "text_start"/"text_end"; "offsets" says which text "start" indexes;
+# "sentences" lists each sentence as [start, end] in the chunk's text and [start, end] in the file, so
+# that a prompt can carry a few sentences of a chunk and still cite their exact places.
 LOADER_VERSION = 2
 LoadFn = Callable[[bytes, str], Document]
 ProgressFn = Callable[["IngestReport", str], None]
@@ -87,6 +90,15 @@ class _Pending:
 def chunk_id(document_id: str, text: str, occurrence: int) -> str:
     digest = hashlib.sha256(f"{document_id}\0{occurrence}\0{text}".encode()).hexdigest()
     return digest[:32]
+
+
+def sentence_places(document: Document, chunk: Chunk) -> list[list[int]]:
+    """Each sentence of the chunk (a line break also separates) as [start, end] in ``chunk.text`` followed
+    by [start, end] in the file (``Document.file_span``)."""
+    out = []
+    for a, b in sentence_spans(chunk.text, 0, len(chunk.text), items=True):
+        out.append([a, b, *document.file_span(chunk.start + a, chunk.start + b)])
+    return out
 
 
 class Ingestor:
@@ -233,7 +245,8 @@ class Ingestor:
                     metadata={
                         "source": src.source, "title": document.title, "format": document.format,
                         "section": list(c.section), "page": c.page, "start": start, "end": end,
-                        "offsets": document.offsets, "text_start": c.start, "text_end": c.end, "chunk": i, "tokens": c.tokens,
+                        "offsets": document.offsets, "text_start": c.start, "text_end": c.end,
+                        "sentences": sentence_places(document, c), "chunk": i, "tokens": c.tokens,
                     },
                     acl=tuple(tags),
                 )
