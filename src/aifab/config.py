@@ -108,6 +108,10 @@ class RetrievalSettings(_Section):
     min_score: float = Field(
         0.4, ge=-1, le=1, description="below this cosine similarity for every passage, answers say they don't know"
     )
+    context_tokens: int = Field(
+        320, ge=0, description="source text given to the model, in its tokens: the passages' sentences most "
+        "similar to the question (and their neighbours) up to this budget; 0 = whole passages",
+    )
     attribute: bool = Field(True, description="cite sources for answer sentences without [n] markers, after generation")
     attribution_threshold: float = Field(
         0.6, ge=0, le=1, description="similarity (0.9 embedding cosine + 0.1 word overlap) a sentence needs to cite a source"

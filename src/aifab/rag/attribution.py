@@ -27,7 +27,7 @@ from aifab.stores.lexical import STOPWORDS, words
 Embed = Callable[[Sequence[str]], np.ndarray]  # texts -> L2-normalised rows
 _SENTENCE = re.compile(r"[^\n.!?]*[^\s.!?][^\n.!?]*(?:[.!?]+(?=\s|$)|$)|[^\n]+?(?=\n|$)", re.MULTILINE)
 VECTOR_WEIGHT = 0.9
-MIN_WORDS = 3
+MIN_WORDS = 2
 
 
 def sentence_spans(text: str) -> list[tuple[int, int]]:

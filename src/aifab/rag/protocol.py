@@ -32,11 +32,12 @@ class Passage:
         return str(self.metadata.get("source", ""))
 
     def place(self) -> dict[str, Any]:
-        """Where the passage is: source path, title, section headings, page and character offsets."""
+        """Where the passage is: source path, title, section headings, page and character offsets (``spans``:
+        the exact places of the sentences a prompt carried, when context selection cut it down)."""
         m = self.metadata
         return {"source": m.get("source"), "title": m.get("title"), "section": m.get("section") or [],
                 "page": m.get("page"), "start": m.get("start"), "end": m.get("end"),
-                "offsets": m.get("offsets", "extracted")}
+                "offsets": m.get("offsets", "extracted"), **({"spans": m["spans"]} if m.get("spans") else {})}
 
     def to_dict(self) -> dict[str, Any]:
         return {

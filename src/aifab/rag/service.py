@@ -24,6 +24,7 @@ from aifab.rag.prompting import build_prompt
 from aifab.rag.protocol import Passage, Reranker
 from aifab.rag.rerank import make_reranker
 from aifab.rag.retrieval import Retriever
+from aifab.rag.selection import select_context
 from aifab.stores.protocol import Filter, Scalar
 
 log = logging.getLogger("aifab.rag")
@@ -140,6 +141,11 @@ class Rag:
         )
         if not any(p.similarity >= retrieval.min_score for p in passages):
             return Prepared(app, query, fallback=DONT_KNOW.format(collection=app.collection))
+        if retrieval.context_tokens > 0:
+            passages = await asyncio.to_thread(
+                select_context, query, passages, embed=self.corpus.embedder().embed,
+                count_tokens=engine.count_tokens, budget=retrieval.context_tokens,
+            )
         window = min(engine.package.context_length, self.settings.engines.context_per_sequence)
         budget = (app.max_context_tokens or window) - max_tokens
         grounded = build_prompt(
