@@ -173,7 +173,7 @@ def test_each_sentence_of_a_chunk_knows_its_place_in_the_file() -> None:
     places = sentence_places(doc, chunk)
     texts = [chunk.text[a:b] for a, b, _, _ in places]
     assert "Work starts at nine." in texts and "Lunch is a break of forty-five minutes." in texts
-    for (a, b, start, end), text in zip(places, texts, strict=True):
+    for (_, _, start, end), text in zip(places, texts, strict=True):
         assert _WORD.findall(raw[start:end].casefold())[0] == _WORD.findall(text.casefold())[0]
     lunch = places[texts.index("Lunch is a break of forty-five minutes.")]
     assert raw[lunch[2] : lunch[3]] == "Lunch is a break of\r\nforty-five minutes"

@@ -61,14 +61,14 @@ def align(text: str, raw: str) -> SourceMap:
     out = SourceMap(raw_length=len(raw))
     j = 0  # the next unmatched word of the file
     for i, (word, start, end) in enumerate(norm):
-        k = _next_match(norm, file, where[word], i, j)
-        if k is None:
+        match = _next_match(norm, file, where[word], i, j)
+        if match is None:
             continue
         out.text_starts.append(start)
         out.text_ends.append(end)
-        out.raw_starts.append(file[k][1])
-        out.raw_ends.append(file[k][2])
-        j = k + 1
+        out.raw_starts.append(file[match][1])
+        out.raw_ends.append(file[match][2])
+        j = match + 1
     return out
 
 

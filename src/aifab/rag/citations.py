@@ -50,8 +50,8 @@ def citations(
     by_attribution: dict[int, list[tuple[int, int]]] = {}
     if attributor is not None and unmarked and passages:
         sources = attributor.attribute([strip_markers(answer[a:b]) for a, b in unmarked], passages)
-        for span, found in zip(unmarked, sources, strict=True):
-            for k in found:
+        for span, picked in zip(unmarked, sources, strict=True):
+            for k in picked:
                 by_attribution.setdefault(k + 1, []).append(span)
     out = []
     for number, p in enumerate(passages, start=1):
