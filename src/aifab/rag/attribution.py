@@ -15,33 +15,23 @@ sentences (about 80 short texts for five passages) once the answer is done.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
+from aifab.corpus import segmenting
 from aifab.rag.protocol import Passage
 from aifab.stores.lexical import STOPWORDS, words
 
 Embed = Callable[[Sequence[str]], np.ndarray]  # texts -> L2-normalised rows
-_SENTENCE = re.compile(r"[^\n.!?]*[^\s.!?][^\n.!?]*(?:[.!?]+(?=\s|$)|$)|[^\n]+?(?=\n|$)", re.MULTILINE)
 VECTOR_WEIGHT = 0.9
 MIN_WORDS = 2
 
 
 def sentence_spans(text: str) -> list[tuple[int, int]]:
-    """(start, end) of each sentence of ``text`` (stripped of surrounding spaces), in order."""
-    spans = []
-    for m in _SENTENCE.finditer(text):
-        start, end = m.start(), m.end()
-        while start < end and text[start].isspace():
-            start += 1
-        while end > start and text[end - 1].isspace():
-            end -= 1
-        if start < end:
-            spans.append((start, end))
-    return spans
+    """(start, end) of each sentence of ``text``, a line break also separating (the chunker's rule)."""
+    return segmenting.sentence_spans(text, 0, len(text), items=True)
 
 
 def content_words(text: str) -> set[str]:

@@ -44,9 +44,6 @@ def citations(
             by_marker.setdefault(n, []).append(span)
         if not numbers:
             unmarked.append(span)
-    for n in cited_numbers(answer):  # a marker on a line of its own still cites
-        if 1 <= n <= len(passages):
-            by_marker.setdefault(n, [])
     by_attribution: dict[int, list[tuple[int, int]]] = {}
     if attributor is not None and unmarked and passages:
         sources = attributor.attribute([strip_markers(answer[a:b]) for a, b in unmarked], passages)

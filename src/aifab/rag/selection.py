@@ -22,8 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from aifab.corpus.segmenting import sentence_spans
-from aifab.rag.attribution import VECTOR_WEIGHT, Embed, content_words
+from aifab.rag.attribution import VECTOR_WEIGHT, Embed, content_words, sentence_spans
 from aifab.rag.protocol import Passage
 
 GAP = " … "
@@ -34,7 +33,7 @@ def _places(p: Passage) -> tuple[list[list[int]], bool]:
     stored = p.metadata.get("sentences")
     if stored and all(len(s) == 4 and 0 <= s[0] < s[1] <= len(p.text) for s in stored):
         return [list(s) for s in stored], True
-    return [[a, b, a, b] for a, b in sentence_spans(p.text, 0, len(p.text), items=True)], False
+    return [[a, b, a, b] for a, b in sentence_spans(p.text)], False
 
 
 def select_context(
