@@ -6,12 +6,14 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from aifab.registry.defaults import DEFAULTS, locate
 
 
-def aifab(*args: str, cwd=None) -> subprocess.CompletedProcess[str]:
+def aifab(*args: str, cwd=None, timeout: float = 120) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "aifab.cli.main", *args], capture_output=True, text=True,
-                          timeout=120, cwd=cwd)
+                          timeout=timeout, cwd=cwd)
 
 
 def test_help_lists_commands():
@@ -67,3 +69,31 @@ def test_bad_config_is_one_line(tmp_path):
 def test_convert_refuses_a_model_that_is_not_gguf(tmp_path):
     r = aifab("models", "convert", "all-minilm-l6-v2", "--name", "x", "--data-dir", str(tmp_path / "d"))
     assert r.returncode == 1 and "not GGUF" in r.stderr and "Traceback" not in r.stderr
+
+
+@pytest.mark.slow
+def test_ask_lists_sources_with_how_they_were_found_and_places_in_the_file(tmp_path):
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    guide = ("# Staff handbook\n\nWork starts at nine. Lunch is a break of\nforty-five minutes.\n\n## Holidays\n\n"
+             "Every employee gets twenty-five days of paid leave a year, booked in the leave planner at least "
+             "two weeks ahead. Public holidays come on top of them.\n")
+    (docs / "guide.md").write_text(guide)
+    data = str(tmp_path / "d")
+    r = aifab("ingest", str(docs), "--collection", "kb", "--data-dir", data, timeout=600)  # loads the embedder
+    assert r.returncode == 0, r.stderr
+    r = aifab("ask", "How many days of paid leave does an employee get?", "--collection", "kb", "--json",
+              "--data-dir", data, timeout=600)
+    assert r.returncode == 0, r.stderr
+    cites = json.loads(r.stdout)["citations"]
+    assert cites and all(c["found"] in ("marker", "attributed", None) and c["cited"] == bool(c["found"])
+                         for c in cites)
+    holidays = next(c for c in cites if "paid leave" in c["text"])
+    assert holidays["offsets"] == "file"
+    for start, end in holidays["spans"]:  # each sentence run the model saw, at its place in the file
+        assert guide[start:end] in holidays["text"].replace("\n", " ") or guide[start:end] in holidays["text"]
+    r = aifab("ask", "How many days of paid leave does an employee get?", "--collection", "kb", "--data-dir", data,
+              timeout=600)
+    assert r.returncode == 0, r.stderr
+    sources = r.stdout.split("Sources:")[1].strip().splitlines()
+    assert sources and all(line[0] in "*~ " and "guide.md" in line for line in sources)
