@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 
@@ -89,9 +90,9 @@ def test_ask_lists_sources_with_how_they_were_found_and_places_in_the_file(tmp_p
     assert cites and all(c["found"] in ("marker", "attributed", None) and c["cited"] == bool(c["found"])
                          for c in cites)
     holidays = next(c for c in cites if "paid leave" in c["text"])
-    assert holidays["offsets"] == "file"
-    for start, end in holidays["spans"]:  # each sentence run the model saw, at its place in the file
-        assert guide[start:end] in holidays["text"].replace("\n", " ") or guide[start:end] in holidays["text"]
+    assert holidays["offsets"] == "file"  # the passage fits the context budget whole: no "spans" to cut it
+    words = re.compile(r"\w+").findall
+    assert words(guide[holidays["start"] : holidays["end"]]) == words(holidays["text"])
     r = aifab("ask", "How many days of paid leave does an employee get?", "--collection", "kb", "--data-dir", data,
               timeout=600)
     assert r.returncode == 0, r.stderr
