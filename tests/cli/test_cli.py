@@ -96,5 +96,5 @@ def test_ask_lists_sources_with_how_they_were_found_and_places_in_the_file(tmp_p
     r = aifab("ask", "How many days of paid leave does an employee get?", "--collection", "kb", "--data-dir", data,
               timeout=600)
     assert r.returncode == 0, r.stderr
-    sources = r.stdout.split("Sources:")[1].strip().splitlines()
+    sources = [line for line in r.stdout.split("Sources:\n")[1].splitlines() if line.strip()]
     assert sources and all(line[0] in "*~ " and "guide.md" in line for line in sources)
