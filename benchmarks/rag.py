@@ -17,6 +17,13 @@ chunks, and time-to-first-token of an app through ``/v1/chat/completions``; base
 3. **End to end.** ``aifab up`` with ``[apps.pydocs]``; streamed chat completions at 1 and 8 concurrent
    users, time to the first content token; the same questions to the bare chat model (no retrieval)
    beside it, so the RAG overhead is the difference.
+4. **Issue #17** (``rag_answers.py``): every quality figure judged by the strict gold rule and, beside
+   it, the old loose one; rankings another checkout dumped (``--dump-rankings`` there,
+   ``--before-rankings`` here) judged by the same rules; the rerank step alone, stored token vectors
+   against re-encoding; stored bytes per chunk; answers to ``--answer-questions`` dev questions with the
+   old prompt (whole passages, markers only) and the new one (selected sentences, attribution).
+
+    python benchmarks/rag.py --quick --before-rankings main.json   # what #17 reports, on a busy machine
 """
 
 from __future__ import annotations
@@ -40,12 +47,13 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from corpora import DEFAULT_CACHE, python_docs  # noqa: E402
 from glossary_qa import build as build_qa  # noqa: E402
+from rag_answers import answers, judge_both, judge_dumped, print_extra, rerank_cost, stored_bytes  # noqa: E402
 
 from aifab.cli.common import open_registry  # noqa: E402
 from aifab.config import RetrievalSettings, load_settings  # noqa: E402
 from aifab.corpus.service import Corpus  # noqa: E402
 from aifab.rag import Rag  # noqa: E402
-from aifab.rag.evaluate import evaluate_retrieval, load_qa, relevance, retrieval_metrics  # noqa: E402
+from aifab.rag.evaluate import load_qa, relevance, retrieval_metrics  # noqa: E402
 from aifab.rag.rerank import make_reranker  # noqa: E402
 from aifab.rag.retrieval import Retriever  # noqa: E402
 from aifab.stores.embedded import EmbeddedStore  # noqa: E402
@@ -67,12 +75,21 @@ def pct(values: list[float], q: float) -> float:
 # --- 1. quality -----------------------------------------------------------------------------------
 
 
-def all_chunks(corpus: Corpus) -> list[ChunkRecord]:
+def docs_subset(docs: Path, every: int) -> list[Path]:
+    """The whole docs folder, or every ``every``-th file (sorted paths) plus the glossary: a smaller
+    haystack for a busy machine (recall is then higher than over the whole documentation)."""
+    if every <= 1:
+        return [docs]
+    files = sorted(docs.rglob("*.txt"))
+    return sorted(set(files[::every]) | {docs / "glossary.rst.txt"})
+
+
+def all_chunks(corpus: Corpus, *, rerank: bool = False) -> list[ChunkRecord]:
     version = corpus.collections.version(COLLECTION)
     out = []
     for doc in corpus.collections.documents(COLLECTION):
         ids = sorted(corpus.store.document_chunks(version.namespace, doc.document_id))
-        out.extend(corpus.store.fetch(version.namespace, ids, vectors=True))
+        out.extend(corpus.store.fetch(version.namespace, ids, vectors=not rerank, rerank=rerank))
     return out
 
 
@@ -87,15 +104,23 @@ def quality(rag: Rag, qa_path: Path, chunks: list[ChunkRecord], args: argparse.N
         "hybrid + MMR": base.model_copy(update={"mode": "hybrid", "mmr": True, **off}),
         "hybrid + MaxSim (default)": base.model_copy(update={"mode": "hybrid", "reranker": "maxsim"}),
     }
+    if args.with_reencode:
+        variants["hybrid + MaxSim re-encoding"] = base.model_copy(update={"mode": "hybrid", "reranker": "maxsim-encode"})
     results: dict[str, Any] = {}
+    dumped: dict[str, Any] = {"variants": {}}
     for name, settings in variants.items():
         t = time.perf_counter()
-        metrics, _ = evaluate_retrieval(
-            lambda q, s=settings: [(p.text, p.metadata) for p in rag.retrieve(COLLECTION, q, settings=s, top_k=10)], qas
-        )
+        rankings = [[(p.text, p.metadata) for p in rag.retrieve(COLLECTION, q.question, settings=settings, top_k=10)]
+                    for q in qas]
+        metrics = judge_both(qas, rankings)
         metrics["ms_per_query"] = (time.perf_counter() - t) * 1000 / len(qas)
         results[name] = metrics
-        log(f"{name}: recall@5 {metrics['recall@5']:.3f}")
+        dumped["variants"][name] = rankings
+        log(f"{name}: recall@5 {metrics['recall@5']:.3f} (old rule {metrics['loose_recall@5']:.3f})")
+    if args.dump_rankings:
+        args.dump_rankings.write_text(json.dumps(dumped, default=str))
+    if args.before_rankings:
+        results.update(judge_dumped(args.before_rankings, qas))
     if not args.skip_llamaindex:
         results["LlamaIndex VectorStoreIndex"] = llamaindex_quality(qas, qa_path, chunks, args)
     return results
@@ -220,7 +245,7 @@ def latency(rag: Rag, chunks: list[ChunkRecord], qa_path: Path, sizes: list[int]
         # The reranker's cost does not depend on the collection's size (it re-encodes rerank_candidates
         # passages): measured once, on the largest namespace, with the default settings.
         reranked = Retriever(store, lambda q: embedder.embed([q])[0], lambda name: make_reranker(name, embedder))
-        default = rag.settings.rag
+        default = rag.settings.rag.model_copy(update={"reranker": "maxsim-encode"})  # synthetic chunks: no stored data
         times = []
         for i in range(args.rerank_queries):
             t = time.perf_counter()
@@ -315,7 +340,7 @@ def print_report(report: dict[str, Any]) -> None:
         print("\nHybrid retrieval latency (query embedding + dense + BM25 + fusion; no generation)")
         for ns, m in lat.items():
             if ns == "with_maxsim":
-                print(f"  + MaxSim rerank of {m['candidates']} (default), {m['chunks']} chunks: p50 {m['p50_ms']:.0f} ms, "
+                print(f"  + MaxSim re-encoding {m['candidates']}, {m['chunks']} chunks: p50 {m['p50_ms']:.0f} ms, "
                       f"p99 {m['p99_ms']:.0f} ms")
                 continue
             print(f"  {m['chunks']:>7} chunks ({m['real_chunks']} real): p50 {m['p50_ms']:.1f} ms, "
@@ -339,9 +364,21 @@ def main() -> int:
     ap.add_argument("--skip-llamaindex", action="store_true")
     ap.add_argument("--skip-latency", action="store_true")
     ap.add_argument("--skip-e2e", action="store_true")
+    ap.add_argument("--skip-answers", action="store_true")
+    ap.add_argument("--answer-questions", type=int, default=128, help="dev questions answered per prompt setup")
+    ap.add_argument("--with-reencode", action="store_true", help="also judge MaxSim re-encoding on every question")
+    ap.add_argument("--dump-rankings", type=Path, help="write every variant's top 10 per question here")
+    ap.add_argument("--before-rankings", type=Path, help="judge rankings another checkout dumped, beside ours")
+    ap.add_argument("--every", type=int, default=1, help="ingest every N-th docs file (plus the glossary)")
+    ap.add_argument("--quick", action="store_true", help="a busy machine: every 4th docs file, no latency sizes, "
+                    "no LlamaIndex, no HTTP run, 12 rerank queries, 32 answers")
     ap.add_argument("--json", type=Path, help="also write the results here")
     ap.add_argument("--fresh", action="store_true", help="delete --data-dir first (re-ingests)")
     args = ap.parse_args()
+    if args.quick:
+        args.every = max(args.every, 4)
+        args.skip_latency = args.skip_llamaindex = args.skip_e2e = True
+        args.rerank_queries, args.answer_questions = min(args.rerank_queries, 12), min(args.answer_questions, 32)
     os.environ.setdefault("AIFAB_ENGINES__THREADS", str(args.threads))  # the embedder here, the server below
     if args.fresh and args.data_dir.exists():
         shutil.rmtree(args.data_dir)
@@ -353,7 +390,7 @@ def main() -> int:
     try:
         corpus = Corpus(settings, registry, store)
         t = time.perf_counter()
-        ingest = corpus.ingest_paths(COLLECTION, [docs], prune=True)
+        ingest = corpus.ingest_paths(COLLECTION, docs_subset(docs, args.every), prune=True)
         log(f"ingest: {ingest.files_total} files, {ingest.chunks_embedded} chunks embedded in {time.perf_counter() - t:.0f} s")
         rag = Rag(settings, corpus)
         chunks = all_chunks(corpus)
@@ -362,6 +399,11 @@ def main() -> int:
         if not args.skip_quality:
             report["quality"] = quality(rag, qa_path, chunks, args)
         report["gate"] = dont_know_gate(rag, qa_path)
+        questions = [q.question for q in load_qa(qa_path)]
+        report["rerank_cost"] = rerank_cost(rag, COLLECTION, questions, args.rerank_queries)
+        report["stored"] = stored_bytes(all_chunks(corpus, rerank=True))
+        if not args.skip_answers:
+            report["answers"] = answers(rag, COLLECTION, load_qa(qa_path), args.answer_questions, log)
         if not args.skip_latency:
             report["latency"] = latency(rag, chunks, qa_path, [int(s) for s in args.sizes.split(",")], args)
     finally:
@@ -369,6 +411,7 @@ def main() -> int:
     if not args.skip_e2e:
         report["e2e"] = end_to_end(qa_path, args)
     print_report(report)
+    print_extra(report)
     if args.json:
         args.json.write_text(json.dumps(report, indent=2))
     return 0

@@ -76,6 +76,10 @@ class CorpusSettings(_Section):
     embedder_model: str | None = Field(None, description="the model name sent to embedder_url")
     embedder_api_key_env: str | None = Field(None, description="environment variable holding the endpoint's key")
     embed_batch: int = Field(64, ge=1, description="chunks per embedding call")
+    token_vectors: bool = Field(
+        True, description="store the local embedder's token vectors with each chunk (int8, about "
+        "tokens × (dimensions + 2) bytes) so the maxsim reranker reads them instead of re-encoding",
+    )
 
 
 class StoreSettings(_Section):
@@ -99,12 +103,21 @@ class RetrievalSettings(_Section):
     lexical_weight: float = Field(0.5, ge=0, description="BM25's vote; dense is the stronger half on questions")
     mmr: bool = Field(False, description="diversify the passages (maximal marginal relevance)")
     mmr_lambda: float = Field(0.7, ge=0, le=1, description="1 = relevance only, 0 = diversity only")
-    reranker: Literal["none", "maxsim"] = Field(
-        "maxsim", description="re-order the fused candidates; 'maxsim' = token-level late interaction, 'none' = off"
+    reranker: Literal["none", "maxsim", "maxsim-encode"] = Field(
+        "maxsim", description="re-order the fused candidates: 'maxsim' = token-level late interaction over the "
+        "token vectors stored at ingest; 'maxsim-encode' = the same, re-encoding each passage (slow); 'none' = off"
     )
     rerank_candidates: int = Field(20, ge=1, le=200, description="fused candidates the reranker sees")
     min_score: float = Field(
         0.4, ge=-1, le=1, description="below this cosine similarity for every passage, answers say they don't know"
+    )
+    context_tokens: int = Field(
+        320, ge=0, description="source text given to the model, in its tokens: the passages' sentences most "
+        "similar to the question (and their neighbours) up to this budget; 0 = whole passages",
+    )
+    attribute: bool = Field(True, description="cite sources for answer sentences without [n] markers, after generation")
+    attribution_threshold: float = Field(
+        0.6, ge=0, le=1, description="similarity (0.9 embedding cosine + 0.1 word overlap) a sentence needs to cite a source"
     )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -111,3 +112,31 @@ def test_ingest_of_a_missing_path_or_an_empty_folder_creates_nothing(tmp_path):
     assert r.stderr == (f"aifab: warning: no files to ingest in {tmp_path / 'empty'} (hidden files are skipped); "
                         "nothing was created\n")
     assert not data.exists()
+
+
+@pytest.mark.slow
+def test_ask_lists_sources_with_how_they_were_found_and_places_in_the_file(tmp_path):
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    guide = ("# Staff handbook\n\nWork starts at nine. Lunch is a break of\nforty-five minutes.\n\n## Holidays\n\n"
+             "Every employee gets twenty-five days of paid leave a year, booked in the leave planner at least "
+             "two weeks ahead. Public holidays come on top of them.\n")
+    (docs / "guide.md").write_text(guide)
+    data = str(tmp_path / "d")
+    r = aifab("ingest", str(docs), "--collection", "kb", "--data-dir", data, timeout=600)  # loads the embedder
+    assert r.returncode == 0, r.stderr
+    r = aifab("ask", "How many days of paid leave does an employee get?", "--collection", "kb", "--json",
+              "--data-dir", data, timeout=600)
+    assert r.returncode == 0, r.stderr
+    cites = json.loads(r.stdout)["citations"]
+    assert cites and all(c["found"] in ("marker", "attributed", None) and c["cited"] == bool(c["found"])
+                         for c in cites)
+    holidays = next(c for c in cites if "paid leave" in c["text"])
+    assert holidays["offsets"] == "file"  # the passage fits the context budget whole: no "spans" to cut it
+    words = re.compile(r"\w+").findall
+    assert words(guide[holidays["start"] : holidays["end"]]) == words(holidays["text"])
+    r = aifab("ask", "How many days of paid leave does an employee get?", "--collection", "kb", "--data-dir", data,
+              timeout=600)
+    assert r.returncode == 0, r.stderr
+    sources = [line for line in r.stdout.split("Sources:\n")[1].splitlines() if line.strip()]
+    assert sources and all(line[0] in "*~ " and "guide.md" in line for line in sources)

@@ -266,6 +266,17 @@ def test_local_embedder_matches_encode_in_the_given_order(minilm):
 
 
 @pytest.mark.slow
+def test_one_pass_gives_the_vectors_and_the_token_vectors_of_each_text(minilm):
+    vectors, tokens = minilm.embed_with_tokens(TEXTS)
+    np.testing.assert_allclose(vectors, minilm.embed(TEXTS), atol=1e-5)
+    counts = minilm.count_tokens(TEXTS)
+    for text, rows, n in zip(TEXTS, tokens, counts, strict=True):
+        assert rows.shape == (min(n, minilm.max_tokens) - 2, 384)  # [CLS] and [SEP] dropped
+        (alone,) = minilm.token_vectors([text])
+        np.testing.assert_allclose(rows, alone, atol=1e-4)
+
+
+@pytest.mark.slow
 @pytest.mark.integration
 def test_openai_embedder_against_a_real_server_gives_the_local_vectors(minilm, tmp_path):
     from aifab.testing.server import RemoteAifabServer

@@ -55,10 +55,25 @@ def test_gold_matching_by_source_section_range_and_text():
     assert not Gold(source="s.rst.txt").matches("", meta)  # a trailing path part, not a suffix of a name
     assert Gold(section="Files").matches("", meta) and not Gold(section="Dirs").matches("", meta)
     assert Gold(start=150, end=400).matches("", meta) and not Gold(start=200, end=300).matches("", meta)
-    text = "Open a file and return a stream."
-    assert Gold(text="open a file and return a corresponding file object").matches(text, meta)
+    text = "Open a file and return a stream. The stream is buffered."
+    assert Gold(text="open a file, and return a stream").matches(text, meta)  # case and punctuation aside
+    assert Gold(text="The stream is buffered. It closes itself.").matches(text, meta)  # 4 of 7 words, whole
+    assert not Gold(text="open a file and return a corresponding file object").matches(text, meta)
     assert not Gold(text="close the socket when the peer goes away").matches(text, meta)
     assert containment("a a b", "a b") == pytest.approx(2 / 3)
+
+
+def test_the_swallow_gold_is_not_found_in_a_passage_that_only_shares_its_words():
+    """A gold that is in no document must not be found: the loose rule (half of the gold's words, stop
+    words counted) found this one at rank 8 of a real run."""
+    gold = Gold(text="African or European swallow? This text is not in the docs.")
+    passage = ("This module is not in the docs of the standard library: the text of its docstring is "
+               "European in origin, or so the African maintainers say.")
+    assert containment(gold.text or "", passage) >= 0.5  # what the loose rule went by
+    assert not gold.matches(passage, {})
+    assert relevance([gold], [("zeta", {})] * 7 + [(passage, {})]) == [-1] * 8
+    assert gold.matches("Question: African or European swallow? Nobody knows.", {}) is False  # 4 of 11
+    assert gold.matches("Well. This text is not in the docs. African or European swallow?", {})
 
 
 def test_each_gold_counts_once_at_its_best_rank():
@@ -100,3 +115,19 @@ def test_answer_checks():
              {"index": 2, "cited": False, "text": sources[2], "source": "/d/cats.md", "section": [], "start": 0, "end": 9}]
     row = judge_answer(QA(1, "q", [Gold(source="cats.md")], "Danube"), "The Danube [1].", cites)
     assert row["cites_gold"] is False and row["gold_in_sources"] is True and row["exact_match"] == 1.0
+
+
+def test_supported_reads_markers_only_and_grounded_reads_every_source():
+    """An attributed citation counts for citing gold, but never for ``supported``: attribution found it by
+    similarity to the very sentence ``supported`` would judge."""
+    text = "The Danube flows through Vienna into the Black Sea."
+    cite = {"index": 1, "cited": True, "found": "attributed", "text": text, "source": "/d/rivers.md",
+            "section": [], "start": 0, "end": 9}
+    row = judge_answer(QA(1, "q", [Gold(source="rivers.md")]), "The Danube flows through Vienna.", [cite])
+    assert row["cites_gold"] is True and row["attributed"] is True
+    assert row["supported"] == 0.0 and row["grounded"] == 1.0
+    row = judge_answer(QA(1, "q", [Gold(source="rivers.md")]), "The Danube flows through Vienna [1].",
+                       [{**cite, "found": "marker"}])
+    assert row["supported"] == 1.0 and row["attributed"] is False
+    row = judge_answer(QA(1, "q"), "Cats purr loudly at night.", [{**cite, "cited": False, "found": None}])
+    assert row["grounded"] == 0.0

@@ -28,7 +28,8 @@ async def api(tmp_path):
     settings = load_settings(
         data_dir=tmp_path / "data", corpus={"chunk_tokens": 40, "chunk_overlap": 0},
         apps={"rivers": {"collection": "kb", "model": "answerer", "temperature": 0},
-              "echo": {"collection": "kb", "model": "echo", "temperature": 0, "max_tokens": 8000}},
+              "echo": {"collection": "kb", "model": "echo", "temperature": 0, "max_tokens": 8000},
+              "plain": {"collection": "kb", "model": "plain", "temperature": 0}},
         engines={"context_per_sequence": 16384},
     )
     db = Database(settings.effective_database_url)
@@ -42,6 +43,8 @@ async def api(tmp_path):
     engines = {
         "answerer": FakeEngine("answerer", FakeRuntime("The Danube reaches the Black Sea [1]."), context_length=8192),
         "echo": FakeEngine("echo", FakeRuntime(None), context_length=16384),  # answers with its prompt
+        "plain": FakeEngine("plain", FakeRuntime("The Danube flows through Vienna and Budapest. Nobody asked "
+                                                 "about quantum chromodynamics."), context_length=8192),
     }
     app = create_app(ModelPool(engines), corpus=corpus)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as c:
@@ -97,6 +100,19 @@ async def test_an_app_answers_with_citations_through_the_openai_sdk(api):
     assert cites[0]["section"] == ["Rivers", "Danube"] and "Danube flows" in cites[0]["text"]
     assert all(c["cited"] is False for c in cites[1:])
     assert reply.usage.prompt_tokens > 0
+
+
+async def test_an_answer_without_markers_still_cites_its_source_by_attribution(api):
+    reply = await _client(api).chat.completions.create(
+        model="plain", messages=[{"role": "user", "content": "Where does the Danube flow?"}]
+    )
+    answer = reply.choices[0].message.content
+    cites = reply.choices[0].message.model_extra["citations"]
+    cited = [c for c in cites if c["cited"]]
+    assert len(cited) == 1 and cited[0]["found"] == "attributed" and cited[0]["source"].endswith("rivers.md")
+    (start, end), = cited[0]["answer_spans"]
+    assert answer[start:end] == "The Danube flows through Vienna and Budapest."  # not the unrelated sentence
+    assert all(c["found"] is None for c in cites if not c["cited"])
 
 
 async def test_a_streamed_answer_ends_with_a_citations_event(api):

@@ -338,3 +338,27 @@ def test_stray_index_files_are_removed(tmp_path):
     with EmbeddedStore(path) as s:
         assert s.namespaces() == {NS: DIM}
     assert [f.name for f in ann_files(path)] == ["ns1.ann"] and not (path / "ns1.ann.tmp").exists()
+
+
+def test_a_namespace_made_before_reranker_data_gets_the_column_on_open(tmp_path, monkeypatch):
+    from aifab.stores.embedded import sql
+
+    with monkeypatch.context() as m:  # the schema as it was
+        m.setattr(sql, "NAMESPACE_SCHEMA", sql.NAMESPACE_SCHEMA.replace(
+            "unit length\n    rerank BLOB                          -- a reranker's data (aifab.stores.tokens), or NULL", "").replace(
+            "vector BLOB NOT NULL,", "vector BLOB NOT NULL"))
+        m.setattr(sql, "add_rerank_column", lambda conn, t: None)
+        assert "rerank" not in sql.NAMESPACE_SCHEMA
+        store = EmbeddedStore(tmp_path / "store")
+        store.create_namespace(NS, DIM)
+        with pytest.raises(Exception, match="rerank"):
+            store.fetch(NS, ["c0"], rerank=True)
+        store.close()
+    store = EmbeddedStore(tmp_path / "store")
+    try:
+        recs = records(clustered(np.random.default_rng(0), 2, DIM))
+        recs[0].rerank = b"tokens"
+        store.upsert(NS, recs)
+        assert {r.id: r.rerank for r in store.fetch(NS, ["c0", "c1"], rerank=True)} == {"c0": b"tokens", "c1": None}
+    finally:
+        store.close()

@@ -20,7 +20,6 @@ from aifab.engines import load_engine
 from aifab.engines.protocol import Engine, SamplingParams
 from aifab.errors import InvalidRequest
 from aifab.rag import Rag
-from aifab.rag.citations import citations
 from aifab.rag.evaluate import evaluate_retrieval, judge_answer, load_qa, summarise_answers
 
 app = typer.Typer(help="Measure retrieval and answers on a question set (JSONL).", no_args_is_help=True)
@@ -73,7 +72,7 @@ async def _answer(rag: Rag, app: AppSettings, engine: Engine, question: str, ech
             sys.stdout.flush()
     answer = "".join(parts)
     return {"question": question, "query": prepared.query, "answer": answer,
-            "citations": citations(prepared.passages, answer)}
+            "citations": rag.cite(prepared, answer)}
 
 
 def _where(c: dict[str, Any]) -> str:
@@ -96,7 +95,8 @@ def ask(
     as_json: JsonOpt = False,
 ) -> None:
     """Answer a question from a collection, streaming the answer, then list its numbered sources
-    (* = cited in the answer). Says it does not know when nothing relevant is found."""
+    (* = cited by a [n] marker in the answer, ~ = attributed to an answer sentence after generation).
+    Says it does not know when nothing relevant is found."""
     with open_rag(config, data_dir) as rag:
         app = _app(rag, app_name, collection, top_k, mode)
         with _engine(rag, app) as engine:
@@ -108,7 +108,8 @@ def ask(
     if result["citations"]:
         typer.echo("\nSources:")
     for c in result["citations"]:
-        typer.echo(f"{'*' if c['cited'] else ' '}[{c['index']}] {_where(c)}")
+        mark = {"marker": "*", "attributed": "~"}.get(c.get("found") or "", " ")
+        typer.echo(f"{mark}[{c['index']}] {_where(c)}")
 
 
 def _progress(total: int, label: str, enabled: bool) -> Progress:
@@ -163,8 +164,9 @@ def eval_answers(
     data_dir: DataDirOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Answer every question, then report: share citing a gold source, exact match / F1 against gold
-    answers (when given), share of answer sentences supported by the cited text, share abstained."""
+    """Answer every question, then report: share citing a gold source (by marker or attribution), exact
+    match / F1 against gold answers (when given), share of answer sentences supported by the text their own
+    [n] markers cite, share grounded in any source given, share abstained."""
     qas = load_qa(qa)[:limit]
     with open_rag(config, data_dir) as rag:
         app = _app(rag, app_name, collection, None, None)

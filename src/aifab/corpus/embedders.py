@@ -99,40 +99,49 @@ class SentenceTransformerEmbedder:
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         """float32 (len(texts), dimensions), rows L2-normalised, in the order given. Batches are formed
         longest first by exact token count, so each pads little; rows go straight to their place."""
+        return self._encode(texts, tokens=False)[0]
+
+    def embed_with_tokens(self, texts: Sequence[str]) -> tuple[np.ndarray, list[np.ndarray]]:
+        """``embed`` and ``token_vectors`` of the same texts from one forward pass: what ingest stores so
+        that the maxsim reranker never re-encodes a passage."""
+        return self._encode(texts, tokens=True)
+
+    def token_vectors(self, texts: Sequence[str]) -> list[np.ndarray]:
+        """Per-token contextual vectors (float32 (tokens, dimensions), rows L2-normalised, padding and
+        special tokens dropped) of each text: what late-interaction scoring compares."""
+        return self._encode(texts, tokens=True)[1]
+
+    def _encode(self, texts: Sequence[str], *, tokens: bool) -> tuple[np.ndarray, list[np.ndarray]]:
         import torch
 
         texts = list(texts)
         out = np.empty((len(texts), self.dimensions), dtype=np.float32)
+        token_rows: list[np.ndarray] = [np.empty((0, self.dimensions), np.float32)] * len(texts)
         order = np.argsort(-np.asarray(self.count_tokens(texts), dtype=np.int64), kind="stable")
         model = self.model
         with torch.inference_mode():
             for at in range(0, len(texts), self.batch_size):
                 rows = order[at : at + self.batch_size]
                 features = self._preprocess([texts[i] for i in rows])
-                vectors = model(features)["sentence_embedding"]
-                vectors = torch.nn.functional.normalize(vectors.to(torch.float32), p=2, dim=1)
-                out[rows] = vectors.numpy()
-        return out
-
-
-    def token_vectors(self, texts: Sequence[str]) -> list[np.ndarray]:
-        """Per-token contextual vectors (float32 (tokens, dimensions), rows L2-normalised, padding and
-        special tokens dropped) of each text: what late-interaction scoring compares."""
-        import torch
-
-        model = self.model
-        out: list[np.ndarray] = []
-        with torch.inference_mode():
-            for at in range(0, len(texts), self.batch_size):
-                features = self._preprocess(list(texts[at : at + self.batch_size]))
                 result = model(features)
-                tokens = torch.nn.functional.normalize(result["token_embeddings"].to(torch.float32), p=2, dim=2)
-                mask = features["attention_mask"].bool()
-                mask[:, 0] = False  # [CLS]
-                lengths = features["attention_mask"].sum(dim=1)
-                mask[torch.arange(mask.shape[0]), lengths - 1] = False  # [SEP]
-                out.extend(tokens[i][mask[i]].numpy() for i in range(tokens.shape[0]))
-        return out
+                vectors = torch.nn.functional.normalize(result["sentence_embedding"].to(torch.float32), p=2, dim=1)
+                out[rows] = vectors.numpy()
+                if tokens:
+                    for i, t in zip(rows, _token_rows(result, features), strict=True):
+                        token_rows[i] = t
+        return out, token_rows
+
+
+def _token_rows(result: dict[str, Any], features: dict[str, Any]) -> list[np.ndarray]:
+    """Each text's token vectors, L2-normalised, without padding, [CLS] and [SEP]."""
+    import torch
+
+    tokens = torch.nn.functional.normalize(result["token_embeddings"].to(torch.float32), p=2, dim=2)
+    mask = features["attention_mask"].bool()
+    mask[:, 0] = False  # [CLS]
+    lengths = features["attention_mask"].sum(dim=1)
+    mask[torch.arange(mask.shape[0]), lengths - 1] = False  # [SEP]
+    return [tokens[i][mask[i]].numpy() for i in range(tokens.shape[0])]
 
 
 def token_counter(tokenizer: Any) -> CountTokens:

@@ -25,17 +25,24 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from sqlalchemy import select
 
 from aifab.corpus.collections import Collections, VersionInfo
 from aifab.corpus.jobs import Jobs
-from aifab.corpus.protocol import Chunker, Document, Embedder
+from aifab.corpus.protocol import Chunk, Chunker, Document, Embedder
+from aifab.corpus.segmenting import sentence_spans
 from aifab.corpus.sources import Source, under
 from aifab.errors import AifabError, InvalidDocument, NothingToIndex, out_of_space
 from aifab.state.tables import DocumentRow
 from aifab.stores.protocol import ChunkRecord
+from aifab.stores.tokens import pack as pack_tokens
 
-LOADER_VERSION = 1
+# 2: chunk offsets ("start", "end") point into the file's decoded text for text formats; the offsets into
+# the normalised text are kept as "text_start"/"text_end"; "offsets" says which text "start" indexes;
+# "sentences" lists each sentence as [start, end] in the chunk's text and [start, end] in the file, so
+# that a prompt can carry a few sentences of a chunk and still cite their exact places.
+LOADER_VERSION = 2
 LoadFn = Callable[[bytes, str], Document]
 ProgressFn = Callable[["IngestReport", str], None]
 
@@ -86,6 +93,15 @@ def chunk_id(document_id: str, text: str, occurrence: int) -> str:
     return digest[:32]
 
 
+def sentence_places(document: Document, chunk: Chunk) -> list[list[int]]:
+    """Each sentence of the chunk (a line break also separates) as [start, end] in ``chunk.text`` followed
+    by [start, end] in the file (``Document.file_span``)."""
+    out = []
+    for a, b in sentence_spans(chunk.text, 0, len(chunk.text), items=True):
+        out.append([a, b, *document.file_span(chunk.start + a, chunk.start + b)])
+    return out
+
+
 class Ingestor:
     """Runs ingests into collections. ``embed_batch`` chunks are embedded per model call; documents are
     gathered until at least ``flush_chunks`` chunks wait, so that batches stay full across small files."""
@@ -100,7 +116,10 @@ class Ingestor:
         *,
         max_file_bytes: int,
         flush_chunks: int = 256,
+        token_vectors: bool = True,
     ) -> None:
+        """``token_vectors``: store each chunk's token vectors for the maxsim reranker, when the embedder
+        can give them (a local model; an embedding endpoint returns pooled vectors only)."""
         self.collections = collections
         self.store = collections.store
         self.db = collections.db
@@ -110,6 +129,7 @@ class Ingestor:
         self.load = load
         self.max_file_bytes = max_file_bytes
         self.flush_chunks = flush_chunks
+        self.token_vectors = token_vectors and hasattr(embedder, "embed_with_tokens")
 
     def pipeline(self) -> dict[str, Any]:
         """What the chunks and vectors depend on; a change builds a new collection version."""
@@ -118,6 +138,8 @@ class Ingestor:
             "chunker": self.chunker.fingerprint(),
             "embedder": self.embedder.name,
             "dimensions": self.embedder.dimensions,
+            # a version either has every chunk's token vectors or none: turning them on builds a new one
+            **({"token_vectors": "int8/1"} if self.token_vectors else {}),
         }
 
     def run(
@@ -216,6 +238,7 @@ class Ingestor:
         seen: Counter[str] = Counter()
         records = []
         for i, c in enumerate(chunks):
+            start, end = document.file_span(c.start, c.end)
             occurrence = seen[c.text]
             seen[c.text] += 1
             records.append(
@@ -225,17 +248,20 @@ class Ingestor:
                     text=c.text,
                     metadata={
                         "source": src.source, "title": document.title, "format": document.format,
-                        "section": list(c.section), "page": c.page, "start": c.start, "end": c.end,
-                        "chunk": i, "tokens": c.tokens,
+                        "section": list(c.section), "page": c.page, "start": start, "end": end,
+                        "offsets": document.offsets, "text_start": c.start, "text_end": c.end,
+                        "sentences": sentence_places(document, c), "chunk": i, "tokens": c.tokens,
                     },
                     acl=tuple(tags),
                 )
             )
-        stored = {r.id: r.vector for r in self.store.fetch(version.namespace, [r.id for r in records], vectors=True)}
+        ids = [r.id for r in records]
+        stored = {r.id: r for r in self.store.fetch(version.namespace, ids, vectors=True, rerank=self.token_vectors)}
         missing = []
         for i, r in enumerate(records):
-            if r.id in stored:
-                r.vector = stored[r.id]
+            have = stored.get(r.id)
+            if have is not None and (have.rerank is not None or not self.token_vectors):
+                r.vector, r.rerank = have.vector, have.rerank
             else:
                 missing.append(i)
         return _Pending(src, len(data), content_hash, document, records, missing, existed=row is not None)
@@ -244,8 +270,14 @@ class Ingestor:
         if not pending:
             return
         texts = [p.records[i].text for p in pending for i in p.missing]
+        tokens: list[np.ndarray] = []
         try:
-            vectors = self.embedder.embed(texts) if texts else None
+            if not texts:
+                vectors = None
+            elif self.token_vectors:
+                vectors, tokens = self.embedder.embed_with_tokens(texts)  # type: ignore[attr-defined]
+            else:
+                vectors = self.embedder.embed(texts)
         except AifabError as exc:
             for p in pending:
                 report.errors.append({"path": p.source.source, "reason": f"embedding failed: {exc.message}"})
@@ -255,6 +287,8 @@ class Ingestor:
             for i in p.missing:
                 assert vectors is not None
                 p.records[i].vector = vectors[at]
+                if tokens:
+                    p.records[i].rerank = pack_tokens(tokens[at])
                 at += 1
             self._commit(version, p, tags)
             report.chunks_embedded += len(p.missing)

@@ -4,7 +4,9 @@
 A ``Document`` is normalised text plus its structure: ``blocks`` are headings, paragraphs, code, tables
 and list items in reading order, each with character offsets into ``Document.text`` (so
 ``doc.text[b.start:b.end] == b.text``) and the page it starts on when the format has pages. Chunkers
-derive section paths from the headings; citations point back through the offsets.
+derive section paths from the headings. For text formats the loader also attaches a ``SourceMap`` so that
+``Document.file_span`` turns those offsets into offsets into the file's decoded text (what citations
+carry); for PDF, DOCX and HTML offsets stay in the extracted text (plus page or section).
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, runtime_checkable
 
 import numpy as np
+
+from aifab.corpus.sourcemap import SourceMap
 
 BlockKind = Literal["heading", "paragraph", "code", "table", "list"]
 
@@ -36,6 +40,16 @@ class Document:
     text: str
     blocks: list[Block]
     metadata: dict[str, Any] = field(default_factory=dict)
+    source_map: SourceMap | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def offsets(self) -> Literal["file", "extracted"]:
+        """What ``file_span`` offsets index: the file's decoded text, or the extracted text."""
+        return "file" if self.source_map is not None else "extracted"
+
+    def file_span(self, start: int, end: int) -> tuple[int, int]:
+        """``text[start:end]``'s place in the file's decoded text (text formats), else in ``text``."""
+        return self.source_map.span(start, end) if self.source_map is not None else (start, end)
 
 
 @runtime_checkable

@@ -68,6 +68,7 @@ class Corpus:
                     self.collections, self.jobs, embedder, chunker,
                     lambda data, source: load_document(data, source, max_bytes=cfg.max_file_bytes),
                     max_file_bytes=cfg.max_file_bytes, flush_chunks=cfg.embed_batch * 4,
+                    token_vectors=cfg.token_vectors,
                 )
             return self._ingestor
 

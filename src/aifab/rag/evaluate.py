@@ -5,8 +5,11 @@ text of a passage that answers the question, or a source reference ``{"source": 
 "section": "...", "start": 120, "end": 480, "text": "..."}`` with any subset of those keys. A retrieved
 passage is relevant to a gold entry when every key given matches: ``source`` equal to the passage's
 source or a trailing part of it; ``section`` one of its headings; ``start``/``end`` overlapping its
-character range; ``text`` at least half of the gold's words found in the passage. ``answer`` (optional)
-enables exact match and F1 of answers.
+character range; ``text`` held *strictly*: whole sentences of the gold, each found in the passage as one unbroken run of
+words (case and punctuation aside), that together make up at least half of the gold's words (all of a
+one-sentence gold). Loose word containment, the earlier rule, counted "African or European swallow? This
+text is not in the docs." as found in a passage that merely used half of those words, stop words included.
+``answer`` (optional) enables exact match and F1 of answers.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from aifab.rag.citations import cited_numbers, strip_markers
 from aifab.stores.lexical import STOPWORDS, words
 
 _SENTENCE = re.compile(r"(?<=[.!?])\s+|\n+")
-TEXT_MATCH = 0.5  # share of the gold passage's words a retrieved passage must hold
+GOLD_SHARE = 0.5  # share of the gold passage's words that its sentences found whole in a passage must make up
 
 
 @dataclass
@@ -50,7 +53,7 @@ class Gold:
                 return False
             if not (lo < (self.end if self.end is not None else math.inf) and hi > (self.start or 0)):
                 return False
-        return self.text is None or containment(self.text, text) >= TEXT_MATCH
+        return self.text is None or holds_sentences(text, self.text) >= GOLD_SHARE
 
 
 @dataclass
@@ -68,6 +71,18 @@ def containment(needle: str, haystack: str) -> float:
         return 0.0
     have = Counter(words(haystack))
     return sum(min(n, have[w]) for w, n in want.items()) / sum(want.values())
+
+
+def holds_sentences(passage: str, gold: str) -> float:
+    """The share of ``gold``'s words that lie in its sentences found whole (as an unbroken run of words,
+    case and punctuation aside) in ``passage``; a sentence cut by a chunk boundary does not count."""
+    sentences = [words(s) for s in _SENTENCE.split(gold)]
+    total = sum(len(s) for s in sentences)
+    if not total:
+        return 0.0
+    haystack = f" {' '.join(words(passage))} "
+    found = sum(len(s) for s in sentences if s and f" {' '.join(s)} " in haystack)
+    return found / total
 
 
 def load_qa(path: Path) -> list[QA]:
@@ -170,6 +185,11 @@ def f1(prediction: str, gold: str) -> float:
     return 2 * precision * recall / (precision + recall)
 
 
+def _supported(sentence: str, text: str, support: float) -> bool:
+    content = " ".join(w for w in words(strip_markers(sentence)) if w not in STOPWORDS and len(w) > 1)
+    return bool(content) and containment(content, text) >= support
+
+
 def supported_share(answer: str, cited_texts: dict[int, str], support: float = 0.5) -> float:
     """The share of the answer's sentences whose content words are at least ``support`` found in the
     text of the sources they cite (their own ``[n]`` markers, else those of the whole answer).
@@ -181,11 +201,18 @@ def supported_share(answer: str, cited_texts: dict[int, str], support: float = 0
     supported = 0
     for sentence in sentences:
         numbers = [n for n in cited_numbers(sentence) if n in cited_texts] or everywhere
-        content = " ".join(w for w in words(strip_markers(sentence)) if w not in STOPWORDS and len(w) > 1)
-        if numbers and content and containment(content, " ".join(cited_texts[n] for n in numbers)) >= support:
+        if numbers and _supported(sentence, " ".join(cited_texts[n] for n in numbers), support):
             supported += 1
     return supported / len(sentences)
 
+
+def grounded_share(answer: str, sources: Sequence[str], support: float = 0.5) -> float:
+    """The share of the answer's sentences supported (as in ``supported_share``) by any one source given to
+    the model, whatever the answer cites: does the answer rest on its context at all."""
+    sentences = [s for s in _SENTENCE.split(answer) if words(s)]
+    if not sentences:
+        return 0.0
+    return sum(any(_supported(s, text, support) for text in sources) for s in sentences) / len(sentences)
 
 
 # --- runs -----------------------------------------------------------------------------------------
@@ -212,15 +239,23 @@ def evaluate_retrieval(
 
 
 def judge_answer(qa: QA, answer: str, citations: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """One answer's checks: does it cite a gold source, EM/F1 against the gold answer, supported share."""
+    """One answer's checks: does it cite a gold source, EM/F1 against the gold answer, supported share.
+
+    ``supported`` reads only the model's own ``[n]`` markers (citations ``found`` by ``marker``), never the
+    attributed ones: attribution picks sources by similarity to the sentence, so judging a sentence by the
+    source attribution chose for it would grade attribution by its own signal. ``grounded`` reads every
+    source given, whatever is cited. ``cites_gold`` counts both kinds of citation; ``attributed`` says
+    whether the answer had any attributed one."""
     cited = [c for c in citations if c["cited"]]
-    texts = {c["index"]: c["text"] for c in cited}
+    marked = {c["index"]: c["text"] for c in cited if c.get("found", "marker") == "marker"}
     row: dict[str, Any] = {
         "line": qa.line,
         "question": qa.question,
         "answer": answer,
         "cited": [c["index"] for c in cited],
-        "supported": supported_share(answer, texts),
+        "supported": supported_share(answer, marked),
+        "grounded": grounded_share(answer, [c["text"] for c in citations]),
+        "attributed": any(c.get("found") == "attributed" for c in cited),
         "abstained": not citations,
     }
     if qa.gold:
@@ -235,7 +270,8 @@ def judge_answer(qa: QA, answer: str, citations: Sequence[dict[str, Any]]) -> di
 
 def summarise_answers(rows: Sequence[dict[str, Any]]) -> dict[str, float]:
     out: dict[str, float] = {"questions": float(len(rows))}
-    for key in ("cites_gold", "gold_in_sources", "exact_match", "f1", "supported", "abstained"):
+    for key in ("cites_gold", "gold_in_sources", "exact_match", "f1", "supported", "grounded", "attributed",
+                "abstained"):
         values = [float(r[key]) for r in rows if key in r]
         if values:
             out[key] = sum(values) / len(values)

@@ -25,16 +25,19 @@ class Passage:
     metadata: dict[str, Any] = field(default_factory=dict)
     ranks: dict[str, int] = field(default_factory=dict)
     vector: np.ndarray | None = field(default=None, repr=False, compare=False)
+    stored: bytes | None = field(default=None, repr=False, compare=False)  # the reranker's data from ingest
 
     @property
     def source(self) -> str:
         return str(self.metadata.get("source", ""))
 
     def place(self) -> dict[str, Any]:
-        """Where the passage is: source path, title, section headings, page and character offsets."""
+        """Where the passage is: source path, title, section headings, page and character offsets (``spans``:
+        the exact places of the sentences a prompt carried, when context selection cut it down)."""
         m = self.metadata
         return {"source": m.get("source"), "title": m.get("title"), "section": m.get("section") or [],
-                "page": m.get("page"), "start": m.get("start"), "end": m.get("end")}
+                "page": m.get("page"), "start": m.get("start"), "end": m.get("end"),
+                "offsets": m.get("offsets", "extracted"), **({"spans": m["spans"]} if m.get("spans") else {})}
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -50,8 +53,13 @@ class Passage:
 
 @runtime_checkable
 class Reranker(Protocol):
-    """Re-orders candidate passages for a query, best first; sets each passage's ``score``."""
+    """Re-orders candidate passages for a query, best first; sets each passage's ``score``.
+
+    Returns the same passages (none dropped or added), sorted by the new score, ties by id; an empty list
+    for none. ``uses_stored``: it reads ``Passage.stored``, the data kept with each chunk at ingest, which
+    the retriever then fetches for the candidates. ``aifab.testing.RerankerConformance`` checks this."""
 
     name: str
+    uses_stored: bool
 
     def rerank(self, query: str, passages: Sequence[Passage]) -> list[Passage]: ...

@@ -57,8 +57,19 @@ class Retriever:
         if settings.mmr:
             passages = mmr(passages, settings.mmr_lambda, len(passages))
         if reranker is not None:
-            passages = reranker.rerank(query, passages[: settings.rerank_candidates])
+            candidates = passages[: settings.rerank_candidates]
+            if reranker.uses_stored:
+                candidates = self._with_stored(namespace, candidates)
+            passages = reranker.rerank(query, candidates)
         return passages[:k]
+
+    def _with_stored(self, namespace: str, passages: list[Passage]) -> list[Passage]:
+        """The passages with the data their chunks stored for the reranker at ingest (one fetch); one
+        deleted since the search is left out."""
+        stored = {r.id: r.rerank for r in self.store.fetch(namespace, [p.id for p in passages], rerank=True)}
+        for p in passages:
+            p.stored = stored.get(p.id)
+        return [p for p in passages if p.id in stored]
 
     def _with_similarity(
         self, namespace: str, pool: list[Passage], vector: np.ndarray, *, vectors: bool

@@ -18,10 +18,13 @@ from aifab.config import AppSettings, RetrievalSettings, Settings
 from aifab.corpus.service import Corpus
 from aifab.engines.protocol import Delta, Engine, GenerationRequest, SamplingParams
 from aifab.errors import ConfigError, Conflict, InvalidRequest, NotFound
+from aifab.rag.attribution import Attributor
+from aifab.rag.citations import citations
 from aifab.rag.prompting import build_prompt
 from aifab.rag.protocol import Passage, Reranker
 from aifab.rag.rerank import make_reranker
 from aifab.rag.retrieval import Retriever
+from aifab.rag.selection import select_context
 from aifab.stores.protocol import Filter, Scalar
 
 log = logging.getLogger("aifab.rag")
@@ -154,6 +157,11 @@ class Rag:
         )
         if not any(p.similarity >= retrieval.min_score for p in passages):
             return Prepared(app, query, fallback=DONT_KNOW.format(collection=app.collection))
+        if retrieval.context_tokens > 0:
+            passages = await asyncio.to_thread(
+                select_context, query, passages, embed=self.corpus.embedder().embed,
+                count_tokens=engine.count_tokens, budget=retrieval.context_tokens,
+            )
         window = min(engine.package.context_length, self.settings.engines.context_per_sequence)
         budget = (app.max_context_tokens or window) - max_tokens
         grounded = build_prompt(
@@ -190,6 +198,15 @@ class Rag:
         if not text or len(text) > 3 * len(question) + 200:
             return None
         return text
+
+    def cite(self, prepared: Prepared, answer: str) -> list[dict[str, Any]]:
+        """The answer's citations: its markers, and for its other sentences the sources attribution finds
+        (``rag.attribute``), each marked with how it was found."""
+        settings = prepared.app.retrieval or self.settings.rag
+        attributor = None
+        if settings.attribute and prepared.passages:
+            attributor = Attributor(self.corpus.embedder().embed, threshold=settings.attribution_threshold)
+        return citations(prepared.passages, answer, attributor)
 
     @staticmethod
     def generate(

@@ -103,8 +103,6 @@ class OpenAIServing:
                       call: Call | None) -> dict[str, Any] | AsyncIterator[bytes]:
         """A RAG app called as a model: retrieve, ground, generate; citations ride along. A key sees only
         the chunks its ACL tags allow, and only apps over collections in its scope."""
-        from aifab.rag.citations import citations
-
         assert self.rag is not None
         if req.response_format is not None and req.response_format.type != "text":
             raise InvalidRequest("an app answers in text with citations; response_format is not supported",
@@ -122,8 +120,10 @@ class OpenAIServing:
         if req.temperature is None:
             sampling.temperature = app.temperature
 
+        rag = self.rag
+
         def extra(answer: str) -> dict[Kind, Any]:
-            cites = citations(prepared.passages, answer)
+            cites = rag.cite(prepared, answer)
             if call is not None:
                 call.context = cited_chunks(cites)
             return {"citations": cites}

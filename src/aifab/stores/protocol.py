@@ -30,7 +30,9 @@ NAMESPACE_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,127}$"
 
 @dataclass
 class ChunkRecord:
-    """One stored chunk. ``vector`` is float32 of the namespace's dimensions (None when not fetched)."""
+    """One stored chunk. ``vector`` is float32 of the namespace's dimensions (None when not fetched).
+    ``rerank`` is opaque data a reranker keeps with the chunk (its token vectors, ``aifab.stores.tokens``):
+    stored, replaced and deleted with the record, returned only by ``fetch(..., rerank=True)``."""
 
     id: str
     document_id: str
@@ -38,6 +40,7 @@ class ChunkRecord:
     vector: np.ndarray | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
     acl: tuple[str, ...] = ()
+    rerank: bytes | None = field(default=None, repr=False)
 
 
 @dataclass
@@ -87,8 +90,10 @@ class VectorStore(Protocol):
     def delete(self, namespace: str, ids: Iterable[str]) -> int:
         """Delete by id; unknown ids are ignored. Returns how many were deleted."""
 
-    def fetch(self, namespace: str, ids: Sequence[str], *, vectors: bool = False) -> list[ChunkRecord]:
-        """The records that exist among ``ids`` (any order), with vectors when asked."""
+    def fetch(
+        self, namespace: str, ids: Sequence[str], *, vectors: bool = False, rerank: bool = False
+    ) -> list[ChunkRecord]:
+        """The records that exist among ``ids`` (any order), with vectors and reranker data when asked."""
 
     def document_chunks(self, namespace: str, document_id: str) -> set[str]:
         """Ids of the chunks stored for one document."""

@@ -8,6 +8,7 @@ from aifab.testing.embedders import FakeEmbedder
 from aifab.testing.fakes import FakeEngine, FakeRuntime
 from aifab.testing.faults import DiskFull, FillingStore
 from aifab.testing.memory_store import MemoryStorage, MemoryStore
+from aifab.testing.rerankers import RerankerConformance
 from aifab.testing.stores import StoreConformance
 from aifab.testing.upstream import FakeUpstream, UpstreamOptions
 
@@ -21,6 +22,7 @@ __all__ = [
     "FillingStore",
     "MemoryStorage",
     "MemoryStore",
+    "RerankerConformance",
     "StoreConformance",
     "UpstreamOptions",
 ]

@@ -42,6 +42,9 @@ class FakeEmbedder:
             out.append(np.stack([r / (np.linalg.norm(r) or 1.0) for r in rows]).astype(np.float32))
         return out
 
+    def embed_with_tokens(self, texts: Sequence[str]) -> tuple[np.ndarray, list[np.ndarray]]:
+        return self.embed(texts), self.token_vectors(texts)
+
     def _word(self, word: str) -> np.ndarray:
         v = np.zeros(self.dimensions, dtype=np.float32)
         h = int.from_bytes(hashlib.blake2b(word.encode(), digest_size=8).digest(), "little")

@@ -55,15 +55,17 @@ class MemoryStore:
         for r in records:
             v = np.asarray(r.vector, dtype=np.float32)
             rows[r.id] = ChunkRecord(r.id, r.document_id, r.text, v / (np.linalg.norm(v) or 1.0),
-                                     copy.deepcopy(r.metadata), tuple(r.acl))
+                                     copy.deepcopy(r.metadata), tuple(r.acl), r.rerank)
 
     def delete(self, namespace: str, ids: Iterable[str]) -> int:
         rows = self._ns(namespace)
         return sum(rows.pop(i, None) is not None for i in set(ids))
 
-    def fetch(self, namespace: str, ids: Sequence[str], *, vectors: bool = False) -> list[ChunkRecord]:
+    def fetch(
+        self, namespace: str, ids: Sequence[str], *, vectors: bool = False, rerank: bool = False
+    ) -> list[ChunkRecord]:
         rows = self._ns(namespace)
-        return [self._out(rows[i], vectors) for i in ids if i in rows]
+        return [self._out(rows[i], vectors, rerank) for i in ids if i in rows]
 
     def document_chunks(self, namespace: str, document_id: str) -> set[str]:
         return {r.id for r in self._ns(namespace).values() if r.document_id == document_id}
@@ -103,6 +105,6 @@ class MemoryStore:
         return None
 
     @staticmethod
-    def _out(r: ChunkRecord, vectors: bool) -> ChunkRecord:
+    def _out(r: ChunkRecord, vectors: bool, rerank: bool = False) -> ChunkRecord:
         return ChunkRecord(r.id, r.document_id, r.text, r.vector.copy() if vectors and r.vector is not None else None,
-                           copy.deepcopy(r.metadata), r.acl)
+                           copy.deepcopy(r.metadata), r.acl, r.rerank if rerank else None)

@@ -130,6 +130,21 @@ class StoreConformance:
             assert g.vector is not None and r.vector is not None and np.allclose(g.vector, r.vector, atol=1e-3)
         assert all(r.vector is None for r in store.fetch(NS, ["c0"]))
 
+    def test_reranker_data_is_kept_replaced_and_deleted_with_its_record(
+        self, store: VectorStore, rng: np.random.Generator
+    ) -> None:
+        recs = records(unit(rng, 3))
+        recs[0].rerank, recs[1].rerank = b"\x00\x01token vectors\xff", bytes(range(256)) * 40
+        store.upsert(NS, recs)
+        got = {r.id: r.rerank for r in store.fetch(NS, ["c0", "c1", "c2"], rerank=True)}
+        assert got == {"c0": recs[0].rerank, "c1": recs[1].rerank, "c2": None}
+        assert all(r.rerank is None for r in store.fetch(NS, ["c0", "c1"]))  # only when asked
+        recs[0].rerank = b"new"
+        store.upsert(NS, [recs[0]])
+        assert [r.rerank for r in store.fetch(NS, ["c0"], rerank=True)] == [b"new"]
+        store.delete(NS, ["c1"])
+        assert store.fetch(NS, ["c1"], rerank=True) == []
+
     def test_delete_and_document_chunks(self, store: VectorStore, rng: np.random.Generator) -> None:
         store.upsert(NS, records(unit(rng, 8)))  # d0: c0..c3, d1: c4..c7
         assert store.document_chunks(NS, "d1") == {"c4", "c5", "c6", "c7"}

@@ -52,6 +52,7 @@ _BREAK = "\ue000"
 
 class HtmlLoader(TextLoader):
     formats: tuple[str, ...] = ("html",)
+    maps_to_file = False  # a page's words sit among tags and scripts: offsets index the extracted text
 
     def parse(self, text: str, builder: DocumentBuilder) -> None:
         import lxml.html

@@ -8,6 +8,7 @@ from aifab.corpus.loaders.build import DocumentBuilder
 from aifab.corpus.loaders.decode import DecodedText, decode_text
 from aifab.corpus.loaders.normalise import clean
 from aifab.corpus.protocol import Document
+from aifab.corpus.sourcemap import align
 from aifab.errors import InvalidDocument, NothingToIndex
 
 _BLANK_LINE = re.compile(r"\n[ \t]*\n")
@@ -21,6 +22,7 @@ class TextLoader:
     """
 
     formats: tuple[str, ...] = ()
+    maps_to_file = True  # offsets into the decoded file; HTML's point into the extracted text instead
 
     def load(self, data: bytes, source: str) -> Document:
         if not data.strip():
@@ -35,7 +37,10 @@ class TextLoader:
             self.parse(clean(decoded.text), builder)
         except RecursionError:  # the markup parsers recurse once per nesting level (quotes, lists, tags)
             raise InvalidDocument("nested too deeply to read") from None
-        return builder.build(source=source, format=self.formats[0])
+        document = builder.build(source=source, format=self.formats[0])
+        if self.maps_to_file:
+            document.source_map = align(document.text, decoded.text)
+        return document
 
     def parse(self, text: str, builder: DocumentBuilder) -> None:
         raise NotImplementedError

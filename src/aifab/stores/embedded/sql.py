@@ -48,7 +48,8 @@ CREATE TABLE {t}_rec (
     text TEXT NOT NULL,
     metadata TEXT NOT NULL,              -- JSON object
     acl TEXT NOT NULL,                   -- JSON list of tags, '[]' = public
-    vector BLOB NOT NULL                 -- float32, little-endian, unit length
+    vector BLOB NOT NULL,                -- float32, little-endian, unit length
+    rerank BLOB                          -- a reranker's data (aifab.stores.tokens), or NULL
 );
 CREATE INDEX {t}_rec_doc ON {t}_rec (document_id);
 CREATE TABLE {t}_acl (tag TEXT NOT NULL, key INTEGER NOT NULL, PRIMARY KEY (tag, key)) WITHOUT ROWID;
@@ -67,6 +68,12 @@ MAX_LEXICAL_TERMS = 64
 
 def table(ns_id: int) -> str:
     return f"ns{int(ns_id)}"
+
+
+def add_rerank_column(conn: sqlite3.Connection, t: str) -> None:
+    """Namespaces made before records carried reranker data get the (NULL) column; a no-op after."""
+    if "rerank" not in {row[1] for row in conn.execute(f"PRAGMA table_info({t}_rec)")}:
+        conn.execute(f"ALTER TABLE {t}_rec ADD COLUMN rerank BLOB")
 
 
 def connect(path: Path, *, writer: bool) -> sqlite3.Connection:
@@ -196,11 +203,13 @@ def delete_rows(conn: sqlite3.Connection, t: str, rows: Iterable[Sequence[Any]],
     return seq
 
 
-def insert_rows(conn: sqlite3.Connection, t: str, rows: Sequence[tuple[int, str, str, str, str, str, bytes]],
+def insert_rows(conn: sqlite3.Connection, t: str,
+                rows: Sequence[tuple[int, str, str, str, str, str, bytes, bytes | None]],
                 metadata: Sequence[dict[str, Any]], acls: Sequence[tuple[str, ...]]) -> None:
-    """Insert record versions ``rows`` = (key, id, document_id, text, metadata JSON, acl JSON, vector)."""
-    conn.executemany(f"INSERT INTO {t}_rec (key, id, document_id, text, metadata, acl, vector) "
-                     "VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+    """Insert record versions ``rows`` = (key, id, document_id, text, metadata JSON, acl JSON, vector,
+    rerank data)."""
+    conn.executemany(f"INSERT INTO {t}_rec (key, id, document_id, text, metadata, acl, vector, rerank) "
+                     "VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
     conn.executemany(f"INSERT INTO {t}_fts (rowid, text) VALUES (?, ?)", [(r[0], r[3]) for r in rows])
     conn.executemany(f"INSERT INTO {t}_acl (tag, key) VALUES (?, ?)",
                      [(tag, r[0]) for r, acl in zip(rows, acls, strict=True) for tag in acl])

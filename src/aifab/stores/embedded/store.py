@@ -63,7 +63,7 @@ class _Space:
 @dataclass
 class _Prepared:
     ids: list[str]
-    rows: list[tuple[int, str, str, str, str, str, bytes]]
+    rows: list[tuple[int, str, str, str, str, str, bytes, bytes | None]]
     vectors: np.ndarray
     metadata: list[dict[str, Any]]
     acls: list[tuple[str, ...]]
@@ -215,15 +215,18 @@ class EmbeddedStore:
 
     # -- reads ------------------------------------------------------------------------------------
 
-    def fetch(self, namespace: str, ids: Sequence[str], *, vectors: bool = False) -> list[ChunkRecord]:
+    def fetch(
+        self, namespace: str, ids: Sequence[str], *, vectors: bool = False, rerank: bool = False
+    ) -> list[ChunkRecord]:
         space = self._space(namespace)
         t, conn = sql.table(space.id), self._reader()
-        cols = sql.RECORD_COLUMNS + (", r.vector" if vectors else "")
+        cols = sql.RECORD_COLUMNS + ", " + ("r.vector" if vectors else "NULL") + ", " + ("r.rerank" if rerank else "NULL")
         out: list[ChunkRecord] = []
         for part in sql.chunked(list(dict.fromkeys(ids))):
             for row in conn.execute(f"SELECT {cols} FROM {t}_rec r WHERE r.id IN ({sql.placeholders(len(part))})", part):
-                vec = sql.decode_vectors([row[5]], space.dims)[0] if vectors else None
-                out.append(sql.row_to_record(row, vec))
+                record = sql.row_to_record(row, sql.decode_vectors([row[5]], space.dims)[0] if vectors else None)
+                record.rerank = row[6]
+                out.append(record)
         return out
 
     def document_chunks(self, namespace: str, document_id: str) -> set[str]:
@@ -391,6 +394,7 @@ class EmbeddedStore:
 
     def _open_space(self, name: str, ns_id: int, dims: int) -> _Space:
         space = _Space(name, ns_id, dims, self._new_ann(dims))
+        sql.add_rerank_column(self._writer, sql.table(ns_id))
         t0 = time.perf_counter()
         ann, why = snapshot.load(self._ann_path(space), self._ann_identity(space),
                                  m=self.hnsw_m, ef_construction=self.hnsw_ef_construction)
@@ -498,5 +502,5 @@ def _prepare(records: Sequence[ChunkRecord], dims: int) -> _Prepared:
         out.metadata.append(json.loads(metadata))
         out.acls.append(acl)
         out.rows.append((0, r.id, r.document_id, r.text, metadata, json.dumps(acl, ensure_ascii=False),
-                         sql.encode_vector(vectors[i])))
+                         sql.encode_vector(vectors[i]), r.rerank))
     return out

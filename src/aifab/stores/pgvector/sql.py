@@ -33,7 +33,7 @@ CATALOGUE_DDL = [
 STAGE = "aifab_vec_stage"
 # Per connection: COPY lands here, then one INSERT ... ON CONFLICT moves it; emptied at every commit.
 STAGE_DDL = b"""CREATE TEMP TABLE IF NOT EXISTS aifab_vec_stage (
-    id text, document_id text, content text, metadata jsonb, acl text[], embedding vector
+    id text, document_id text, content text, metadata jsonb, acl text[], embedding vector, rerank bytea
 ) ON COMMIT DELETE ROWS"""
 COLUMNS = "id, document_id, content, metadata, acl"
 # Weights are {D, C, B, A}: english (A) counts fully, the simple half (B) is a tie-breaker.
@@ -55,6 +55,16 @@ def drop_hnsw_index(table: str) -> sql.Composed:
     return sql.SQL("DROP INDEX IF EXISTS {}").format(sql.Identifier(f"{table}_hnsw"))
 
 
+def has_rerank_column(table: str) -> sql.Composed:
+    """Whether a namespace table has the ``rerank`` column (tables made before it existed do not)."""
+    return sql.SQL("SELECT 1 FROM pg_attribute WHERE attrelid = {}::regclass AND attname = 'rerank' "
+                   "AND NOT attisdropped").format(sql.Literal(table))
+
+
+def add_rerank_column(table: str) -> sql.Composed:
+    return sql.SQL("ALTER TABLE {} ADD COLUMN IF NOT EXISTS rerank bytea").format(sql.Identifier(table))
+
+
 def create_table(table: str, dims: int, m: int, ef_construction: int) -> list[sql.Composed]:
     t = sql.Identifier(table)
     return [
@@ -66,6 +76,7 @@ def create_table(table: str, dims: int, m: int, ef_construction: int) -> list[sq
             metadata jsonb NOT NULL DEFAULT '{{}}',
             acl text[] NOT NULL DEFAULT '{{}}',
             embedding vector({dims}) NOT NULL,
+            rerank bytea,
             tsv tsvector GENERATED ALWAYS AS (
                 setweight(to_tsvector('english'::regconfig, content), 'A')
                 || setweight(to_tsvector('simple'::regconfig, content), 'B')) STORED)"""

@@ -113,6 +113,8 @@ class PgVectorStore:
         row = conn.execute(f"SELECT tbl, dims FROM {q.CATALOGUE} WHERE name = %s", (namespace,)).fetchone()
         if row is None:
             raise NotFound(f"no namespace '{namespace}'")
+        if conn.execute(q.has_rerank_column(row[0])).fetchone() is None:  # made before records had it
+            conn.execute(q.add_rerank_column(row[0]))
         self._tables[namespace] = (row[0], row[1])
         return row[0], row[1]
 
@@ -186,14 +188,15 @@ class PgVectorStore:
             if not rows:
                 return
             with conn.cursor() as cur:
-                with cur.copy(f"COPY {q.STAGE} ({q.COLUMNS}, embedding) FROM STDIN (FORMAT BINARY)") as copy:
-                    copy.set_types(["text", "text", "text", "jsonb", "text[]", self._vector_oid])
+                with cur.copy(f"COPY {q.STAGE} ({q.COLUMNS}, embedding, rerank) FROM STDIN (FORMAT BINARY)") as copy:
+                    copy.set_types(["text", "text", "text", "jsonb", "text[]", self._vector_oid, "bytea"])
                     for row in rows:
                         copy.write_row(row)
                 cur.execute(q.sql.SQL(
-                    "INSERT INTO {t} ({cols}, embedding) SELECT {cols}, embedding FROM {stage} ORDER BY id "
-                    "ON CONFLICT (id) DO UPDATE SET document_id = EXCLUDED.document_id, content = EXCLUDED.content, "
-                    "metadata = EXCLUDED.metadata, acl = EXCLUDED.acl, embedding = EXCLUDED.embedding"
+                    "INSERT INTO {t} ({cols}, embedding, rerank) SELECT {cols}, embedding, rerank FROM {stage} "
+                    "ORDER BY id ON CONFLICT (id) DO UPDATE SET document_id = EXCLUDED.document_id, "
+                    "content = EXCLUDED.content, metadata = EXCLUDED.metadata, acl = EXCLUDED.acl, "
+                    "embedding = EXCLUDED.embedding, rerank = EXCLUDED.rerank"
                 ).format(t=q.sql.Identifier(table), cols=q.sql.SQL(q.COLUMNS), stage=q.sql.Identifier(q.STAGE)))
 
         self._run(write)
@@ -210,8 +213,10 @@ class PgVectorStore:
 
     # -- reads ----------------------------------------------------------------------------------------
 
-    def fetch(self, namespace: str, ids: Sequence[str], *, vectors: bool = False) -> list[ChunkRecord]:
-        cols = q.COLUMNS + (", embedding" if vectors else "")
+    def fetch(
+        self, namespace: str, ids: Sequence[str], *, vectors: bool = False, rerank: bool = False
+    ) -> list[ChunkRecord]:
+        cols = q.COLUMNS + (", embedding" if vectors else ", NULL::vector") + (", rerank" if rerank else ", NULL::bytea")
 
         def read(conn: psycopg.Connection) -> list[ChunkRecord]:
             t = q.sql.Identifier(self._table(conn, namespace)[0])
@@ -307,9 +312,11 @@ def _row(r: ChunkRecord, dims: int) -> tuple[Any, ...]:
         json.dumps(r.metadata, allow_nan=False)
     except (TypeError, ValueError) as exc:
         raise InvalidRequest(f"chunk '{r.id}' has metadata that is not JSON: {exc}") from exc
-    return (r.id, r.document_id, r.text, q.Jsonb(r.metadata), list(r.acl), v)
+    return (r.id, r.document_id, r.text, q.Jsonb(r.metadata), list(r.acl), v, r.rerank)
 
 
 def _record(row: Sequence[Any]) -> ChunkRecord:
     vector = row[5] if len(row) > 5 else None
-    return ChunkRecord(id=row[0], document_id=row[1], text=row[2], vector=vector, metadata=row[3], acl=tuple(row[4]))
+    rerank = bytes(row[6]) if len(row) > 6 and row[6] is not None else None
+    return ChunkRecord(id=row[0], document_id=row[1], text=row[2], vector=vector, metadata=row[3], acl=tuple(row[4]),
+                       rerank=rerank)
