@@ -164,7 +164,7 @@ async def test_app_errors(api):
     r = await api.post("/v1/chat/completions", json={"model": "nope", "messages": [{"role": "user", "content": "x"}]})
     assert r.status_code == 404
     # what can be called instead: the models and the apps
-    assert r.json()["error"]["message"] == "The model 'nope' does not exist (loaded: answerer, echo; apps: echo, rivers)"
+    assert r.json()["error"]["message"] == "The model 'nope' does not exist (loaded: answerer, echo, plain; apps: echo, plain, rivers)"
     r = await api.post("/v1/chat/completions", json={"model": "rivers", "messages": [{"role": "user", "content": " "}]})
     assert r.status_code == 400 and "non-empty user question" in r.json()["error"]["message"]
     r = await api.post("/v1/chat/completions", json={"model": "rivers", "response_format": {"type": "json_object"},
