@@ -72,8 +72,9 @@ class Engine(Protocol):
 
     def count_tokens(self, text: str) -> int: ...
 
-    def render_chat(self, messages: list[dict[str, Any]]) -> str:
-        """The model's own chat template applied to OpenAI-style messages, ready for generation."""
+    def render_chat(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None = None) -> str:
+        """The model's own chat template applied to OpenAI-style messages (``tool_calls`` and ``tool``
+        turns included) and the ``tools`` offered, ready for generation."""
         ...
 
     def generate(self, request: GenerationRequest) -> AsyncGenerator[Delta, None]:
