@@ -8,8 +8,8 @@ from typing import Any
 from aifab.config import Settings
 from aifab.engines.batching import BatchScheduler, Runtime
 from aifab.engines.chat import render_chat
-from aifab.engines.tools.formats import render_with_tools
 from aifab.engines.protocol import Delta, Embeddings, EngineHealth, GenerationRequest
+from aifab.engines.tools.formats import render_with_tools
 from aifab.errors import ContextLengthExceeded, InvalidRequest
 from aifab.registry.package import ModelPackage
 
