@@ -71,7 +71,7 @@ async def test_smollm2_forced_calls_validate(smollm2: Engine, tool: dict[str, An
 
 async def test_tiny_torch_forced_calls_validate(tiny: Engine) -> None:
     for tool in [WEATHER, ORDER]:  # random weights: the grammar alone makes these calls
-        await forced(tiny, tool, 280, 1.0)
+        await forced(tiny, tool, 240, 1.0)
 
 
 async def test_llamacpp_compiles_a_schema_once(smollm2: Engine) -> None:
