@@ -348,6 +348,9 @@ class Gateway:
         if self.audit is not None and ex.model:
             if ex.response is not None:
                 ex.response = [self.redact("".join(ex.response))]
+            for call in ex.tool_calls or []:
+                if "arguments" in call:
+                    call["arguments"] = self.redact(call["arguments"])
             self.audit.record(ex.row())
 
     # --- listings --------------------------------------------------------------------------------
