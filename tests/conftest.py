@@ -4,6 +4,8 @@ import os
 
 import pytest
 
+from aifab.testing.requirements import require
+
 # Tests never reach a model hub; the packaged models are local.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -11,10 +13,11 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 @pytest.fixture(autouse=True)
 def _isolated_cwd(tmp_path, monkeypatch):
-    """Every test runs in its own directory: no stray aifab.toml or .aifab is picked up or left."""
+    """Every test runs in its own directory: no stray aifab.toml or .aifab is picked up or left. The
+    ``AIFAB_TEST_*`` variables stay: they configure the test run, not the aifab under test."""
     monkeypatch.chdir(tmp_path)
     for key in list(os.environ):
-        if key.startswith("AIFAB_"):
+        if key.startswith("AIFAB_") and not key.startswith("AIFAB_TEST_"):
             monkeypatch.delenv(key)
 
 
@@ -24,8 +27,8 @@ def postgres_server():
     from aifab.testing.postgres import PrivatePostgres, find_bindir
 
     bindir = find_bindir()
-    if bindir is None:
-        pytest.skip("PostgreSQL is not installed (.ci/run installs it)")
+    require("PostgreSQL", available=bindir is not None, install="sudo apt-get install postgresql")
+    assert bindir is not None
     server = PrivatePostgres(bindir)
     server.start()
     yield server
@@ -36,6 +39,19 @@ def postgres_server():
 def postgres_url(postgres_server):
     """A fresh, empty database on the session's PostgreSQL."""
     return postgres_server.new_database()
+
+
+@pytest.fixture(scope="session")
+def pgvector(postgres_server):
+    """The session's PostgreSQL, with the pgvector extension installed (or the test is skipped)."""
+    require("pgvector", available=postgres_server.has_extension("vector"), install="sudo .ci/install-pgvector.sh")
+    return postgres_server
+
+
+@pytest.fixture
+def pgvector_url(pgvector):
+    """A fresh, empty database on a PostgreSQL with pgvector."""
+    return pgvector.new_database()
 
 
 @pytest.fixture

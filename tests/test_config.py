@@ -55,3 +55,22 @@ def test_broken_toml_is_reported():
     Path("aifab.toml").write_text("[serve\nport = 1\n")
     with pytest.raises(ConfigError, match="cannot read"):
         load_settings()
+
+
+def test_misspelt_app_key_is_named_with_the_closest_known_one():
+    Path("aifab.toml").write_text('[apps.pydocs]\ncolection = "python-docs"\n')
+    with pytest.raises(ConfigError) as info:
+        load_settings()
+    assert info.value.message == "unknown setting apps.pydocs.colection: did you mean 'collection'?"
+
+
+def test_unknown_key_far_from_any_lists_the_known_keys():
+    Path("aifab.toml").write_text("[gateway.guardrails]\nzzz = 1\n")
+    with pytest.raises(ConfigError, match=r"gateway\.guardrails\.zzz: the known keys here are enabled, input_pii"):
+        load_settings()
+
+
+def test_misspelt_key_in_a_list_of_sections():
+    Path("aifab.toml").write_text('[gateway.routes.chat]\nupstreams = [{urll = "http://x/v1"}]\n')
+    with pytest.raises(ConfigError, match=r"gateway\.routes\.chat\.upstreams\.0\.urll: did you mean 'url'\?"):
+        load_settings()

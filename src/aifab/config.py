@@ -7,9 +7,12 @@ Nothing here is read at import time.
 
 from __future__ import annotations
 
+import difflib
 import os
+import types
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Union, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic_settings import (
@@ -259,11 +262,52 @@ def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings
     try:
         return cls(**_drop_none(overrides))
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise ConfigError(f"invalid setting {where}: {first['msg']}") from exc
+        raise ConfigError(_describe(exc, cls)) from exc
     except (OSError, ValueError) as exc:  # tomllib.TOMLDecodeError is a ValueError
         raise ConfigError(f"cannot read {path}: {exc}") from exc
+
+
+def _describe(exc: ValidationError, root: type[BaseModel]) -> str:
+    """One line for the error a user should fix first. A misspelt key also makes pydantic report the key it
+    was meant to be as missing ("collection: Field required"), so an unknown key is named first, with the
+    closest known key as a suggestion."""
+    errors = exc.errors()
+    unknown = [e for e in errors if e["type"] == "extra_forbidden"]
+    first = (unknown or errors)[0]
+    where = ".".join(str(p) for p in first["loc"])
+    if not unknown:
+        return f"invalid setting {where}: {first['msg']}"
+    *parent, key = first["loc"]
+    known = _known_keys(root, parent)
+    close = difflib.get_close_matches(str(key), known, n=1, cutoff=0.6)
+    if close:
+        return f"unknown setting {where}: did you mean '{close[0]}'?"
+    return f"unknown setting {where}: the known keys here are {', '.join(known) or 'none'}"
+
+
+def _known_keys(root: type[BaseModel], path: Sequence[str | int]) -> list[str]:
+    """The keys a settings section at ``path`` accepts (``("apps", "pydocs")`` -> the fields of an app)."""
+    kind: Any = root
+    for part in path:
+        kind = _unwrap(kind)
+        if isinstance(kind, type) and issubclass(kind, BaseModel):
+            field = kind.model_fields.get(str(part))
+            if field is None:
+                return []
+            kind = field.annotation
+        elif get_origin(kind) in (dict, list):  # ``part`` is a dict key or a list index
+            kind = get_args(kind)[-1]
+        else:
+            return []
+    kind = _unwrap(kind)
+    return list(kind.model_fields) if isinstance(kind, type) and issubclass(kind, BaseModel) else []
+
+
+def _unwrap(kind: Any) -> Any:
+    """``X | None`` -> ``X``."""
+    if get_origin(kind) in (Union, types.UnionType):
+        return next((a for a in get_args(kind) if a is not type(None)), kind)
+    return kind
 
 
 def _drop_none(values: dict[str, Any]) -> dict[str, Any]:

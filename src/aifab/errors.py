@@ -1,19 +1,21 @@
 """The one exception tree of aifab.
 
 Every error a user can cause or see derives from :class:`AifabError`. Each class carries the HTTP
-status and the OpenAI error ``type``/``code`` it maps to, so that the HTTP edge (``aifab.serve``)
-turns it into the OpenAI error envelope and the CLI turns it into one line, without either of them
-knowing the details of the block that raised it.
+status and the OpenAI error ``type``/``code`` it maps to, so that the HTTP edge turns it into the OpenAI
+error envelope (``error_response``: one function, whether the gateway or the serving app answers) and the
+CLI turns it into one line, without either of them knowing the details of the block that raised it.
 
     AifabError
     ├── ConfigError            bad settings or aifab.toml
     ├── InvalidRequest         400: a request that cannot be served as written
     │   ├── ContextLengthExceeded   400: prompt + max_tokens do not fit the model's context
-    │   └── InvalidDocument         400: a file that cannot be ingested (corrupt, binary, empty, too big)
+    │   └── InvalidDocument         400: a file that cannot be ingested (corrupt, binary, too big)
+    │       └── NothingToIndex          a file that loads but holds no text to index: skipped, not failed
     ├── Unauthorized           401: no API key, or not a valid one
     ├── Forbidden              403: the key's scopes do not cover the model, collection or action
     ├── NotFound               404: unknown model, package or resource
     ├── Conflict               409: the name is taken
+    ├── RequestTimeout         408: the request body stalled
     ├── PayloadTooLarge        413: body over the configured limit
     ├── Overloaded             429: queue full; carries ``retry_after`` seconds
     │   └── RateLimited             429: a key's requests/min, tokens/min or token budget is spent
@@ -29,10 +31,28 @@ import errno
 import os
 import re
 
+import orjson
+
+Headers = list[tuple[bytes, bytes]]
+
 
 def error_body(message: str, *, type_: str, param: str | None = None, code: str | None = None) -> dict:
     """The OpenAI error envelope: ``{"error": {message, type, param, code}}``."""
     return {"error": {"message": message, "type": type_, "param": param, "code": code}}
+
+
+def error_response(exc: AifabError) -> tuple[int, Headers, bytes]:
+    """The HTTP answer to ``exc``: its status, headers (``Retry-After`` on a 429) and the JSON envelope."""
+    headers = [(b"content-type", b"application/json")]
+    retry_after = getattr(exc, "retry_after", None)
+    if retry_after is not None:
+        headers.append((b"retry-after", str(max(1, round(retry_after))).encode()))
+    return exc.status_code, headers, orjson.dumps(exc.body())
+
+
+def error_event(exc: AifabError) -> bytes:
+    """``exc`` as the last event of a stream that already answered 200 (OpenAI's mid-stream error)."""
+    return b"data: " + orjson.dumps(exc.body()) + b"\n\n"
 
 
 class AifabError(Exception):
@@ -73,6 +93,14 @@ class InvalidDocument(InvalidRequest):
     code = "invalid_document"
 
 
+class NothingToIndex(InvalidDocument):
+    """A file read without fault that has no text to index (an empty file, a page that is only a title and
+    a table of contents, a scanned PDF without a text layer): ingest skips it and says why, but it is not
+    a failure."""
+
+    code = "nothing_to_index"
+
+
 class Unauthorized(AifabError):
     status_code = 401
     error_type = "authentication_error"
@@ -95,6 +123,12 @@ class Conflict(AifabError):
     status_code = 409
     error_type = "invalid_request_error"
     code = "conflict"
+
+
+class RequestTimeout(AifabError):
+    status_code = 408
+    error_type = "invalid_request_error"
+    code = "request_timeout"
 
 
 class PayloadTooLarge(AifabError):

@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
+import pytest
+
+from aifab import __version__
 from aifab.registry.defaults import DEFAULTS, locate
-
-
-def aifab(*args: str, cwd=None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "aifab.cli.main", *args], capture_output=True, text=True,
-                          timeout=120, cwd=cwd)
+from aifab.testing.cli import run_aifab as aifab
 
 
 def test_help_lists_commands():
@@ -67,3 +64,50 @@ def test_bad_config_is_one_line(tmp_path):
 def test_convert_refuses_a_model_that_is_not_gguf(tmp_path):
     r = aifab("models", "convert", "all-minilm-l6-v2", "--name", "x", "--data-dir", str(tmp_path / "d"))
     assert r.returncode == 1 and "not GGUF" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_misspelt_config_key_names_it_and_the_closest_known_one(tmp_path):
+    (tmp_path / "aifab.toml").write_text('[apps.pydocs]\ncolection = "python-docs"\n')
+    r = aifab("config", "show", cwd=tmp_path)
+    assert r.returncode == 1 and r.stdout == ""
+    assert r.stderr == "aifab: error: unknown setting apps.pydocs.colection: did you mean 'collection'?\n"
+
+
+@pytest.mark.parametrize("args, error, hint", [
+    (["ingest", "x", "--colection", "c"], "No such option: --colection (Possible options: --collection)",
+     "aifab ingest --help"),
+    (["up", "--prot", "8105"], "No such option: --prot", "aifab up --help"),
+    (["ingst", "x"], "No such command 'ingst'. Did you mean 'ingest'?", "aifab --help"),
+    (["ask"], "Missing argument 'question'.", "aifab ask --help"),
+    (["up", "--port", "abc"], "Invalid value for '--port'", "aifab up --help"),
+    (["eval", "retrieval", "-C", "c", "--qa", "missing.jsonl"],
+     "Invalid value for '--qa': file 'missing.jsonl' does not exist.", "aifab eval retrieval --help"),
+    (["keys", "revoke"], "Missing argument 'name_or_id'.", "aifab keys revoke --help"),
+])
+def test_a_usage_error_is_one_line_and_a_pointer_to_help(args, error, hint):
+    r = aifab(*args)
+    assert r.returncode == 2, r.stderr
+    assert r.stderr.splitlines() == [r.stderr.splitlines()[0], f"Try '{hint}' for help."], r.stderr
+    assert r.stderr.startswith(f"aifab: error: {error}") and r.stdout == ""
+
+
+def test_version_and_bare_aifab():
+    r = aifab("--version")
+    assert (r.returncode, r.stdout, r.stderr) == (0, f"aifab {__version__}\n", "")
+    r = aifab()
+    assert r.returncode == 0 and r.stderr == "" and "Start with `aifab up`" in r.stdout and "ingest" in r.stdout
+    r = aifab("keys")  # a group without its command: its help
+    assert r.returncode == 0 and r.stderr == "" and "revoke" in r.stdout
+
+
+def test_ingest_of_a_missing_path_or_an_empty_folder_creates_nothing(tmp_path):
+    data = tmp_path / "d"
+    r = aifab("ingest", str(tmp_path / "nope"), "-C", "c", "--data-dir", str(data))
+    assert r.returncode == 1 and r.stderr == f"aifab: error: no such file or folder: {tmp_path / 'nope'}\n"
+    (tmp_path / "empty" / ".hidden").mkdir(parents=True)
+    (tmp_path / "empty" / ".hidden" / "a.md").write_text("hidden files are skipped")
+    r = aifab("ingest", str(tmp_path / "empty"), "-C", "c", "--data-dir", str(data))
+    assert r.returncode == 0 and r.stdout == ""
+    assert r.stderr == (f"aifab: warning: no files to ingest in {tmp_path / 'empty'} (hidden files are skipped); "
+                        "nothing was created\n")
+    assert not data.exists()

@@ -280,3 +280,26 @@ def test_openai_embedder_against_a_real_server_gives_the_local_vectors(minilm, t
     near = minilm.embed(texts)
     assert len(texts) > 3 and remote.dimensions == 384
     assert np.min(np.sum(far * near, axis=1)) > 0.999
+
+
+@pytest.mark.slow
+def test_inside_the_server_the_corpus_embeds_with_the_engine_copy(minilm, registry, tmp_path):
+    """One copy of each model per process: with the embedding engine loaded, the corpus embedder (ingest,
+    queries, the maxsim reranker) runs on the engine's model instead of loading MiniLM again."""
+    from aifab.corpus.service import Corpus
+    from aifab.engines import load_engine
+    from aifab.testing import MemoryStore
+
+    settings = load_settings(data_dir=tmp_path)
+    engine = load_engine(registry.get(MINILM.name), settings)
+    try:
+        corpus = Corpus(settings, registry, MemoryStore(), engines=lambda: [engine])
+        embedder = corpus.embedder()
+        assert isinstance(embedder, SentenceTransformerEmbedder) and embedder.model is engine.model
+        assert embedder.name == minilm.name and (embedder.dimensions, embedder.max_tokens) == (384, 256)
+        assert np.min(np.sum(embedder.embed(TEXTS) * minilm.embed(TEXTS), axis=1)) > 0.9999
+        other = load_settings(data_dir=tmp_path, corpus={"embedder": "copy"})
+        registry.add(inspect_path(locate(MINILM), "copy"))  # the same files under another name: same weights
+        assert Corpus(other, registry, MemoryStore(), engines=lambda: [engine]).embedder().model is engine.model
+    finally:
+        engine.close()

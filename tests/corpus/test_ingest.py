@@ -115,11 +115,22 @@ def test_bad_files_are_reported_and_the_rest_goes_in(make_corpus, docs):
     corpus = make_corpus(max_file_bytes=20_000)
     r = corpus.ingest_paths("c", [docs, docs / "no-such-dir"])
     reasons = {os.path.basename(e["path"]): e["reason"] for e in r.errors}
-    assert set(reasons) == {"empty.txt", "image.png", "big.txt", "broken.pdf", "dangling.txt", "no-such-dir"}
-    assert "empty" in reasons["empty.txt"] and "binary" in reasons["image.png"]
+    assert set(reasons) == {"image.png", "big.txt", "broken.pdf", "dangling.txt", "no-such-dir"}
+    assert "binary" in reasons["image.png"]
     assert "over the limit" in reasons["big.txt"] and "link" in reasons["dangling.txt"]
+    assert [(os.path.basename(s["path"]), s["reason"]) for s in r.skipped] == [("empty.txt", "empty file")]
     assert r.documents_added == 5 and r.status == "partial"
     assert corpus.jobs.get(r.job_id)["status"] == "partial"
+
+
+def test_a_file_with_nothing_to_index_is_skipped_not_failed(make_corpus, docs):
+    (docs / "contents.md").write_text("# Contents\n\n## Installing\n\n## Using\n\n### Options\n")  # headings only
+    (docs / "blank.txt").write_text("  \n\n")
+    r = make_corpus().ingest_paths("c", [docs])
+    skipped = {os.path.basename(s["path"]): s["reason"] for s in r.skipped}
+    assert skipped == {"contents.md": "no text to index after loading (only headings)", "blank.txt": "empty file"}
+    assert r.errors == [] and r.status == "succeeded" and r.documents_added == 5
+    assert r.to_dict()["skipped"] == r.skipped
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root reads files whatever their permissions")
@@ -201,11 +212,11 @@ def test_crash_between_store_and_row_is_repaired(make_corpus, docs, monkeypatch)
 
 
 @pytest.mark.integration
-def test_sync_on_pgvector(make_corpus, docs, postgres_url):
+def test_sync_on_pgvector(make_corpus, docs, pgvector_url):
     """The same pipeline over PostgreSQL + pgvector: first ingest, unchanged re-ingest, change, prune."""
     from aifab.stores.pgvector import PgVectorStore
 
-    store = PgVectorStore(postgres_url)
+    store = PgVectorStore(pgvector_url)
     try:
         corpus = make_corpus(store=store)
         first = corpus.ingest_paths("c", [docs])

@@ -78,6 +78,19 @@ def test_models_lineage_both_ways(data_dir, db, log):
     assert "in datasets  s@v1" in text and "missing: model m1 that answered it is not in the registry" in text
 
 
+def test_models_lineage_shows_the_gate_verdict(data_dir, db):
+    registry = Registry(db, data_dir / "models")
+    verdicts = {"kept": {"passed": True, "reason": "eval loss 1.20 < 1.50 of the base"},
+                "dropped": {"passed": False, "reason": "eval loss 1.60 >= 1.50 of the base"}, "ungated": None}
+    for name, gate in verdicts.items():
+        registry.add(ModelPackage(name=name, kind="chat", format="safetensors", path="/x",
+                                  lineage={"base": "smollm2-135m-instruct", "method": "lora", "gate": gate}))
+    lines = {name: cli("models", "lineage", name, data_dir=data_dir).stdout.splitlines() for name in verdicts}
+    assert "  gate        passed: eval loss 1.20 < 1.50 of the base" in lines["kept"]
+    assert "  gate        NOT passed (promote needs --force): eval loss 1.60 >= 1.50 of the base" in lines["dropped"]
+    assert "  gate        not run (--no-gate)" in lines["ungated"]
+
+
 def test_bad_usage_is_refused(data_dir, db):
     for args, expected in ((["datasets", "build", "--name", "x"], "--from-logs"),
                            (["models", "lineage"], "give a model NAME or --response"),

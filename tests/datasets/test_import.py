@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from aifab.errors import InvalidRequest, NotFound
+from aifab.errors import InvalidRequest
 from aifab.finetune.datasets import import_jsonl, read_jsonl
 from aifab.testing.interactions import TOPICS
 
@@ -88,7 +88,7 @@ def test_preference_lines(store, tmp_path):
 
 
 def test_a_missing_file_or_an_empty_one_is_a_clear_error(store, tmp_path):
-    with pytest.raises(NotFound, match="no such file"):
+    with pytest.raises(InvalidRequest, match="no such file"):
         import_jsonl(store, tmp_path / "nope.jsonl", "x")
     (tmp_path / "empty.jsonl").write_text("\n\n")
     with pytest.raises(InvalidRequest, match=r"0 example\(s\).*at least 10"):

@@ -69,16 +69,23 @@ def test_ingest_sync_and_collections_commands(tmp_path):
     for key in ("documents_updated", "documents_unchanged", "documents_deleted"):
         assert first[key] == 0
 
-    (docs / "empty.md").write_text("")
+    (docs / "contents.md").write_text("# Contents\n\n## Lists\n\n## Sets\n")  # a table of contents: nothing to index
     (docs / "lists-000.md").unlink()
     r = aifab("ingest", str(docs), "--collection", "docs", "--data-dir", data, "--json", "--prune")
-    assert r.returncode == 2, r.stderr
+    assert r.returncode == 0, r.stderr  # skipped is not failed
     again = json.loads(r.stdout)
     assert (again["documents_unchanged"], again["documents_deleted"], again["chunks_embedded"]) == (5, 1, 0)
-    assert [e["reason"] for e in again["errors"]] == ["empty file"]
+    assert again["errors"] == [] and [s["reason"] for s in again["skipped"]] == [
+        "no text to index after loading (only headings)"]
 
     r = aifab("ingest", str(docs), "--collection", "docs", "--data-dir", data)  # the human summary
-    assert r.returncode == 2 and "documents unchanged" in r.stdout and "empty file" in r.stdout
+    assert r.returncode == 0 and "documents unchanged" in r.stdout and "skipped: nothing to index" in r.stdout
+    assert "not ingested" not in r.stdout and r.stderr == ""
+
+    (docs / "image.png").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 8)  # a real error
+    r = aifab("ingest", str(docs), "--collection", "docs", "--data-dir", data)
+    assert r.returncode == 2 and "not ingested" in r.stdout and "binary" in r.stdout
+    (docs / "image.png").unlink()
 
     listed = json.loads(aifab("collections", "list", "--data-dir", data, "--json").stdout)
     assert [(c["name"], c["live_version"], c["documents"]) for c in listed] == [("docs", 1, 5)]

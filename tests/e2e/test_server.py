@@ -27,6 +27,7 @@ def server(tmp_path_factory):
         "AIFAB_ENGINES__MAX_BATCH": "8",
         "AIFAB_SERVE__MAX_QUEUE": "2",
         "AIFAB_SERVE__MAX_BODY_BYTES": "65536",
+        "AIFAB_APPS": '{"handbook": {"collection": "handbook"}}',  # a collection nobody has ingested yet
     }
     with RemoteAifabServer(tmp_path_factory.mktemp("aifab"), env=env) as srv:
         yield srv
@@ -43,6 +44,25 @@ def ask(content: str) -> list[dict[str, str]]:
 
 def running(server) -> int:
     return httpx.get(f"{server.url}/readyz").json()["models"][CHAT]["running"]
+
+
+NOISE = ("Traceback", "ModuleNotFoundError", "alembic", "Loading faiss", "it/s]", "%|", "\r", "Uvicorn running")
+
+
+def test_start_up_prints_one_line_per_model_and_where_it_listens(server):
+    """Runs first in this module: the log holds what `aifab up` printed on its way up, and nothing else (no
+    library tracebacks, migration chatter or weight-loading bars)."""
+    lines = server.log().splitlines()
+    for noise in NOISE:
+        assert noise not in server.log(), server.log()
+    assert [line for line in lines if line.startswith("loading ")] == [
+        f"loading {CHAT} (gguf, llamacpp engine)...", f"loading {EMBED} (sentence-transformers, "
+        "sentence-transformers engine)..."]
+    assert [line for line in lines if line.startswith("warning: ")] == [
+        "warning: app 'handbook': collection 'handbook' does not exist in "
+        f"{server.log_path.parent.resolve()}; the app answers 404 until `aifab ingest PATH -C handbook` fills it"]
+    listening = [line for line in lines if server.url in line]
+    assert len(listening) == 1 and len(lines) == 4, lines
 
 
 def test_lists_both_default_models(client):
@@ -229,6 +249,25 @@ def test_prompt_longer_than_context_says_by_how_much(client):
     body = err.value.body
     assert body["code"] == "context_length_exceeded"
     assert "2048" in body["message"] and "shorten it by" in body["message"]
+
+
+def test_models_report_the_context_the_server_enforces(client):
+    listed = {m.id: m for m in client.models.list()}
+    assert all(m.created > 0 for m in listed.values()), listed
+    context = listed[CHAT].model_extra["context_length"]
+    with pytest.raises(openai.BadRequestError) as err:
+        client.chat.completions.create(model=CHAT, messages=ask("hello " * (context + 50)), max_tokens=5)
+    assert f"this model's context is {context} tokens" in err.value.body["message"]
+
+
+def test_every_response_names_the_model_version(client):
+    raw = client.chat.completions.with_raw_response.create(model=CHAT, messages=ask("Hi"), max_tokens=3)
+    version = raw.headers["x-aifab-model-version"]
+    assert version.startswith(f"{CHAT}@") and raw.parse().system_fingerprint == version
+    chunks = list(client.chat.completions.create(model=CHAT, messages=ask("Hi"), max_tokens=3, stream=True))
+    assert chunks and {c.system_fingerprint for c in chunks} == {version}
+    raw = client.embeddings.with_raw_response.create(model=EMBED, input="x")
+    assert raw.headers["x-aifab-model-version"].startswith(f"{EMBED}@")
 
 
 def test_body_over_limit_is_413(server):

@@ -38,7 +38,8 @@ def test_imported_torch_model_is_served(tmp_path):
                 "type": "object", "properties": {"ok": {"type": "boolean"}}, "required": ["ok"]}}},
         )
         assert isinstance(json.loads(chat.choices[0].message.content)["ok"], bool)
-    # SIGTERM shuts down gracefully (uvicorn re-raises the signal once done, hence -15), no traceback.
-    assert srv.proc.returncode in (0, -15)
+    # SIGTERM shuts down gracefully (uvicorn raises the signal again once done: aifab exits 128 + 15 after its
+    # clean-up), no traceback.
+    assert srv.proc.returncode == 143
     log = srv.log()
     assert "Application shutdown complete" in log and "Traceback" not in log

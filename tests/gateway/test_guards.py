@@ -4,6 +4,7 @@ guard. Timing is measured in benchmarks/guardrails.py, not here."""
 from __future__ import annotations
 
 import random
+from collections import Counter
 
 import pytest
 
@@ -526,3 +527,26 @@ def test_streaming_work_is_linear_in_the_answer(body: str) -> None:
     released = "".join(out.feed(body[i:i + 4]).text for i in range(0, len(body), 4)) + out.finish().text
     assert all(g.looked <= 40 * len(body) for g in guards), [g.looked / len(body) for g in guards]
     assert released == Guardrails(settings(output_pii="redact", output_secrets="redact")).check_output(body).text
+
+
+def test_flag_holds_nothing_back_and_counts_each_match_once() -> None:
+    """``flag`` never changes the text, so nothing waits for it; its verdicts still count every match once."""
+    text = ("Mail ann@example.com or bob.smith@example.org, call +44 20 7946 0958. " + PROSE[:200]
+            + " Or carol@example.net, the card 4111 1111 1111 1111 is on file.")
+    guards = Guardrails(settings(output_pii="flag", output_secrets="off"))
+    whole = Counter(f.category for f in PiiGuard().scan(text))
+    for chunks in (list(text), random_chunks(text, random.Random(6)), [text]):
+        out = guards.output_stream()
+        released, found = [], []
+        for c in chunks:
+            e = out.feed(c)
+            released.append(e.text)
+            found += e.verdicts
+            assert out.held == 0
+        e = out.finish()
+        found += e.verdicts
+        assert "".join(released) + e.text == text
+        counted = Counter()
+        for v in found:
+            counted[v.category] += int(v.detail.split("×")[1])
+        assert counted == whole, chunks[:3]

@@ -61,14 +61,17 @@ def test_names_are_checked_and_unique(open_store):
         store.get("nobody")
 
 
-def test_revoke_is_idempotent_and_hides_the_key(open_store):
+def test_revoke_hides_the_key_and_a_second_revoke_is_an_error(open_store):
     store = open_store()
     assert not store.any_active()
     key, secret = store.create("k1")
     store.create("k2")
     assert store.any_active()
     revoked = store.revoke("k1")
-    assert revoked.revoked_at is not None and store.revoke(key.id).revoked_at == revoked.revoked_at
+    assert revoked.revoked_at is not None
+    with pytest.raises(Conflict, match="'k1' was already revoked on"):
+        store.revoke(key.id)
+    assert store.get("k1").revoked_at == revoked.revoked_at
     assert [k.name for k in store.list()] == ["k2"]
     assert [k.name for k in store.list(include_revoked=True)] == ["k1", "k2"]
     assert store.authenticate(secret) is None

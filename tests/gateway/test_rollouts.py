@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 
 import httpx
@@ -65,6 +66,37 @@ async def test_the_gateway_splits_traffic_as_the_rollout_says(tmp_path, db):
     store.rollback("assistant")
     await gw.rollouts.refresh()
     assert await answers(20) == {"old": 20}
+    await gw.aclose()
+    for e in engines.values():
+        e.close()
+
+
+async def test_every_answer_names_the_version_that_gave_it(tmp_path, db):
+    """A canary is visible to a client: the header and ``system_fingerprint`` (body and every stream chunk)
+    name the version that answered, while ``model`` stays the name the client called."""
+    engines = {"assistant": FakeEngine("assistant", FakeRuntime("old")),
+               "assistant-ft1": FakeEngine("assistant-ft1", FakeRuntime("new"))}
+    gw = Gateway(create_app(ModelPool(engines)), load_settings(data_dir=tmp_path), db=db)
+    RolloutStore(db).canary("assistant", "assistant-ft1", 50)
+    assert gw.rollouts is not None
+    await gw.rollouts.refresh()
+    version_of = {"old": "assistant", "new": "assistant-ft1"}
+    seen: set[str] = set()
+    body = {"model": "assistant", "temperature": 0, "messages": [{"role": "user", "content": "hi"}]}
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=gw), base_url="http://t") as http:
+        for session in range(40):
+            headers = {"x-session-id": f"s{session}"}
+            r = await http.post("/v1/chat/completions", json=body, headers=headers)
+            answer = r.json()
+            version = version_of[answer["choices"][0]["message"]["content"]]
+            assert r.headers["x-aifab-model-version"] == answer["system_fingerprint"] == version
+            assert answer["model"] == "assistant"
+            seen.add(version)
+            r = await http.post("/v1/chat/completions", json={**body, "stream": True}, headers=headers)
+            chunks = [json.loads(line[6:]) for line in r.text.splitlines() if line.startswith("data: {")]
+            assert r.headers["x-aifab-model-version"] == version  # sticky per session
+            assert chunks and {c["system_fingerprint"] for c in chunks} == {version}
+    assert seen == {"assistant", "assistant-ft1"}
     await gw.aclose()
     for e in engines.values():
         e.close()

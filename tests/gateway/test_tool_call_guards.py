@@ -31,7 +31,12 @@ BODY = {"model": "fake", "messages": [{"role": "user", "content": "Save my billi
 
 @pytest.fixture
 async def gateway(tmp_path: Any) -> AsyncIterator[tuple[httpx.AsyncClient, dict[str, dict[str, str]], Database]]:
-    settings = load_settings(data_dir=tmp_path, gateway={"guardrails": {"output_secrets": "redact"}})
+    async for x in serve(tmp_path, {"output_secrets": "redact"}):
+        yield x
+
+
+async def serve(tmp_path: Any, guardrails: dict[str, Any]) -> AsyncIterator[tuple[httpx.AsyncClient, dict[str, dict[str, str]], Database]]:
+    settings = load_settings(data_dir=tmp_path, gateway={"guardrails": guardrails})
     db = Database(settings.effective_database_url)
     db.upgrade()
     keys = KeyStore(db)
@@ -81,6 +86,18 @@ async def test_a_secret_in_streamed_arguments_is_redacted_whole(gateway: Any) ->
     _flush(http)
     row = audited(db, events[0]["id"])
     assert row.tool_calls == [{"name": "store_key"}, {"name": "notify"}]  # no arguments: the key logs no content
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_without_output_checks_the_relayed_answer_still_logs_its_calls(tmp_path: Any, stream: bool) -> None:
+    async for http, auth, db in serve(tmp_path, {"enabled": False}):
+        r = await http.post("/v1/chat/completions", headers=auth["logged"], json={**BODY, "stream": stream})
+        rid = r.json()["id"] if not stream else orjson.loads(r.text.split("\n\n")[0][6:])["id"]
+        _flush(http)
+        row = audited(db, rid)
+        assert [c["name"] for c in row.tool_calls] == ["store_key", "notify"]
+        assert SECRET not in json.dumps(row.tool_calls)  # the audit log is redacted even with guardrails off
+        assert json.loads(row.tool_calls[1]["arguments"]) == {"to": "ops"}
 
 
 def _flush(http: httpx.AsyncClient) -> None:

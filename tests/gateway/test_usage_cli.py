@@ -5,9 +5,6 @@ gateway's next request, and usage adds up the audit log per key and model."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -17,13 +14,7 @@ from aifab.gateway.keys import KeyStore
 from aifab.gateway.usage import parse_since, usage_report
 from aifab.state import Database
 from aifab.state.tables import AuditRow, KeyUsageRow
-
-SRC = str(Path(sys.modules["aifab"].__file__).parents[1])  # the child runs the code under test, too
-
-
-def aifab(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "aifab.cli.main", *args], capture_output=True, text=True,
-                          timeout=120, env={**os.environ, "PYTHONPATH": SRC})
+from aifab.testing.cli import run_aifab as aifab
 
 
 @pytest.fixture
@@ -40,18 +31,28 @@ def db(data_dir):
     database.close()
 
 
-def test_create_shows_the_secret_once_and_never_stores_it(data_dir, db):
-    r = aifab("keys", "create", "--name", "team-a", "--models", "m1,m2", "--models", "m3", "--rpm", "5",
-              "--budget-tokens", "1000", "--data-dir", str(data_dir))
+CHAT, EMBED = "smollm2-135m-instruct", "all-minilm-l6-v2"  # registered by default
+
+
+def test_create_shows_the_secret_once_and_never_stores_it(data_dir, db, tmp_path):
+    config = tmp_path / "aifab.toml"
+    config.write_text('[apps.docs]\ncollection = "kb"\n\n[gateway.routes.remote]\naliases = ["far"]\n')
+    r = aifab("keys", "create", "--name", "team-a", "--models", f"{CHAT},{EMBED}", "--models", "docs,far", "--rpm", "5",
+              "--budget-tokens", "1000", "-c", str(config), "--data-dir", str(data_dir))
     assert r.returncode == 0, r.stderr
     secret = r.stdout.splitlines()[-1]
     assert secret.startswith("afk-") and "will not be shown again" in r.stderr
+    # how to use it, and that keyless calls end now
+    assert f"'Authorization: Bearer {secret}'" in r.stderr and f"OPENAI_API_KEY={secret}" in r.stderr
+    assert "first API key: from now on every request needs one, local ones included" in r.stderr
+    r = aifab("keys", "create", "--name", "team-b", "--data-dir", str(data_dir))
+    assert r.returncode == 0 and "first API key" not in r.stderr
     for f in data_dir.rglob("*"):  # the database, its WAL and anything else under the data directory
         assert secret.encode() not in f.read_bytes(), f
     listed = aifab("keys", "list", "--json", "--data-dir", str(data_dir))
     assert secret not in listed.stdout and secret[10:] not in aifab("keys", "list", "--data-dir", str(data_dir)).stdout
-    (key,) = json.loads(listed.stdout)
-    assert key["name"] == "team-a" and key["models"] == ["m1", "m2", "m3"] and key["rpm"] == 5
+    key = next(k for k in json.loads(listed.stdout) if k["name"] == "team-a")
+    assert key["models"] == [CHAT, EMBED, "docs", "far"] and key["rpm"] == 5
     assert KeyStore(db).authenticate(secret).name == "team-a"
 
 
@@ -67,6 +68,22 @@ def test_a_revocation_reaches_a_running_gateway_at_once(data_dir, db):
     assert aifab("keys", "list", "--json", "--data-dir", str(data_dir)).stdout.strip() == "[]"
     table = aifab("keys", "list", "--all", "--data-dir", str(data_dir)).stdout
     assert "ci" in table and "admin" in table and created["id"] in table
+
+
+def test_a_scope_naming_an_unknown_model_is_refused(data_dir):
+    r = aifab("keys", "create", "--name", "app", "--models", f"{CHAT},chat", "--data-dir", str(data_dir))
+    assert r.returncode == 1 and r.stderr.count("\n") == 1, r.stderr
+    assert "--models names 'chat', which is neither a registered model, an app nor a route" in r.stderr
+    assert f"known: {EMBED}, {CHAT}" in r.stderr
+    assert aifab("keys", "list", "--json", "--data-dir", str(data_dir)).stdout.strip() == "[]"
+
+
+def test_revoking_a_revoked_key_is_an_error(data_dir):
+    assert aifab("keys", "create", "--name", "old", "--data-dir", str(data_dir)).returncode == 0
+    assert aifab("keys", "revoke", "old", "--data-dir", str(data_dir)).returncode == 0
+    r = aifab("keys", "revoke", "old", "--data-dir", str(data_dir))
+    assert r.returncode == 1 and r.stderr.startswith("aifab: error: the key 'old' was already revoked on ")
+    assert r.stderr.count("\n") == 1
 
 
 def test_errors_are_one_line(data_dir):

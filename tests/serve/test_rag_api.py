@@ -108,6 +108,8 @@ async def test_a_streamed_answer_ends_with_a_citations_event(api):
     assert text == "The Danube reaches the Black Sea [1]."
     last = chunks[-1]
     assert last.choices == [] and last.model_extra["citations"][0]["cited"] is True
+    assert last.model_extra["aifab"] == "citations"  # aifab's one event shape (aifab.api.events)
+    assert last.id == chunks[0].id and last.model == chunks[0].model
 
 
 async def test_nothing_relevant_means_i_dont_know(api):
@@ -145,6 +147,8 @@ async def test_instructions_inside_a_document_stay_data(api):
 async def test_app_errors(api):
     r = await api.post("/v1/chat/completions", json={"model": "nope", "messages": [{"role": "user", "content": "x"}]})
     assert r.status_code == 404
+    # what can be called instead: the models and the apps
+    assert r.json()["error"]["message"] == "The model 'nope' does not exist (loaded: answerer, echo; apps: echo, rivers)"
     r = await api.post("/v1/chat/completions", json={"model": "rivers", "messages": [{"role": "user", "content": " "}]})
     assert r.status_code == 400 and "non-empty user question" in r.json()["error"]["message"]
     r = await api.post("/v1/chat/completions", json={"model": "rivers", "response_format": {"type": "json_object"},

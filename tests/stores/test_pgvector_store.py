@@ -1,7 +1,8 @@
 """``PgVectorStore`` on a real PostgreSQL with pgvector: the conformance suite plus what only a server
 backend can get wrong (several clients, hostile names, a restarting server, a missing extension).
 
-Skipped only when PostgreSQL itself is absent; a missing pgvector extension fails (CI installs it).
+Skipped when PostgreSQL or pgvector is not installed, with the command that installs it; CI sets
+``AIFAB_TEST_REQUIRE=all``, which makes their absence a failure (``aifab.testing.requirements``).
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ def libpq(url: str) -> str:
 
 
 @pytest.fixture
-def pgvector_store():
+def pgvector_store(pgvector):
     from aifab.stores.pgvector import PgVectorStore
 
     return PgVectorStore
@@ -221,10 +222,3 @@ def test_missing_rights_for_the_extension_is_a_clear_error(postgres_url, pgvecto
     plain = postgres_url.replace("//aifab@", "//aifab_plain@")
     with pytest.raises(ConfigError, match="CREATE EXTENSION vector"):
         pgvector_store(plain)
-
-
-def test_the_extension_is_installed(postgres_url) -> None:
-    """CI installs pgvector (.ci/install-pgvector.sh): its absence is a failure, never a skip."""
-    with psycopg.connect(libpq(postgres_url)) as conn:
-        row = conn.execute("SELECT default_version FROM pg_available_extensions WHERE name = 'vector'").fetchone()
-    assert row is not None, "pgvector is not installed for this PostgreSQL: run .ci/install-pgvector.sh"

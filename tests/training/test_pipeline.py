@@ -39,6 +39,17 @@ def test_stages_are_stamped_and_skipped_on_rerun(tiny_spec, tmp_path):
         Pipeline(tiny_spec(steps=10, lr=5e-3), data_dir=tmp_path / "d").run()
 
 
+def test_the_serving_hint_names_the_data_directory_of_the_package(tiny_spec, tmp_path, state_db):
+    from aifab.registry import Registry
+
+    data_dir = tmp_path / "my data"
+    messages: list[str] = []
+    registry = Registry(state_db, data_dir / "models")
+    Pipeline(tiny_spec(steps=5, package="tiny"), data_dir=data_dir, registry=registry, report=messages.append).run()
+    (hint,) = [m for m in messages if m.startswith("package: tiny")]
+    assert hint.endswith(f"""serve it with AIFAB_MODELS__EXTRA='["tiny"]' aifab up --data-dir '{data_dir}'""")
+
+
 def test_ctrl_c_saves_and_the_resumed_run_equals_an_uninterrupted_one(tiny_spec, tmp_path, monkeypatch):
     Pipeline(tiny_spec(name="whole"), data_dir=tmp_path / "d").run()
 

@@ -5,6 +5,7 @@ from typer.testing import CliRunner
 
 from aifab.cli.main import app
 from aifab.errors import ConfigError
+from aifab.testing.cli import run_aifab
 from aifab.training.config import TrainSpec, load_spec, options
 
 
@@ -39,7 +40,7 @@ def test_every_key_is_a_documented_flag():
     for opt in options():
         flag = "--source" if opt.name == "sources" else "--" + opt.name.replace("_", "-")
         assert flag in result.output, flag
-    assert "--config" in result.output
+    assert "--config" in result.output and "--train-config" in result.output
 
 
 def test_flag_sets_a_key_through_the_cli(tmp_path):
@@ -47,3 +48,32 @@ def test_flag_sets_a_key_through_the_cli(tmp_path):
     result = CliRunner().invoke(app, ["train", str(tmp_path), "--n-embd", "30", "--n-head", "4",
                                       "--data-dir", str(tmp_path / "d")])
     assert isinstance(result.exception, ConfigError) and "not divisible" in str(result.exception)
+
+
+BAD_SHAPE = "[model]\nn_embd = 30\nn_head = 4\n"  # refused before any work: proof that the file was read
+
+
+def test_train_config_has_its_own_flag_and_c_is_the_aifab_config(tmp_path):
+    (tmp_path / "train.toml").write_text(BAD_SHAPE)
+    r = run_aifab("train", "--train-config", "train.toml", "--data-dir", "d", cwd=tmp_path)
+    assert r.returncode == 1 and r.stderr.startswith("aifab: error: ") and "not divisible" in r.stderr
+    assert r.stderr.count("\n") == 1, r.stderr
+    (tmp_path / "aifab.toml").write_text("[serve]\nport = 9100\n")  # an aifab config, as -c means everywhere
+    r = run_aifab("train", "-c", "aifab.toml", "--n-embd", "30", "--n-head", "4", "--data-dir", "d", cwd=tmp_path)
+    assert r.returncode == 1 and "not divisible" in r.stderr and "warning" not in r.stderr, r.stderr
+
+
+def test_c_with_a_training_config_still_works_for_one_release_with_a_warning(tmp_path):
+    (tmp_path / "train.toml").write_text(BAD_SHAPE)
+    r = run_aifab("train", "-c", "train.toml", "--data-dir", "d", cwd=tmp_path)
+    warning, error = r.stderr.splitlines()
+    assert warning == ("aifab: warning: -c/--config train.toml names a training config: that is deprecated, and in "
+                       "the next release -c will mean the aifab config, as in every aifab command; use "
+                       "--train-config train.toml")
+    assert r.returncode == 1 and "not divisible" in error
+
+
+def test_the_help_of_the_training_config_is_whole():
+    r = run_aifab("train", "--help", env={"COLUMNS": "200"})
+    assert r.returncode == 0
+    assert "train.toml, with sections [data] [tokenizer] [model] [train] [run]" in r.stdout

@@ -20,12 +20,21 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from aifab.cli.common import ConfigOpt, DataDirOpt, JsonOpt, open_registry, print_json, settings_from
+from aifab.cli.common import (
+    ConfigOpt,
+    DataDirOpt,
+    JsonOpt,
+    open_registry,
+    open_store_of,
+    print_json,
+    settings_from,
+    warn,
+)
 from aifab.config import Settings
 from aifab.corpus.ingest import IngestReport
 from aifab.corpus.service import Corpus
-from aifab.errors import Conflict
-from aifab.stores.factory import open_store
+from aifab.corpus.sources import discover
+from aifab.errors import InvalidRequest
 
 app = typer.Typer(help="List, inspect, version and delete document collections.", no_args_is_help=True)
 CollectionArg = Annotated[str, typer.Argument(help="collection name")]
@@ -35,13 +44,7 @@ CollectionArg = Annotated[str, typer.Argument(help="collection name")]
 def open_corpus(settings: Settings) -> Iterator[Corpus]:
     """The corpus over the configured store; the store is closed however the command ends."""
     registry = open_registry(settings)
-    try:
-        store = open_store(settings)
-    except Conflict as exc:  # the embedded store belongs to one process at a time
-        raise Conflict(
-            f"{exc.message}: if `aifab up` runs on this data directory, stop it or use its API "
-            "(POST /v1/collections/NAME/documents)"
-        ) from None
+    store = open_store_of(settings)
     try:
         yield Corpus(settings, registry, store)
     finally:
@@ -65,7 +68,14 @@ def ingest(
 ) -> None:
     """Ingest documents: load, chunk, embed and index them; unchanged files cost nothing the second time.
 
-    Exit code 0 when every file went in, 2 when some failed (the others went in; see `errors`)."""
+    Exit code 0 when every file went in or was skipped for having no text to index (see `skipped`), 2 when
+    some failed (the others went in; see `errors`), 1 when nothing could start (a path that does not exist)."""
+    missing = [str(p) for p in paths if not p.exists()]
+    if missing:
+        raise InvalidRequest(f"no such file or folder: {', '.join(missing)}", param="paths")
+    if not prune and not discover(paths)[0]:  # with --prune, an emptied folder still removes its documents
+        warn(f"no files to ingest in {', '.join(map(str, paths))} (hidden files are skipped); nothing was created")
+        return
     show_bar = not as_json and sys.stderr.isatty()
     with open_corpus(settings_from(config, data_dir)) as corpus:
         with Progress(
@@ -100,21 +110,22 @@ def _print_report(r: IngestReport) -> None:
         ("documents added", r.documents_added), ("documents updated", r.documents_updated),
         ("documents unchanged", r.documents_unchanged), ("documents deleted", r.documents_deleted),
         ("chunks embedded", r.chunks_embedded), ("chunks reused", r.chunks_reused),
-        ("chunks deleted", r.chunks_deleted), ("errors", len(r.errors)),
+        ("chunks deleted", r.chunks_deleted), ("files skipped", len(r.skipped)), ("errors", len(r.errors)),
     ]:
         table.add_row(label, str(value))
     console.print(table)
-    if r.errors:
-        errors = Table("file", "reason", title="not ingested")
-        for e in r.errors:
-            errors.add_row(e["path"], e["reason"])
-        console.print(errors)
+    for rows, title in ((r.skipped, "skipped: nothing to index"), (r.errors, "not ingested")):
+        if rows:
+            files = Table("file", "reason", title=title)
+            for e in rows:
+                files.add_row(e["path"], e["reason"])
+            console.print(files)
 
 
 @app.command("list")
 def list_collections(config: ConfigOpt = None, data_dir: DataDirOpt = None, as_json: JsonOpt = False) -> None:
     """List collections with their live version and size."""
-    with open_corpus(settings_from(config, data_dir)) as corpus:
+    with open_corpus(settings_from(config, data_dir, read_only=True)) as corpus:
         infos = corpus.collections.list()
     if as_json:
         print_json([i.to_dict() for i in infos])
@@ -129,7 +140,7 @@ def list_collections(config: ConfigOpt = None, data_dir: DataDirOpt = None, as_j
 @app.command("show")
 def show(name: CollectionArg, config: ConfigOpt = None, data_dir: DataDirOpt = None, as_json: JsonOpt = False) -> None:
     """Show one collection: versions, documents, last ingest jobs."""
-    with open_corpus(settings_from(config, data_dir)) as corpus:
+    with open_corpus(settings_from(config, data_dir, read_only=True)) as corpus:
         info = corpus.collections.get(name)
         documents = corpus.collections.documents(name) if info.live_version else []
         jobs = corpus.jobs.list(name, limit=5)
@@ -159,7 +170,7 @@ def _print_versions(info) -> None:  # type: ignore[no-untyped-def]
 @app.command("versions")
 def versions(name: CollectionArg, config: ConfigOpt = None, data_dir: DataDirOpt = None, as_json: JsonOpt = False) -> None:
     """List a collection's versions (one per pipeline: chunking settings and embedding model)."""
-    with open_corpus(settings_from(config, data_dir)) as corpus:
+    with open_corpus(settings_from(config, data_dir, read_only=True)) as corpus:
         info = corpus.collections.get(name)
     if as_json:
         print_json([v.to_dict() for v in info.versions])

@@ -25,8 +25,8 @@ NameOpt = Annotated[str, typer.Option("--name", "-n", help="dataset name; each b
 SHOWN = 20  # interactions listed by `models lineage` without --json
 
 
-def open_datasets(config: Path | None, data_dir: Path | None) -> DatasetStore:
-    settings = settings_from(config, data_dir)
+def open_datasets(config: Path | None, data_dir: Path | None, *, read_only: bool = False) -> DatasetStore:
+    settings = settings_from(config, data_dir, read_only=read_only)
     return DatasetStore(open_database(settings), settings.data_dir / "datasets")
 
 
@@ -83,7 +83,7 @@ def list_datasets(
     as_json: JsonOpt = False,
 ) -> None:
     """List dataset versions."""
-    versions = open_datasets(config, data_dir).list(name)
+    versions = open_datasets(config, data_dir, read_only=True).list(name)
     if as_json:
         print_json([v.to_dict() for v in versions])
         return
@@ -103,7 +103,7 @@ def show(
     as_json: JsonOpt = False,
 ) -> None:
     """Show one dataset version: counts, hash, source and its first examples."""
-    version = open_datasets(config, data_dir).get(ref)
+    version = open_datasets(config, data_dir, read_only=True).get(ref)
     first = _head(version, head)
     if as_json:
         print_json({**version.to_dict(), "head": first})
@@ -139,6 +139,8 @@ def lineage_lines(data: dict[str, Any], indent: str = "") -> list[str]:
     for field in ("base", "method", "metrics"):
         if lineage.get(field) is not None:
             lines.append(f"{indent}  {field:12}{_plain(lineage[field])}")
+    if "gate" in lineage:  # a fine-tune: whether it beat its base decides whether it may be promoted
+        lines.append(f"{indent}  {'gate':12}{_gate(lineage['gate'])}")
     ds = data.get("dataset")
     if ds:
         lines.append(f"{indent}  {'dataset':12}{ds['ref']} ({ds['kind']}, sha256 {ds['sha256'][:12]}, "
@@ -198,6 +200,13 @@ def _head(version: DatasetVersion, n: int) -> list[dict[str, Any]]:
 
 def _dropped(dropped: dict[str, int]) -> str:
     return ", ".join(f"{n} {reason.replace('_', ' ')}" for reason, n in dropped.items())
+
+
+def _gate(verdict: dict[str, Any] | None) -> str:
+    if not verdict:
+        return "not run (--no-gate)"
+    reason = f": {verdict['reason']}" if verdict.get("reason") else ""
+    return ("passed" if verdict.get("passed") else "NOT passed (promote needs --force)") + reason
 
 
 def _plain(value: Any) -> str:

@@ -10,10 +10,22 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from aifab.cli.common import ConfigOpt, DataDirOpt, JsonOpt, open_database, print_json, settings_from
+from aifab.cli.common import (
+    ConfigOpt,
+    DataDirOpt,
+    JsonOpt,
+    open_database,
+    open_registry,
+    print_json,
+    settings_from,
+    warn,
+)
+from aifab.config import Settings
+from aifab.errors import InvalidRequest
 from aifab.gateway.keys import KeyStore
 from aifab.gateway.usage import parse_since, usage_report
 from aifab.identity import ApiKey
+from aifab.registry import Registry
 from aifab.state import Database
 
 app = typer.Typer(
@@ -24,8 +36,8 @@ ListOpt = list[str] | None
 IntOpt = int | None
 
 
-def _open(config: Any, data_dir: Any) -> Database:
-    return open_database(settings_from(config, data_dir))
+def _open(config: Any, data_dir: Any, *, read_only: bool = False) -> Database:
+    return open_database(settings_from(config, data_dir, read_only=read_only))
 
 
 def _split(values: ListOpt) -> list[str] | None:
@@ -65,18 +77,48 @@ def create(
     data_dir: DataDirOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Create an API key and print its secret, once: only a hash of it is kept."""
-    key, secret = KeyStore(_open(config, data_dir)).create(
-        name, models=_split(models), collections=_split(collections), acl=_split(acl), rpm=rpm, tpm=tpm,
+    """Create an API key and print its secret, once: only a hash of it is kept.
+
+    The first key ends keyless access: from then on every request needs a key, local ones too."""
+    settings = settings_from(config, data_dir)
+    registry = open_registry(settings)
+    scope = _split(models)
+    if scope:
+        _check_models(scope, settings, registry)
+    store = KeyStore(registry.db)
+    first = not store.list()
+    key, secret = store.create(
+        name, models=scope, collections=_split(collections), acl=_split(acl), rpm=rpm, tpm=tpm,
         budget_tokens=budget_tokens, max_tokens=max_tokens, admin=admin, log_content=log_content,
         allow_training=allow_training,
     )
+    if first:
+        warn("this is the first API key: from now on every request needs one, local ones included "
+             "(a UI or script that calls without a key gets 401 from now on)")
     if as_json:
         print_json({**key_dict(key), "key": secret})
         return
     typer.echo(f"created key {key.name} (id {key.id})")
     typer.echo(secret)
-    typer.echo("Store this secret now: it will not be shown again.", err=True)
+    typer.echo("Store this secret now: it will not be shown again. Send it as the header "
+               f"'Authorization: Bearer {secret}', or set OPENAI_API_KEY={secret} for OpenAI clients.", err=True)
+
+
+def callable_models(settings: Settings, registry: Registry) -> set[str]:
+    """Every model name a client can call: registered models, RAG apps, and gateway routes with their
+    aliases."""
+    routes = settings.gateway.routes
+    return ({p.name for p in registry.list()} | set(settings.apps) | set(routes)
+            | {alias for route in routes.values() for alias in route.aliases})
+
+
+def _check_models(scope: list[str], settings: Settings, registry: Registry) -> None:
+    """A scope naming a model that does not exist is almost always a typo: refuse it."""
+    known = callable_models(settings, registry)
+    unknown = [m for m in scope if m not in known]
+    if unknown:
+        raise InvalidRequest(f"--models names {', '.join(map(repr, unknown))}, which is neither a registered model, "
+                             f"an app nor a route (known: {', '.join(sorted(known))})", param="models")
 
 
 @app.command("list")
@@ -87,7 +129,7 @@ def list_keys(
     as_json: JsonOpt = False,
 ) -> None:
     """List API keys (never their secrets): scopes, limits, when created and revoked."""
-    keys = KeyStore(_open(config, data_dir)).list(include_revoked=include_revoked)
+    keys = KeyStore(_open(config, data_dir, read_only=True)).list(include_revoked=include_revoked)
     if as_json:
         print_json([key_dict(k) for k in keys])
         return
@@ -122,7 +164,7 @@ def usage(
     as_json: JsonOpt = False,
 ) -> None:
     """Requests, errors, tokens and latency per key and model (from the audit log), and budgets left."""
-    db = _open(config, data_dir)
+    db = _open(config, data_dir, read_only=True)
     report = usage_report(db, key=KeyStore(db).get(key) if key else None,
                           since=parse_since(since) if since else None)
     if as_json:

@@ -35,7 +35,7 @@ app.command("rollouts")(rollouts.rollouts)
 @app.command("list")
 def list_models(config: ConfigOpt = None, data_dir: DataDirOpt = None, as_json: JsonOpt = False) -> None:
     """List registered models."""
-    packages = open_registry(settings_from(config, data_dir)).list()
+    packages = open_registry(settings_from(config, data_dir, read_only=True)).list()
     if as_json:
         print_json([p.to_dict() for p in packages])
         return
@@ -48,7 +48,7 @@ def list_models(config: ConfigOpt = None, data_dir: DataDirOpt = None, as_json: 
 @app.command("show")
 def show(name: str, config: ConfigOpt = None, data_dir: DataDirOpt = None, as_json: JsonOpt = False) -> None:
     """Show one model package: files, template, special tokens, defaults, lineage."""
-    pkg = open_registry(settings_from(config, data_dir)).get(name)
+    pkg = open_registry(settings_from(config, data_dir, read_only=True)).get(name)
     data = pkg.to_dict()
     if as_json:
         print_json(data)
@@ -116,7 +116,7 @@ def lineage(
     --response, which model answered a logged response)."""
     if (name is None) == (response is None):
         raise InvalidRequest("give a model NAME or --response RESPONSE_ID, not both or neither")
-    settings = settings_from(config, data_dir)
+    settings = settings_from(config, data_dir, read_only=True)
     db = open_database(settings)  # read-only: no registering of the default models on the way
     chain = Lineage(registry=Registry(db, settings.data_dir / "models"),
                     datasets=DatasetStore(db, settings.data_dir / "datasets"))

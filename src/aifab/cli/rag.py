@@ -34,7 +34,8 @@ QaOpt = Annotated[Path, typer.Option("--qa", help="JSONL lines of {question, gol
 
 @contextmanager
 def open_rag(config: Path | None, data_dir: Path | None) -> Iterator[Rag]:
-    settings = settings_from(config, data_dir)
+    """Retrieval and answers only read the data directory: a missing one is not created."""
+    settings = settings_from(config, data_dir, read_only=True)
     with open_corpus(settings) as corpus:
         yield Rag(settings, corpus)
 

@@ -49,7 +49,7 @@ def rollback(
 
 def rollouts(config: ConfigOpt = None, data_dir: DataDirOpt = None, as_json: JsonOpt = False) -> None:
     """List the served names whose traffic is being moved, or was."""
-    registry = open_registry(settings_from(config, data_dir))
+    registry = open_registry(settings_from(config, data_dir, read_only=True))
     items = list(RolloutStore(registry.db).all().values())
     if as_json:
         print_json([r.to_dict() for r in items])

@@ -10,6 +10,7 @@ from __future__ import annotations
 import inspect
 import os
 import sys
+import tomllib
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -24,10 +25,10 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from aifab.cli.common import DataDirOpt, JsonOpt, open_registry, print_json, settings_from
-from aifab.training.config import Option, load_spec, options
+from aifab.cli.common import ConfigOpt, DataDirOpt, JsonOpt, open_registry, print_json, settings_from, warn
+from aifab.training.config import SECTIONS, Option, load_spec, options
 
-SETTINGS_OPTS = {"aifab_config", "data_dir", "as_json", "config", "paths"}
+SETTINGS_OPTS = {"aifab_config", "data_dir", "as_json", "config", "train_config", "paths"}
 
 
 def _flag(opt: Option) -> inspect.Parameter:
@@ -60,8 +61,9 @@ def train(**kwargs: Any) -> None:
     overrides = {k: v for k, v in kwargs.items() if k not in SETTINGS_OPTS}
     if paths:
         overrides["sources"] = [*paths, *(overrides.get("sources") or [])]
-    spec = load_spec(kwargs["config"], overrides)
-    settings = settings_from(kwargs["aifab_config"], kwargs["data_dir"])
+    aifab_config, train_config = _config_files(kwargs["config"], kwargs["train_config"], kwargs["aifab_config"])
+    spec = load_spec(train_config, overrides)
+    settings = settings_from(aifab_config, kwargs["data_dir"])
     # under torchrun only rank 0 packages (and touches the state database)
     packaging = (spec.run.package or spec.run.name) != "none" and os.environ.get("RANK", "0") == "0"
     registry = open_registry(settings) if packaging else None
@@ -96,13 +98,38 @@ def train(**kwargs: Any) -> None:
         raise typer.Exit(130)
 
 
+def _config_files(config: Path | None, train_config: Path | None,
+                  aifab_config: Path | None) -> tuple[Path | None, Path | None]:
+    """(the aifab config, the training config). ``-c`` meant the training config until this release:
+    a training config given with it still works, with a warning, for one release."""
+    if aifab_config is not None:
+        warn("--aifab-config is deprecated: use --config (-c), as in every aifab command")
+        config = config or aifab_config
+    if config is not None and train_config is None and _is_train_config(config):
+        warn(f"-c/--config {config} names a training config: that is deprecated, and in the next release -c will "
+             f"mean the aifab config, as in every aifab command; use --train-config {config}")
+        return None, config
+    return config, train_config
+
+
+def _is_train_config(path: Path) -> bool:
+    """Whether ``path`` holds training sections only ([data] [model] ...), which no aifab.toml has."""
+    try:
+        tables = tomllib.loads(path.read_text())
+    except (OSError, ValueError):
+        return False  # the settings loader reports what is wrong with it
+    return bool(tables) and set(tables) <= set(SECTIONS)
+
+
 _params = [
     inspect.Parameter("paths", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=Annotated[
         list[str] | None, typer.Argument(help="text files or folders (added to [data] sources)", show_default=False)]),
-    inspect.Parameter("config", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=Annotated[
-        Path | None, typer.Option("--config", "-c", help="train.toml: [data] [tokenizer] [model] [train] [run]")]),
+    inspect.Parameter("train_config", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=Annotated[
+        Path | None, typer.Option("--train-config", show_default=False,  # \[ : a section, not rich markup
+                                  help="train.toml, with sections \\[data] \\[tokenizer] \\[model] \\[train] \\[run]")]),
+    inspect.Parameter("config", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=ConfigOpt),
     inspect.Parameter("aifab_config", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=Annotated[
-        Path | None, typer.Option("--aifab-config", help="aifab settings file [default: ./aifab.toml if present]")]),
+        Path | None, typer.Option("--aifab-config", hidden=True, help="deprecated: --config")]),
     inspect.Parameter("data_dir", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=DataDirOpt),
     inspect.Parameter("as_json", inspect.Parameter.KEYWORD_ONLY, default=False, annotation=JsonOpt),
     *(_flag(o) for o in options()),

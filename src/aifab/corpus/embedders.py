@@ -14,7 +14,7 @@ import os
 import re
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any
 
@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     import httpx
 
     from aifab.config import Settings
+    from aifab.engines.protocol import Engine
     from aifab.registry import ModelPackage, Registry
 
 sleep = time.sleep  # module-level so that tests can skip the waits between retries
@@ -38,10 +39,11 @@ class SentenceTransformerEmbedder:
 
     Texts longer than ``max_tokens`` are truncated by the model, as ``SentenceTransformer.encode`` does;
     chunks sized with ``count_tokens`` never are. ``threads`` > 0 sets torch's thread count for the
-    whole process (torch has no per-model setting).
+    whole process (torch has no per-model setting). ``model``: a ``SentenceTransformer`` of this package
+    already loaded (the server's embedding engine), used instead of loading a second copy.
     """
 
-    def __init__(self, package: ModelPackage, *, batch_size: int = 64, threads: int = 0) -> None:
+    def __init__(self, package: ModelPackage, *, batch_size: int = 64, threads: int = 0, model: Any = None) -> None:
         if package.format != "sentence-transformers":
             raise ConfigError(
                 f"model '{package.name}' is a {package.format} package; the corpus embeds with a "
@@ -53,7 +55,9 @@ class SentenceTransformerEmbedder:
         self.batch_size = batch_size
         self._model: Any = None
         self._lock = threading.Lock()
-        if package.embedding_dimensions and package.context_length:
+        if model is not None:
+            self._adopt(model)
+        elif package.embedding_dimensions and package.context_length:
             # Known from the manifest: the model loads on first use, so an ingest with nothing new to
             # embed (the common re-run) never pays for it.
             self.dimensions, self.max_tokens = int(package.embedding_dimensions), int(package.context_length)
@@ -76,14 +80,16 @@ class SentenceTransformerEmbedder:
             hf_logging.disable_progress_bar()  # a bar per weight load is noise on the CLI's stderr
             if self.threads > 0:
                 torch.set_num_threads(self.threads)
-            model = SentenceTransformer(str(self.package.path), device="cpu", local_files_only=True)
-            dimension = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
-            self.dimensions = int(dimension() or self.package.embedding_dimensions or 0)
-            self.max_tokens = int(model.max_seq_length or self.package.context_length)
-            self._count = token_counter(model.tokenizer)
-            self._preprocess = getattr(model, "preprocess", None) or model.tokenize
-            self._model = model
-            return model
+            return self._adopt(SentenceTransformer(str(self.package.path), device="cpu", local_files_only=True))
+
+    def _adopt(self, model: Any) -> Any:
+        dimension = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
+        self.dimensions = int(dimension() or self.package.embedding_dimensions or 0)
+        self.max_tokens = int(model.max_seq_length or self.package.context_length)
+        self._count = token_counter(model.tokenizer)
+        self._preprocess = getattr(model, "preprocess", None) or model.tokenize
+        self._model = model
+        return model
 
     def count_tokens(self, texts: Sequence[str]) -> list[int]:
         """Tokens the model sees, special tokens included, before any truncation; one batch call."""
@@ -341,13 +347,18 @@ def _seconds(retry_after: str | None) -> float | None:
         return None
 
 
-def load_embedder(settings: Settings, registry: Registry) -> Embedder:
+def load_embedder(settings: Settings, registry: Registry, loaded: Iterable[Engine] = ()) -> Embedder:
     """The embedder ``settings.corpus`` names: a registered embedding model, or ``"openai"`` for the
-    endpoint at ``embedder_url`` (its key read now from the variable ``embedder_api_key_env`` names)."""
+    endpoint at ``embedder_url`` (its key read now from the variable ``embedder_api_key_env`` names).
+
+    When one of the ``loaded`` engines already holds that model (inside the server), the embedder runs on
+    the engine's copy: one copy of each model per process."""
     corpus = settings.corpus
     if corpus.embedder != "openai":
-        return SentenceTransformerEmbedder(registry.get(corpus.embedder), batch_size=corpus.embed_batch,
-                                           threads=settings.engines.threads)
+        package = registry.get(corpus.embedder)
+        model = next((e.model for e in loaded if _holds(e, package)), None)  # type: ignore[attr-defined]
+        return SentenceTransformerEmbedder(package, batch_size=corpus.embed_batch, threads=settings.engines.threads,
+                                           model=model)
     if not corpus.embedder_url or not corpus.embedder_model:
         raise ConfigError("corpus.embedder = 'openai' needs corpus.embedder_url and corpus.embedder_model")
     key = None
@@ -357,3 +368,9 @@ def load_embedder(settings: Settings, registry: Registry) -> Embedder:
             raise ConfigError(f"corpus.embedder_api_key_env names {corpus.embedder_api_key_env}, which is not set")
     return OpenAIEmbedder(corpus.embedder_url, corpus.embedder_model, api_key=key, batch_size=corpus.embed_batch)
 
+
+
+def _holds(engine: Engine, package: ModelPackage) -> bool:
+    """Whether ``engine`` serves ``package``'s weights with a sentence-transformers model it exposes."""
+    return (engine.package.format == "sentence-transformers" and engine.package.path == package.path
+            and engine.package.sha256 == package.sha256 and hasattr(engine, "model"))

@@ -31,7 +31,7 @@ from aifab.corpus.collections import Collections, VersionInfo
 from aifab.corpus.jobs import Jobs
 from aifab.corpus.protocol import Chunker, Document, Embedder
 from aifab.corpus.sources import Source, under
-from aifab.errors import AifabError, InvalidDocument, out_of_space
+from aifab.errors import AifabError, InvalidDocument, NothingToIndex, out_of_space
 from aifab.state.tables import DocumentRow
 from aifab.stores.protocol import ChunkRecord
 
@@ -57,6 +57,7 @@ class IngestReport:
     chunks_deleted: int = 0
     seconds: float = 0.0
     errors: list[dict[str, str]] = field(default_factory=list)
+    skipped: list[dict[str, str]] = field(default_factory=list)  # files with nothing to index: not errors
 
     @property
     def status(self) -> str:
@@ -147,6 +148,9 @@ class Ingestor:
                     on_progress(report, src.source)
                 try:
                     item = self._prepare(version, src, tags, rows.get(src.document_id))
+                except NothingToIndex as exc:
+                    report.skipped.append({"path": src.source, "reason": exc.message})
+                    item = None
                 except InvalidDocument as exc:
                     report.errors.append({"path": src.source, "reason": exc.message})
                     item = None
@@ -205,10 +209,10 @@ class Ingestor:
         if not any(b.kind != "heading" and b.text.strip() for b in document.blocks):
             # e.g. a page of nothing but a title and a table of contents; said before the chunker runs,
             # so that re-ingesting such a page does not load the embedding model to count tokens
-            raise InvalidDocument("no text to index after loading")
+            raise NothingToIndex("no text to index after loading (only headings)")
         chunks = self.chunker.chunk(document)
         if not chunks:
-            raise InvalidDocument("no text to index after loading")
+            raise NothingToIndex("no text to index after loading")
         seen: Counter[str] = Counter()
         records = []
         for i, c in enumerate(chunks):

@@ -1,7 +1,8 @@
 """The corpus block wired from settings: collections, jobs and the ingest pipeline.
 
 The embedding model is loaded on the first ingest, not at start-up: listing collections or deleting a
-document should not wait for a model."""
+document should not wait for a model. Inside the server, ``engines`` gives the models already loaded, and
+the corpus embeds with the embedding engine's copy rather than loading its own."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from aifab.corpus.jobs import Jobs
 from aifab.corpus.protocol import Embedder
 from aifab.corpus.sources import Source, discover
 from aifab.corpus.uploads import upload_source
+from aifab.engines.protocol import Engine
 from aifab.errors import NotFound
 from aifab.registry import Registry
 from aifab.state.tables import DocumentRow
@@ -30,7 +32,7 @@ Resume = Callable[[str, str, list[Source], list[str], list[dict[str, str]]], Any
 
 class Corpus:
     def __init__(self, settings: Settings, registry: Registry, store: VectorStore,
-                 embedder: Embedder | None = None) -> None:
+                 embedder: Embedder | None = None, engines: Callable[[], Iterable[Engine]] | None = None) -> None:
         self.settings = settings
         self.uploads_dir = settings.data_dir / "uploads"
         self.registry = registry
@@ -38,6 +40,7 @@ class Corpus:
         self.collections = Collections(registry.db, store)
         self.jobs = Jobs(registry.db)
         self._embedder = embedder
+        self._engines = engines
         self._ingestor: Ingestor | None = None
         self._lock = threading.Lock()
 
@@ -47,7 +50,7 @@ class Corpus:
             if self._embedder is None:
                 from aifab.corpus.embedders import load_embedder
 
-                self._embedder = load_embedder(self.settings, self.registry)
+                self._embedder = load_embedder(self.settings, self.registry, self._engines() if self._engines else ())
             return self._embedder
 
     def ingestor(self) -> Ingestor:

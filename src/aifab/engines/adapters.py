@@ -17,6 +17,10 @@ class AdapterView:
     def __init__(self, package: ModelPackage, base: Engine, adapter: str) -> None:
         self.package, self.base, self.adapter = package, base, adapter
 
+    @property
+    def context_length(self) -> int:
+        return self.base.context_length
+
     def count_tokens(self, text: str) -> int:
         return self.base.count_tokens(text)
 

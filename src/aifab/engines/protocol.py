@@ -73,6 +73,11 @@ class Engine(Protocol):
 
     package: ModelPackage
 
+    @property
+    def context_length(self) -> int:
+        """Tokens one request may hold, as enforced: the package's, cut to the per-sequence KV cache."""
+        ...
+
     def count_tokens(self, text: str) -> int: ...
 
     def render_chat(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None = None) -> str:

@@ -160,11 +160,22 @@ def _method(method: Any) -> str:
     raise InvalidRequest("method.type must be 'supervised' or 'dpo'", param="method")
 
 
+def _object(holder: dict[str, Any], field: str, where: str = "") -> dict[str, Any]:
+    """``holder[field]`` when it is an object (none: empty); anything else is a 400 naming it."""
+    value = holder.get(field)
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise InvalidRequest(f"'{where}{field}' must be an object", param=f"{where}{field}")
+    return value
+
+
 def _hyperparameters(body: dict[str, Any], method: str) -> dict[str, Any]:
     """OpenAI's (top-level or under ``method``) plus aifab's extras; "auto" means the default."""
-    given = dict(body.get("hyperparameters") or {})
-    nested = (body.get("method") or {}).get("dpo" if method == "dpo" else "supervised") or {}
-    given.update(nested.get("hyperparameters") or {})
+    kind = "dpo" if method == "dpo" else "supervised"
+    given = dict(_object(body, "hyperparameters"))
+    nested = _object(_object(body, "method"), kind, "method.")
+    given.update(_object(nested, "hyperparameters", f"method.{kind}."))
     out: dict[str, Any] = {}
     for name, value in given.items():
         cast = HYPER.get(name) or EXTRA.get(name)
@@ -174,6 +185,6 @@ def _hyperparameters(body: dict[str, Any], method: str) -> dict[str, Any]:
             continue
         try:
             out[name] = (cast or float)(value)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             raise InvalidRequest(f"hyperparameter '{name}' must be a number", param=f"hyperparameters.{name}") from None
     return out

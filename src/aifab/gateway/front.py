@@ -14,15 +14,27 @@ import orjson
 from prometheus_client import CollectorRegistry
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from aifab.api import (
+    Call,
+    ChatCompletionRequest,
+    CompletionRequest,
+    EmbeddingRequest,
+    ModelRequest,
+    read_body,
+    validate,
+)
+from aifab.api.body import ClientGone
+from aifab.api.requests import SamplingRequest
 from aifab.config import Settings
 from aifab.errors import (
     AifabError,
     Forbidden,
     InvalidRequest,
-    PayloadTooLarge,
+    NotFound,
     Unauthorized,
     UpstreamError,
-    error_body,
+    error_event,
+    error_response,
 )
 from aifab.gateway import payload as P
 from aifab.gateway.audit import AuditLog
@@ -32,22 +44,23 @@ from aifab.gateway.health import Breaker, HealthChecker, RetryBudget
 from aifab.gateway.metrics import GatewayMetrics
 from aifab.gateway.protocol import Limiter
 from aifab.gateway.proxy import Answer, Forwarder
-from aifab.gateway.rewrite import StreamRewriter, rewrite_body
+from aifab.gateway.rewrite import Relay, StreamRewriter, rewrite_body
 from aifab.gateway.rollouts import Rollout, RolloutStore, RolloutWatcher
 from aifab.gateway.router import Router
 from aifab.gateway.tracing import Tracing
-from aifab.gateway.upstreams import UpstreamFailure, call_local
+from aifab.gateway.upstreams import GATEWAY_SCOPE, UpstreamFailure, call_local
 from aifab.identity import KEY_SCOPE, ApiKey, current_key
 
 log = logging.getLogger("aifab.gateway")
 
-# path -> (endpoint, upstream path, response id prefix, chat)
-MODEL_PATHS = {
-    "/v1/chat/completions": ("chat.completions", "/chat/completions", "chatcmpl-", True),
-    "/v1/completions": ("completions", "/completions", "cmpl-", False),
-    "/v1/embeddings": ("embeddings", "/embeddings", None, False),
+# path -> (endpoint, upstream path, response id prefix, chat, request model)
+MODEL_PATHS: dict[str, tuple[str, str, str | None, bool, type[ModelRequest]]] = {
+    "/v1/chat/completions": ("chat.completions", "/chat/completions", "chatcmpl-", True, ChatCompletionRequest),
+    "/v1/completions": ("completions", "/completions", "cmpl-", False, CompletionRequest),
+    "/v1/embeddings": ("embeddings", "/embeddings", None, False, EmbeddingRequest),
 }
 OPEN_PATHS = frozenset({"/healthz", "/readyz"})
+VERSION_HEADER = b"x-aifab-model-version"
 CHARGE_EVERY = 16  # streamed completion tokens charged to the key's tokens/min in batches of this
 
 
@@ -57,9 +70,12 @@ class Gateway:
         gs = settings.gateway
         self.app, self.settings, self.keys, self.limiter, self.db = app, gs, keys, limiter, db
         self.guardrails = guardrails if guardrails is not None and gs.guardrails.enabled else None
+        # no output check: this process's own answers pass through as they are (see aifab.api.call)
+        self.relay = self.guardrails is None or not self.guardrails.checks_output
         # what reaches the audit log and feedback is redacted even when the guardrails are off
         self.redact: Callable[[str], str] = (guardrails or Guardrails(gs.guardrails)).redact
         self.max_body = settings.serve.max_body_bytes
+        self.started = int(time.time())  # a configured route is as new as this configuration
         self.router = Router(gs, app)
         self.metrics = GatewayMetrics(registry or CollectorRegistry(), self.router.remote_upstreams)
         self.breaker = Breaker(gs.eject_after, gs.eject_seconds,
@@ -90,19 +106,12 @@ class Gateway:
             self.metrics.rejected.labels("unauthorized").inc()
             await _error(send, exc)
             return
-        method = scope["method"]
-        if method == "POST" and path in MODEL_PATHS:
+        if scope["method"] == "POST" and path in MODEL_PATHS:
             await self._model_request(scope, receive, send, key, *MODEL_PATHS[path])
-        elif method == "GET" and path == "/v1/models":
-            await self._models(send, key)
-        elif method == "GET" and path == "/v1/usage":
-            await self._usage(scope, send, key)
-        elif method == "POST" and path == "/v1/feedback":
-            await self._feedback(receive, send, key)
         elif path == "/metrics" and key is not None and not key.admin:
             await _error(send, Forbidden("metrics need an admin key"))
         else:
-            await self.app({**scope, KEY_SCOPE: key}, receive, send)
+            await self.app({**scope, KEY_SCOPE: key, GATEWAY_SCOPE: self}, receive, send)
 
     def _lifespan(self, receive: Receive) -> Receive:
         async def wrapped() -> Message:
@@ -161,34 +170,38 @@ class Gateway:
 
     # --- model requests --------------------------------------------------------------------------
 
-    async def _model_request(self, scope: Scope, receive: Receive, send: Send, key: ApiKey | None,
-                             endpoint: str, upath: str, prefix: str | None, chat: bool) -> None:
+    async def _model_request(self, scope: Scope, receive: Receive, send: Send, key: ApiKey | None, endpoint: str,
+                             upath: str, prefix: str | None, chat: bool, model: type[ModelRequest]) -> None:
         ex = Exchange(f"{prefix or ''}{uuid.uuid4().hex}", endpoint, "", key)  # the id the client will see
         if self.tracing is None:
-            await self._exchange(scope, receive, send, ex, upath, prefix, chat)
+            await self._exchange(scope, receive, send, ex, upath, prefix, chat, model)
             return
         with self.tracing.start(ex) as span:
-            await self._exchange(scope, receive, send, ex, upath, prefix, chat)
+            await self._exchange(scope, receive, send, ex, upath, prefix, chat, model)
             self.tracing.annotate(span, ex)
 
     async def _exchange(self, scope: Scope, receive: Receive, send: Send, ex: Exchange, upath: str,
-                        prefix: str | None, chat: bool) -> None:
+                        prefix: str | None, chat: bool, model: type[ModelRequest]) -> None:
         endpoint = ex.endpoint
         watcher: asyncio.Future[None] | None = None
         try:
-            payload = _parse(await _read_body(receive, self.max_body))
-            ex.model = payload["model"]
-            ex.stream = bool(payload.get("stream")) and endpoint != "embeddings"
+            # the one read, limit, parse and validation of this request: serve gets the object
+            req = validate(model, await read_body(receive, self.max_body))
+            ex.model = req.model
+            ex.stream = isinstance(req, SamplingRequest) and req.stream
             # a client that leaves (while queued, or mid-stream) cancels the work and frees the upstream
             watcher = asyncio.ensure_future(_disconnected(receive, asyncio.current_task(), ex))
-            answer = await self._route(scope, ex, payload, endpoint, upath)
+            call = Call(req, ex.id, ex.model)
+            answer = await self._route(scope, ex, call, endpoint, upath)
             rid = ex.id if prefix else None
             if not answer.ok:
                 await self._pass_error(send, ex, answer)
             elif ex.stream:
-                await self._stream(send, ex, answer, ex.id, chat)
+                await self._stream(send, ex, answer, call, chat)
             else:
-                await self._whole(send, ex, answer, rid, chat)
+                await self._whole(send, ex, answer, call, rid, chat)
+        except ClientGone:
+            ex.finish(499, "the client closed the connection")
         except asyncio.CancelledError:
             if watcher is None or not watcher.done() or watcher.cancelled():
                 raise  # the server is shutting down
@@ -209,64 +222,69 @@ class Gateway:
                 watcher.cancel()
             await self._settle(ex)
 
-    async def _route(self, scope: Scope, ex: Exchange, payload: dict[str, Any], endpoint: str, upath: str) -> Answer:
-        key = ex.key
+    async def _route(self, scope: Scope, ex: Exchange, call: Call, endpoint: str, upath: str) -> Answer:
+        key, req = ex.key, call.request
         if key is not None and not key.allows_model(ex.model):
             self.metrics.rejected.labels("forbidden").inc()
             raise Forbidden(f"the key '{key.name}' may not use the model '{ex.model}'", param="model")
         headers = scope["headers"]
         session = _header(headers, b"x-session-id")
-        route = self.router.pick(ex.model, session or payload.get("user"))
+        route = self.router.pick(ex.model, session or req.user)
         ex.route = route.name
-        if endpoint != "embeddings":
-            P.clamp_max_tokens(payload, key, route.settings.max_tokens)
+        P.clamp_max_tokens(req, key, route.settings.max_tokens)
         if self.guardrails is not None:
-            refs = P.text_refs(payload, endpoint, operator=self.guardrails.settings.scan_operator_roles)
-            checked = [c[i] for c, i in refs]
+            refs = P.text_refs(req, operator=self.guardrails.settings.scan_operator_roles)
+            checked = [P.read(r) for r in refs]
             result = self.guardrails.check_input(checked)
             ex.verdicts.extend(result.verdicts)
             if result.blocked is not None:
                 raise InvalidRequest(self.guardrails.refusal(result.blocked), code="content_filter")
-            for (c, i), old, new in zip(refs, checked, result.texts, strict=True):
+            for ref, old, new in zip(refs, checked, result.texts, strict=True):
                 if new != old:
-                    c[i] = new
-        texts = [c[i] for c, i in P.text_refs(payload, endpoint)]
+                    P.write(ref, new)
+        texts = [P.read(r) for r in P.text_refs(req)]
         if (key.log_content if key is not None else self.settings.log_content):
-            ex.request = P.audit_copy(payload, endpoint, self.redact)
+            ex.request = P.audit_copy(req, self.redact)
             ex.response = []
-        estimate = P.estimate_tokens(texts, len(payload.get("messages") or ()))
+            call.keep_text = True
+        estimate = P.estimate_tokens(texts, len(req.messages) if isinstance(req, ChatCompletionRequest) else 0)
         ex.prompt_tokens = estimate
         if key is not None and self.limiter is not None:
             await self.limiter.admit(key, estimate)
             ex.charged = estimate
-        if ex.stream:  # always ask for usage (the true token count); the client sees it only if it asked
-            options = payload.get("stream_options")
-            ex.want_usage = isinstance(options, dict) and bool(options.get("include_usage"))
-            payload["stream_options"] = {"include_usage": True}
+        if isinstance(req, SamplingRequest) and req.stream:
+            # a remote upstream is asked for usage (Call.encode); the client sees it only if it asked
+            ex.want_usage = req.stream_options is not None and req.stream_options.include_usage
         balance = route.settings.prefix_chars if route.settings.balance == "prefix" else None
         token = current_key.set(key)
         try:
             headers = [(b"x-request-id", ex.id.encode())]
             if self.tracing is not None:
                 headers += self.tracing.headers()
-            return await self.forwarder.forward(ex, route, payload, upath, P.affinity(payload, texts, session, balance),
+            return await self.forwarder.forward(ex, route, call, upath, P.affinity(req, texts, session, balance),
                                                 headers)
         finally:
             current_key.reset(token)
 
-    async def _whole(self, send: Send, ex: Exchange, answer: Answer, rid: str | None, chat: bool) -> None:
-        try:
-            body = rewrite_body(answer.head, ex, rid, chat, self._output_guard, ex.response is not None)
-        except (orjson.JSONDecodeError, TypeError, AttributeError) as exc:
-            await answer.done(self.breaker, failed=True)
-            raise UpstreamError(f"upstream {answer.upstream.name} sent a malformed answer") from exc
+    async def _whole(self, send: Send, ex: Exchange, answer: Answer, call: Call, rid: str | None, chat: bool) -> None:
+        if self.relay and call.reported:  # this process's answer, already the client's: no re-encoding
+            body = answer.head
+            _take_report(ex, call, relayed=True)
+        else:
+            try:
+                body = rewrite_body(answer.head, ex, rid, chat, self._output_guard, ex.response is not None)
+            except (orjson.JSONDecodeError, TypeError, AttributeError) as exc:
+                await answer.done(self.breaker, failed=True)
+                raise UpstreamError(f"upstream {answer.upstream.name} sent a malformed answer") from exc
         await answer.done(self.breaker)
         ex.first_text()
         ex.finish(200)  # before the last send: a disconnect seen after it must not count as one
         await _send(send, 200, body, self._headers(ex, answer))
 
-    async def _stream(self, send: Send, ex: Exchange, answer: Answer, rid: str, chat: bool) -> None:
-        rw = StreamRewriter(ex, rid, chat, self._output_guard, ex.want_usage, ex.response is not None)
+    async def _stream(self, send: Send, ex: Exchange, answer: Answer, call: Call, chat: bool) -> None:
+        relayed = self.relay and call.reported  # this process's events, already the client's: they pass as they are
+        rw: StreamRewriter | Relay = Relay(call) if relayed else \
+            StreamRewriter(ex, ex.id, chat, self._output_guard, ex.want_usage, ex.response is not None)
         headers = [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache"),
                    (b"x-accel-buffering", b"no"), *self._headers(ex, answer)[1:]]
         await send({"type": "http.response.start", "status": 200, "headers": headers})
@@ -292,14 +310,16 @@ class Gateway:
         except (UpstreamFailure, TimeoutError) as exc:
             failed = f"upstream {answer.upstream.name} failed mid-stream: {exc or 'timeout'}"
             code = "upstream_timeout" if isinstance(exc, TimeoutError) else "upstream_error"
-            tail = b"data: " + orjson.dumps(error_body(failed, type_="server_error", code=code)) + b"\n\n"
+            tail = error_event(UpstreamError(failed, code=code))
         except asyncio.CancelledError:  # the client left: free the upstream at once
             await answer.done(None)
             ex.completion_tokens = ex.completion_tokens or rw.tokens
+            _take_report(ex, call, relayed)
             raise
         await answer.done(self.breaker, failed=failed is not None)
         if not rw.usage_seen:
             ex.completion_tokens = rw.tokens
+        _take_report(ex, call, relayed)
         ex.finish(502 if failed else 200, failed)
         await send({"type": "http.response.body", "body": tail, "more_body": False})
 
@@ -318,8 +338,11 @@ class Gateway:
         return self.guardrails.output_stream() if self.guardrails is not None else None
 
     def _headers(self, ex: Exchange, answer: Answer) -> list[tuple[bytes, bytes]]:
+        # the version that answered: this process's (or another aifab's) own header, else the model the
+        # route asked the upstream for; a canary split shows here without reading the audit log
+        version = _header(answer.reply.headers, VERSION_HEADER) or answer.route.model_at(answer.upstream)
         return [(b"content-type", b"application/json"), (b"x-request-id", ex.id.encode()),
-                (b"x-aifab-upstream", answer.upstream.name.encode())]
+                (b"x-aifab-upstream", answer.upstream.name.encode()), (VERSION_HEADER, version.encode("latin-1"))]
 
     async def _settle(self, ex: Exchange) -> None:
         """Charge the tokens not charged yet (and correct the prompt estimate), then metrics and audit.
@@ -353,61 +376,56 @@ class Gateway:
                     call["arguments"] = self.redact(call["arguments"])
             self.audit.record(ex.row())
 
-    # --- listings --------------------------------------------------------------------------------
+    # --- reports (served as routes of the serving app, which finds the gateway in the ASGI scope) ---------
 
-    async def _models(self, send: Send, key: ApiKey | None) -> None:
-        status, body = await call_local(self.app, "GET", "/v1/models", key)
-        data = orjson.loads(body).get("data", []) if status == 200 else []
-        have = {d["id"] for d in data}
-        data += [{"id": n, "object": "model", "created": 0, "owned_by": "aifab", "kind": "route"}
-                 for n in self.router.public_names() if n not in have]
-        if key is not None:
-            data = [d for d in data if key.allows_model(d["id"])]
-        await _send(send, 200, orjson.dumps({"object": "list", "data": data}), [(b"content-type", b"application/json")])
-
-    async def _feedback(self, receive: Receive, send: Send, key: ApiKey | None) -> None:
-        """``POST /v1/feedback``: a rating (and correction) of a logged response, by the key that made it."""
-        from aifab.feedback import FeedbackStore, feedback_from_request
-
-        try:
-            if self.db is None:
-                raise InvalidRequest("feedback needs the state store")
-            body = feedback_from_request(_parse_json(await _read_body(receive, self.max_body)))
-            if self.audit is not None:
-                await asyncio.to_thread(self.audit.flush)  # the response may have been answered a moment ago
-            store = FeedbackStore(self.db, redact=self.redact)
-            stored = await asyncio.to_thread(store.record, body.response_id, body.rating,
-                                             correction=body.correction, comment=body.comment, key=key)
-        except AifabError as exc:
-            await _error(send, exc)
-            return
-        await _send(send, 200, orjson.dumps(stored, default=str), [(b"content-type", b"application/json")])
-
-    async def _usage(self, scope: Scope, send: Send, key: ApiKey | None) -> None:
-        from urllib.parse import parse_qs
-
+    async def usage(self, caller: ApiKey | None, *, since: str | None = None, of: str | None = None) -> dict[str, Any]:
+        """Tokens and requests per key and model from the audit log: the caller's own, or (an admin key)
+        everyone's or those of the key ``of`` names."""
         from aifab.gateway.usage import parse_since, usage_report
 
         if self.db is None:
-            await _error(send, InvalidRequest("usage needs the state store"))
-            return
-        query = parse_qs(scope.get("query_string", b"").decode())
-        try:
-            since = parse_since(query["since"][0]) if "since" in query else None
-            target = key
-            if "key" in query:
-                if key is not None and not key.admin and query["key"][0] not in (key.name, key.id):
-                    raise Forbidden("only an admin key may read another key's usage")
-                target = await asyncio.to_thread(self.keys.get, query["key"][0])
-            elif key is not None and key.admin:
-                target = None
-            if self.audit is not None:
-                await asyncio.to_thread(self.audit.flush)
-            report = await asyncio.to_thread(usage_report, self.db, key=target, since=since)
-        except AifabError as exc:
-            await _error(send, exc)
-            return
-        await _send(send, 200, orjson.dumps(report, default=str), [(b"content-type", b"application/json")])
+            raise InvalidRequest("usage needs the state store")
+        start = parse_since(since) if since is not None else None
+        target = caller
+        if of is not None:
+            if caller is not None and not caller.admin and of not in (caller.name, caller.id):
+                raise Forbidden("only an admin key may read another key's usage")
+            if self.keys is None:
+                raise NotFound(f"no API key '{of}': this server has none", param="key")
+            target = await asyncio.to_thread(self.keys.get, of)
+        elif caller is not None and caller.admin:
+            target = None
+        if self.audit is not None:
+            await asyncio.to_thread(self.audit.flush)  # the last answers may still be on their way to the log
+        return await asyncio.to_thread(usage_report, self.db, key=target, since=start)
+
+    async def feedback(self, caller: ApiKey | None, body: dict[str, Any]) -> dict[str, Any]:
+        """A rating (and correction) of a logged response, by the key that made it."""
+        from aifab.feedback import FeedbackStore, feedback_from_request
+
+        if self.db is None:
+            raise InvalidRequest("feedback needs the state store")
+        given = feedback_from_request(body)
+        if self.audit is not None:
+            await asyncio.to_thread(self.audit.flush)  # the response may have been answered a moment ago
+        store = FeedbackStore(self.db, redact=self.redact)
+        return await asyncio.to_thread(store.record, given.response_id, given.rating, correction=given.correction,
+                                       comment=given.comment, key=caller)
+
+
+def _take_report(ex: Exchange, call: Call, relayed: bool) -> None:
+    """What this process's serving app reported on ``call`` (nothing, for a remote upstream)."""
+    if not call.reported:
+        return
+    ex.prompt_tokens, ex.completion_tokens = call.prompt_tokens, call.completion_tokens
+    if call.context is not None:
+        ex.context = call.context
+    if relayed:  # nothing read the events: the text, the first token and the tool calls come from the report
+        ex.tool_calls = call.tool_calls
+        if call.first_token is not None:
+            ex.ttft = call.first_token - ex.start
+        if ex.response is not None:
+            ex.response = call.text
 
 
 def _token(headers: list[tuple[bytes, bytes]]) -> str | None:
@@ -428,37 +446,6 @@ def _header(headers: list[tuple[bytes, bytes]], name: bytes) -> str | None:
     return None
 
 
-async def _read_body(receive: Receive, limit: int) -> bytes:
-    body, more = bytearray(), True
-    while more:
-        message = await receive()
-        if message["type"] != "http.request":
-            raise asyncio.CancelledError()
-        body += message.get("body", b"")
-        more = message.get("more_body", False)
-        if len(body) > limit:
-            raise PayloadTooLarge(f"request body is larger than the server's limit of {limit} bytes")
-    return bytes(body)
-
-
-def _parse_json(body: bytes) -> dict[str, Any]:
-    try:
-        payload = orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        raise InvalidRequest(f"the request body is not valid JSON: {exc}") from None
-    if not isinstance(payload, dict):
-        raise InvalidRequest("the request body must be a JSON object")
-    return payload
-
-
-def _parse(body: bytes) -> dict[str, Any]:
-    payload = _parse_json(body)
-    model = payload.get("model")
-    if not isinstance(model, str) or not model:
-        raise InvalidRequest("'model' is required", param="model")
-    return payload
-
-
 async def _disconnected(receive: Receive, task: asyncio.Task[Any] | None, ex: Exchange) -> None:
     """Cancel ``task`` if the client disconnects before the exchange has finished."""
     while (await receive())["type"] != "http.disconnect":
@@ -474,8 +461,5 @@ async def _send(send: Send, status: int, body: bytes, headers: list[tuple[bytes,
 
 
 async def _error(send: Send, exc: AifabError) -> None:
-    headers = [(b"content-type", b"application/json")]
-    retry_after = getattr(exc, "retry_after", None)
-    if retry_after is not None:
-        headers.append((b"retry-after", str(max(1, round(retry_after))).encode()))
-    await _send(send, exc.status_code, orjson.dumps(exc.body()), headers)
+    status, headers, body = error_response(exc)
+    await _send(send, status, body, headers)

@@ -101,13 +101,15 @@ class KeyStore:
             return to_key(self._row(s, name_or_id))
 
     def revoke(self, name_or_id: str) -> ApiKey:
-        """Revoke a key (for good); revoking it again changes nothing."""
+        """Revoke a key (for good). Revoking it again is a ``Conflict``: the caller most likely meant
+        another key, and should hear that this one was already off."""
         with self.db.session() as s:
             row = self._row(s, name_or_id)
-            if row.revoked_at is None:
-                row.revoked_at = datetime.now(UTC)
-                s.flush()
-                self._notify(s)
+            if row.revoked_at is not None:
+                raise Conflict(f"the key {row.name!r} was already revoked on {row.revoked_at:%Y-%m-%d %H:%M} UTC")
+            row.revoked_at = datetime.now(UTC)
+            s.flush()
+            self._notify(s)
             return to_key(row)
 
     def any_active(self) -> bool:

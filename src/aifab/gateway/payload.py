@@ -1,44 +1,51 @@
-"""Reading and editing a request body: the texts guardrails check (and redact in place), the prompt
-estimate charged up front, the ``max_tokens`` clamp and the affinity key."""
+"""Reading and editing a validated request (``aifab.api`` models): the texts guardrails check (and redact in
+place), the prompt estimate charged up front, the ``max_tokens`` clamp and the affinity key."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from aifab.errors import InvalidRequest
+from aifab.api import ChatCompletionRequest, CompletionRequest, ModelRequest
 from aifab.identity import ApiKey
 
-Ref = tuple[Any, Any]  # (container, index or key): container[index] is a str
+Ref = tuple[Any, Any]  # (a list and an index, or an object and an attribute) holding a str
 
 
 OPERATOR_ROLES = frozenset({"system", "developer"})  # the app's own instructions: scanned only with scan_operator_roles
 
 
-def text_refs(payload: dict[str, Any], endpoint: str, *, operator: bool = True) -> list[Ref]:
+def read(ref: Ref) -> str:
+    holder, at = ref
+    return holder[at] if isinstance(holder, list) else getattr(holder, at)
+
+
+def write(ref: Ref, text: str) -> None:
+    holder, at = ref
+    if isinstance(holder, list):
+        holder[at] = text
+    else:
+        setattr(holder, at, text)
+
+
+def text_refs(req: ModelRequest, *, operator: bool = True) -> list[Ref]:
     """The request's texts, as places that can be read and rewritten; ``operator=False`` leaves out
     system and developer messages (the guardrails check what users and tools bring in)."""
     refs: list[Ref] = []
-    if endpoint == "chat.completions":
-        messages = payload.get("messages")
-        if not isinstance(messages, list):
-            raise InvalidRequest("'messages' must be a list of messages", param="messages")
-        for m in messages:
-            if not isinstance(m, dict):
-                raise InvalidRequest("each message must be an object with 'role' and 'content'", param="messages")
-            if not operator and m.get("role") in OPERATOR_ROLES:
+    if isinstance(req, ChatCompletionRequest):
+        for m in req.messages:
+            if not operator and m.role in OPERATOR_ROLES:
                 continue
-            content = m.get("content")
-            if isinstance(content, str):
+            if isinstance(m.content, str):
                 refs.append((m, "content"))
-            elif isinstance(content, list):
-                refs.extend((p, "text") for p in content if isinstance(p, dict) and isinstance(p.get("text"), str))
+            elif m.content is not None:
+                refs.extend((p, "text") for p in m.content if isinstance(p.text, str))
         return refs
-    field = "prompt" if endpoint == "completions" else "input"
-    value = payload.get(field)
+    field = "prompt" if isinstance(req, CompletionRequest) else "input"
+    value = getattr(req, field)
     if isinstance(value, str):
-        refs.append((payload, field))
-    elif isinstance(value, list):
-        refs.extend((value, i) for i, v in enumerate(value) if isinstance(v, str))
+        refs.append((req, field))
+    else:
+        refs.extend((value, i) for i in range(len(value)))
     return refs
 
 
@@ -48,44 +55,38 @@ def estimate_tokens(texts: list[str], messages: int = 0) -> int:
     return sum(len(t) for t in texts) // 4 + 4 * messages + 1
 
 
-def clamp_max_tokens(payload: dict[str, Any], key: ApiKey | None, route_limit: int | None) -> None:
+def clamp_max_tokens(req: ModelRequest, key: ApiKey | None, route_limit: int | None) -> None:
+    """Cap the answer's length at the key's and the route's limits (the smaller one)."""
     limits = [n for n in (key.max_tokens if key else None, route_limit) if n]
-    if not limits:
+    if not limits or not isinstance(req, ChatCompletionRequest | CompletionRequest):
         return
     cap = min(limits)
-    for field in ("max_completion_tokens", "max_tokens"):
-        if field in payload and payload[field] is not None:
-            if not isinstance(payload[field], int) or payload[field] < 1:
-                raise InvalidRequest(f"'{field}' must be a positive integer", param=field)
-            payload[field] = min(payload[field], cap)
-            return
-    payload["max_tokens"] = cap
+    if isinstance(req, ChatCompletionRequest) and req.max_completion_tokens is not None:
+        req.max_completion_tokens = min(req.max_completion_tokens, cap)
+    elif req.max_tokens is not None:
+        req.max_tokens = min(req.max_tokens, cap)
+    else:
+        req.max_tokens = cap
 
 
-def affinity(payload: dict[str, Any], texts: list[str], session: str | None, prefix_chars: int | None) -> str | None:
+def affinity(req: ModelRequest, texts: list[str], session: str | None, prefix_chars: int | None) -> str | None:
     """The key prefix affinity hashes: the session id when the client gives one, else the prompt's start."""
     if session:
         return session
-    user = payload.get("user")
-    if isinstance(user, str) and user:
-        return user
+    if req.user:
+        return req.user
     if prefix_chars is None:
         return None
     return "".join(texts)[:prefix_chars] or None
 
 
-def audit_copy(payload: dict[str, Any], endpoint: str, redact: Any) -> dict[str, Any]:
+def audit_copy(req: ModelRequest, redact: Any) -> dict[str, Any]:
     """What the audit log keeps of a request (only for keys whose policy allows it): the texts redacted."""
-    if endpoint == "chat.completions":
-        messages = []
-        for m in payload.get("messages") or []:
-            content = m.get("content")
-            if isinstance(content, list):
-                content = "".join(p.get("text", "") for p in content if isinstance(p, dict))
-            messages.append({"role": m.get("role"), "content": redact(content) if isinstance(content, str) else None})
-        return {"messages": messages}
-    field = "prompt" if endpoint == "completions" else "input"
-    value = payload.get(field)
+    if isinstance(req, ChatCompletionRequest):
+        return {"messages": [{"role": m.role, "content": redact(m.text()) if m.content is not None else None}
+                             for m in req.messages]}
+    field = "prompt" if isinstance(req, CompletionRequest) else "input"
+    value = getattr(req, field)
     if isinstance(value, list):
-        return {field: [redact(v) if isinstance(v, str) else None for v in value]}
-    return {field: redact(value) if isinstance(value, str) else None}
+        return {field: [redact(v) for v in value]}
+    return {field: redact(value)}

@@ -6,7 +6,10 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
+
+if TYPE_CHECKING:
+    from aifab.api import Call
 
 from aifab.identity import ApiKey
 
@@ -62,8 +65,11 @@ class Upstream(Protocol):
     weight: float
     state: UpstreamState
 
-    async def send(self, path: str, body: bytes, headers: list[tuple[bytes, bytes]], *, stream: bool,
-                   connect_timeout: float, first_byte_timeout: float) -> UpstreamResponse: ...
+    async def send(self, path: str, call: Call, model: str, headers: list[tuple[bytes, bytes]], *, stream: bool,
+                   connect_timeout: float, first_byte_timeout: float) -> UpstreamResponse:
+        """Send the validated request of ``call`` for ``model`` (the name this upstream serves it under): a
+        remote server gets it serialised once, this process's app gets the object."""
+        ...
 
     async def probe(self) -> bool:
         """One active health check."""

@@ -9,10 +9,8 @@ import asyncio
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Any
 
-import orjson
-
+from aifab.api import Call
 from aifab.errors import UpstreamError
 from aifab.gateway.exchange import Exchange
 from aifab.gateway.health import Breaker, RetryBudget
@@ -50,7 +48,7 @@ class Forwarder:
     def __init__(self, router: Router, breaker: Breaker, budget: RetryBudget, metrics: GatewayMetrics) -> None:
         self.router, self.breaker, self.budget, self.metrics = router, breaker, budget, metrics
 
-    async def forward(self, ex: Exchange, route: Route, payload: dict[str, Any], path: str,
+    async def forward(self, ex: Exchange, route: Route, call: Call, path: str,
                       affinity: str | None, headers: list[tuple[bytes, bytes]]) -> Answer:
         """The first usable answer along ``route`` and its fallbacks, or ``UpstreamError``. A client error
         (4xx other than 429) from an upstream is an answer too: it is the caller's to see, not to retry."""
@@ -66,7 +64,7 @@ class Forwarder:
                 ex.attempts += 1
                 ex.route, ex.upstream = r.name, up.name
                 try:
-                    answer = await self._attempt(ex, r, up, payload, path, headers)
+                    answer = await self._attempt(ex, r, up, call, path, headers)
                 except UpstreamFailure as exc:
                     last, timed_out = f"upstream {up.name}: {exc}", exc.timeout
                     self.metrics.upstream_failures.labels(up.name, "timeout" if exc.timeout else "connect").inc()
@@ -89,16 +87,14 @@ class Forwarder:
         raise UpstreamError(f"every upstream of '{ex.model}' failed: {last}",
                             status_code=504 if timed_out else 502, code="upstream_timeout" if timed_out else None)
 
-    async def _attempt(self, ex: Exchange, route: Route, up: Upstream, payload: dict[str, Any], path: str,
+    async def _attempt(self, ex: Exchange, route: Route, up: Upstream, call: Call, path: str,
                        headers: list[tuple[bytes, bytes]]) -> Answer:
         s = route.settings
-        payload["model"] = route.model_at(up)
-        body = orjson.dumps(payload)
         deadline = time.monotonic() + s.total_timeout
         up.state.outstanding += 1
         reply = None
         try:
-            reply = await up.send(path, body, headers, stream=ex.stream,
+            reply = await up.send(path, call, route.model_at(up), headers, stream=ex.stream,
                                   connect_timeout=s.connect_timeout, first_byte_timeout=s.first_token_timeout)
             chunks = reply.body()
             head = b""

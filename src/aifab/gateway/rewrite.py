@@ -10,6 +10,8 @@ from typing import Any, Protocol
 
 import orjson
 
+from aifab.api import Call
+from aifab.api.events import EVENT_KEY, cited_chunks
 from aifab.gateway.exchange import Exchange
 from aifab.gateway.protocol import Verdict
 
@@ -153,7 +155,7 @@ def rewrite_body(body: bytes, ex: Exchange, rid: str | None, chat: bool, guards:
 def _read_context(citations: Any, ex: Exchange) -> None:
     """The chunk ids a RAG app grounded its answer on, for the audit log (and feedback, and lineage)."""
     if isinstance(citations, list):
-        ex.context = [c["chunk_id"] for c in citations if isinstance(c, dict) and "chunk_id" in c]
+        ex.context = cited_chunks(citations)
 
 
 def _read_usage(obj: dict[str, Any], ex: Exchange) -> None:
@@ -208,10 +210,12 @@ class StreamRewriter:
         if not isinstance(obj, dict) or "error" in obj:
             self.done = True
             return b"data: " + payload + b"\n\n"
+        if EVENT_KEY in obj:  # aifab's own event (aifab.api.events): read, passed on untouched
+            if "citations" in obj:
+                _read_context(obj["citations"], self.ex)
+            return event + b"\n\n"
         obj["id"], obj["model"] = self.rid, self.ex.model
         self._last = obj
-        if "citations" in obj:
-            _read_context(obj["citations"], self.ex)
         if isinstance(obj.get("usage"), dict):
             _read_usage(obj, self.ex)
             self.usage_seen = True
@@ -258,22 +262,46 @@ class StreamRewriter:
     def _flush_guards(self) -> bytes:
         """Text still held back by output guards when the stream ends without a finish_reason."""
         out = b""
+        if self._last is None:
+            return out
+        piece = {k: self._last[k] for k in ("id", "object", "created", "model", "system_fingerprint")
+                 if k in self._last}
         for index in self.choices.pending():
             if isinstance(index, tuple):  # a tool call's held-back arguments
                 calls: list[dict[str, Any]] = []
                 self.choices.calls(index[0], calls, final=True)
-                if calls and self._last is not None:
-                    piece = {k: self._last[k] for k in ("id", "object", "created", "model") if k in self._last}
+                if calls:
                     choice = {"index": index[0], "delta": {"tool_calls": calls}, "finish_reason": None}
                     out += b"data: " + orjson.dumps({**piece, "choices": [choice]}) + b"\n\n"
                 continue
             text = self.choices.text(index, "", final=True)
-            if not text or self._last is None:
+            if not text:
                 continue
             self.ex.first_text()
-            piece = {k: self._last[k] for k in ("id", "object", "created", "model") if k in self._last}
             delta: dict[str, Any] = {"content": text} if self.chat else {}
             choice = {"index": index, "delta": delta, "finish_reason": None} if self.chat else \
                 {"index": index, "text": text, "finish_reason": None}
             out += b"data: " + orjson.dumps({**piece, "choices": [choice]}) + b"\n\n"
         return out
+
+
+class Relay:
+    """A stream of this process's serving app when no output check is active: its events already carry the
+    gateway's id, the public model name and only the usage the client asked for, so they pass as they are;
+    the counts come from the app's report on the ``Call`` (``aifab.api.call``)."""
+
+    done = False
+    usage_seen = True
+
+    def __init__(self, call: Call) -> None:
+        self.call = call
+
+    @property
+    def tokens(self) -> int:
+        return self.call.completion_tokens
+
+    def feed(self, chunk: bytes) -> bytes:
+        return chunk
+
+    def close(self) -> bytes:
+        return b""

@@ -1,6 +1,7 @@
-"""Pool members: an OpenAI-compatible server over HTTP (``HttpUpstream``) or this process's own serving app
-called in-process over ASGI (``LocalUpstream``). Both hand back status and headers as soon as they arrive
-and the body as raw chunks, so a stream passes through with back-pressure."""
+"""Pool members: an OpenAI-compatible server over HTTP (``HttpUpstream``, which gets the validated request
+serialised once) or this process's own serving app called in-process over ASGI (``LocalUpstream``, which
+gets the request object itself in the scope: no bytes, no second parse). Both hand back status and headers
+as soon as they arrive and the body as raw chunks, so a stream passes through with back-pressure."""
 
 from __future__ import annotations
 
@@ -12,8 +13,11 @@ from urllib.parse import urlsplit
 import aiohttp
 from starlette.types import ASGIApp, Message
 
+from aifab.api import CALL_SCOPE, Call
 from aifab.gateway.protocol import UpstreamState
 from aifab.identity import KEY_SCOPE, ApiKey, current_key
+
+GATEWAY_SCOPE = "aifab.gateway"  # the gateway itself, for the serving app's routes that report on it
 
 
 class UpstreamFailure(Exception):
@@ -71,8 +75,9 @@ class HttpUpstream:
             )
         return self._session
 
-    async def send(self, path: str, body: bytes, headers: list[tuple[bytes, bytes]], *, stream: bool,
+    async def send(self, path: str, call: Call, model: str, headers: list[tuple[bytes, bytes]], *, stream: bool,
                    connect_timeout: float, first_byte_timeout: float) -> HttpReply:
+        body = call.encode(model)
         sent = {"Content-Type": "application/json", **{k.decode("latin-1"): v.decode("latin-1") for k, v in headers}}
         sent.update(self._auth)
         timeout = aiohttp.ClientTimeout(total=None, sock_connect=connect_timeout, sock_read=first_byte_timeout)
@@ -119,13 +124,13 @@ class LocalReply:
 
 
 class LocalUpstream:
-    """This process's serving app, called in-process: no socket, no serialisation beyond the JSON body."""
+    """This process's serving app, called in-process: no socket, no serialisation, no second parse."""
 
     def __init__(self, app: ASGIApp, *, model: str | None = None, name: str = "local", weight: float = 1.0) -> None:
         self.app, self.model, self.name, self.weight = app, model, name, weight
         self.state = UpstreamState()
 
-    async def send(self, path: str, body: bytes, headers: list[tuple[bytes, bytes]], *, stream: bool,
+    async def send(self, path: str, call: Call, model: str, headers: list[tuple[bytes, bytes]], *, stream: bool,
                    connect_timeout: float, first_byte_timeout: float) -> LocalReply:
         chunks: asyncio.Queue[bytes | None] = asyncio.Queue(maxsize=16)  # bounded: the app waits for a slow client
         started: asyncio.Future[Message] = asyncio.get_running_loop().create_future()
@@ -136,7 +141,7 @@ class LocalUpstream:
             nonlocal delivered
             if not delivered:
                 delivered = True
-                return {"type": "http.request", "body": body, "more_body": False}
+                return {"type": "http.request", "body": b"", "more_body": False}
             await disconnect.wait()
             return {"type": "http.disconnect"}
 
@@ -149,7 +154,9 @@ class LocalUpstream:
                 if not message.get("more_body", False):
                     await chunks.put(None)
 
+        call.request.model = model
         scope = _scope("/v1" + path, headers)
+        scope[CALL_SCOPE] = call
         task = asyncio.ensure_future(self.app(scope, receive, send))
         task.add_done_callback(lambda t: _finish(t, started, chunks, disconnect))
         try:
@@ -193,7 +200,8 @@ async def call_local(app: ASGIApp, method: str, path: str, key: ApiKey | None) -
 
 def _scope(path: str, headers: list[tuple[bytes, bytes]], method: str = "POST") -> dict[str, Any]:
     return {
-        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": method, "scheme": "http",
+        # spec 2.4: a response learns of a disconnect by its send failing; no listener task per stream
+        "type": "http", "asgi": {"version": "3.0", "spec_version": "2.4"}, "http_version": "1.1", "method": method, "scheme": "http",
         "path": path, "raw_path": path.encode(), "root_path": "", "query_string": b"",
         "headers": [(b"content-type", b"application/json"), *headers], "client": ("127.0.0.1", 0),
         "server": ("127.0.0.1", 0), KEY_SCOPE: current_key.get(),

@@ -29,7 +29,10 @@ def parse_since(value: str, now: datetime | None = None) -> datetime:
     """``24h``, ``7d``, ``30m`` (ago), or an ISO date or time (UTC unless it names a zone)."""
     ago = _AGO.fullmatch(value.strip())
     if ago:
-        return (now or datetime.now(UTC)) - timedelta(**{_UNITS[ago[2]]: int(ago[1])})
+        try:
+            return (now or datetime.now(UTC)) - timedelta(**{_UNITS[ago[2]]: int(ago[1])})
+        except OverflowError:
+            raise InvalidRequest(f"bad time {value!r}: that is before the year 1", param="since") from None
     try:
         ts = datetime.fromisoformat(value.strip())
     except ValueError:

@@ -73,6 +73,22 @@ class Rag:
             known = ", ".join(self.app_names()) or "none configured"
             raise NotFound(f"no app named '{name}' (apps: {known})", param="model") from None
 
+    def unready_apps(self) -> list[str]:
+        """One line per app whose collection cannot answer yet (missing, or nothing ingested): said at
+        start-up, where the fix is one command, rather than as a 404 at the app's first request."""
+        out = []
+        for name in self.app_names():
+            collection = self.settings.apps[name].collection
+            try:
+                ready = self.corpus.collections.get(collection).live_version is not None
+                state = "has no documents yet"
+            except NotFound:
+                ready, state = False, f"does not exist in {self.settings.data_dir.resolve()}"
+            if not ready:
+                out.append(f"app '{name}': collection '{collection}' {state}; the app answers 404 until "
+                           f"`aifab ingest PATH -C {collection}` fills it")
+        return out
+
     def app_for_collection(self, collection: str, **overrides: Any) -> AppSettings:
         """An ad-hoc app over one collection with the default model, prompt and retrieval."""
         return self._resolved(AppSettings(collection=collection, **overrides))

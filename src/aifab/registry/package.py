@@ -43,6 +43,7 @@ class ModelPackage:
     license: str | None = None
     lineage: dict[str, Any] = field(default_factory=dict)
     adapters: dict[str, str] = field(default_factory=dict)  # LoRA adapter name -> directory
+    created: int = 0  # Unix time the registry registered this version (set by the registry, 0 = not registered)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -53,6 +54,12 @@ class ModelPackage:
         values = {k: v for k, v in data.items() if k in known}
         values["generation"] = GenerationDefaults(**data.get("generation", {}))
         return cls(**values)
+
+    @property
+    def fingerprint(self) -> str:
+        """Which version of the model this is, as responses name it: the registered name and the start of
+        the weights' digest (a re-registered package with new weights gets a new fingerprint)."""
+        return f"{self.name}@{self.sha256[:12]}" if self.sha256 else self.name
 
     @property
     def engine(self) -> str:

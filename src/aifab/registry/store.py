@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import builtins
 import shutil
+from datetime import UTC, datetime
 from pathlib import Path
 
 from sqlalchemy import select
@@ -26,14 +27,14 @@ class Registry:
     def list(self) -> list[ModelPackage]:
         with self.db.session() as s:
             rows = s.scalars(select(ModelRow).order_by(ModelRow.name)).all()
-            return [ModelPackage.from_dict(r.manifest) for r in rows]
+            return [_package(r) for r in rows]
 
     def get(self, name: str) -> ModelPackage:
         with self.db.session() as s:
             row = s.get(ModelRow, name)
             if row is None:
                 raise NotFound(f"model '{name}' is not in the registry (see `aifab models list`)", param="model")
-            return ModelPackage.from_dict(row.manifest)
+            return _package(row)
 
     def add(self, pkg: ModelPackage, *, replace: bool = False) -> ModelPackage:
         with self.db.session() as s:
@@ -43,6 +44,8 @@ class Registry:
             if row is None:
                 row = ModelRow(name=pkg.name)
                 s.add(row)
+            row.created_at = datetime.now(UTC)  # replaced: new files under the old name, a new version
+            pkg.created = int(row.created_at.timestamp())
             row.kind, row.format, row.path, row.sha256 = pkg.kind, pkg.format, pkg.path, pkg.sha256
             row.manifest = pkg.to_dict()
         return pkg
@@ -107,3 +110,11 @@ class Registry:
             self.add(pkg, replace=True)
             added.append(default.name)
         return added
+
+
+def _package(row: ModelRow) -> ModelPackage:
+    pkg = ModelPackage.from_dict(row.manifest)
+    if row.created_at is not None:
+        at = row.created_at if row.created_at.tzinfo else row.created_at.replace(tzinfo=UTC)  # SQLite: UTC, naive
+        pkg.created = int(at.timestamp())
+    return pkg

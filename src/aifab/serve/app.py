@@ -20,7 +20,7 @@ from aifab.serve import errors
 from aifab.serve.metrics import Metrics
 from aifab.serve.middleware import BodyLimit, RequestCounter
 from aifab.serve.pool import ModelPool
-from aifab.serve.routes import collections, finetuning, openai, ops, rag
+from aifab.serve.routes import collections, finetuning, openai, ops, rag, reports
 from aifab.serve.service import OpenAIServing
 
 log = logging.getLogger("aifab.serve")
@@ -42,6 +42,7 @@ def create_app(
     errors.install(app)
     app.include_router(openai.router)
     app.include_router(ops.router)
+    app.include_router(reports.router)
     app.state.corpus = corpus
     app.state.ingest_worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="aifab-ingest")
     app.include_router(collections.router)

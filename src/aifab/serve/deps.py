@@ -1,4 +1,6 @@
-"""Shared objects reach route handlers through ``Annotated`` dependencies on ``app.state``."""
+"""Shared objects reach route handlers through ``Annotated`` dependencies on ``app.state``. They are
+``async def``: FastAPI runs a plain ``def`` dependency in its thread pool, a thread hop per request for
+reading an attribute."""
 
 from __future__ import annotations
 
@@ -6,22 +8,25 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from aifab.api import CALL_SCOPE, Call
 from aifab.errors import Forbidden
+from aifab.gateway.front import Gateway as GatewayApp
+from aifab.gateway.upstreams import GATEWAY_SCOPE
 from aifab.identity import KEY_SCOPE, ApiKey
 from aifab.serve.metrics import Metrics
 from aifab.serve.pool import ModelPool
 from aifab.serve.service import OpenAIServing
 
 
-def _serving(request: Request) -> OpenAIServing:
+async def _serving(request: Request) -> OpenAIServing:
     return request.app.state.serving
 
 
-def _metrics(request: Request) -> Metrics:
+async def _metrics(request: Request) -> Metrics:
     return request.app.state.metrics
 
 
-def _pool(request: Request) -> ModelPool:
+async def _pool(request: Request) -> ModelPool:
     return request.app.state.pool
 
 
@@ -30,12 +35,26 @@ MetricsDep = Annotated[Metrics, Depends(_metrics)]
 Pool = Annotated[ModelPool, Depends(_pool)]
 
 
-def _caller(request: Request) -> ApiKey | None:
+async def _caller(request: Request) -> ApiKey | None:
     """The API key the gateway admitted the request with (None: no key needed, a loopback-only server)."""
     return request.scope.get(KEY_SCOPE)
 
 
 Caller = Annotated[ApiKey | None, Depends(_caller)]
+
+
+async def _handed(request: Request) -> Call | None:
+    """The model request the gateway validated and handed over (None: this app was called directly)."""
+    return request.scope.get(CALL_SCOPE)
+
+
+async def _gateway(request: Request) -> GatewayApp | None:
+    """The gateway in front of this app (None: the app runs alone, as in tests)."""
+    return request.scope.get(GATEWAY_SCOPE)
+
+
+Handed = Annotated[Call | None, Depends(_handed)]
+Gateway = Annotated[GatewayApp | None, Depends(_gateway)]
 
 
 def may_read(caller: ApiKey | None, collection: str) -> None:

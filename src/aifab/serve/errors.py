@@ -1,4 +1,4 @@
-"""The OpenAI error envelope, produced here and only here: ``{"error": {message, type, param, code}}``.
+"""Errors at the serving app's HTTP edge, in the one OpenAI envelope of ``aifab.errors.error_response``.
 
 No stack trace ever reaches a client; unexpected errors are logged with their trace and answered 500.
 A full disk, wherever it is hit (a file, SQLite, PostgreSQL), is answered 507 ``insufficient_storage``.
@@ -7,79 +7,66 @@ A non-admin key never sees a server path in a message: folders are cut from abso
 
 from __future__ import annotations
 
+import copy
 import logging
 import sqlite3
-from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import Response
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from aifab.errors import AifabError, Overloaded, error_body, hide_paths, out_of_space
+from aifab.api import validation_error
+from aifab.errors import AifabError, error_response, hide_paths, out_of_space
 from aifab.identity import KEY_SCOPE
 
 log = logging.getLogger("aifab.serve")
 
 
-def envelope(
-    status: int, message: str, *, type_: str, param: str | None = None, code: str | None = None,
-    headers: dict[str, str] | None = None,
-) -> JSONResponse:
-    return JSONResponse(error_body(message, type_=type_, param=param, code=code), status_code=status, headers=headers)
+def respond(exc: AifabError, request: Request | None = None, headers: dict[str, str] | None = None) -> Response:
+    """``exc`` in the OpenAI envelope; for a non-admin caller of ``request``, without server paths."""
+    if request is not None:
+        key = request.scope.get(KEY_SCOPE)
+        if key is not None and not key.admin:
+            exc = copy.copy(exc)
+            exc.message = hide_paths(exc.message)
+    status, head, body = error_response(exc)
+    return Response(body, status_code=status, headers={**{k.decode(): v.decode() for k, v in head}, **(headers or {})})
 
 
-def from_aifab(exc: AifabError, request: Request | None = None) -> JSONResponse:
-    headers = None
-    if isinstance(exc, Overloaded):
-        headers = {"Retry-After": str(max(1, round(exc.retry_after)))}
-    message = _for_caller(request, exc.message) if request is not None else exc.message
-    return envelope(exc.status_code, message, type_=exc.error_type, param=exc.param, code=exc.code, headers=headers)
-
-
-def _for_caller(request: Request, message: str) -> str:
-    """Admins (and a keyless loopback server's operator) see messages whole; other keys without paths."""
-    key = request.scope.get(KEY_SCOPE)
-    return hide_paths(message) if key is not None and not key.admin else message
-
-
-def _validation_message(err: dict[str, Any]) -> tuple[str, str | None]:
-    loc = [str(p) for p in err.get("loc", ()) if p != "body"]
-    if err.get("type") == "json_invalid":
-        return f"the request body is not valid JSON: {err.get('ctx', {}).get('error', err.get('msg'))}", None
-    param = ".".join(loc) or None
-    where = f"'{param}'" if param else "the request body"
-    return f"invalid value for {where}: {err.get('msg')}", param
+def _http_error(exc: StarletteHTTPException) -> AifabError:
+    """Starlette's own errors (unknown route, wrong method) as an ``AifabError`` of the same status."""
+    err = AifabError(str(exc.detail))
+    err.status_code = exc.status_code
+    err.error_type = "invalid_request_error" if exc.status_code < 500 else "server_error"
+    return err
 
 
 def install(app: FastAPI) -> None:
     @app.exception_handler(AifabError)
-    async def _aifab(request: Request, exc: AifabError) -> JSONResponse:
-        return from_aifab(exc, request)
+    async def _aifab(request: Request, exc: AifabError) -> Response:
+        return respond(exc, request)
 
     @app.exception_handler(RequestValidationError)
-    async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
-        message, param = _validation_message(exc.errors()[0])
-        return envelope(400, message, type_="invalid_request_error", param=param, code="invalid_request")
+    async def _invalid(_: Request, exc: RequestValidationError) -> Response:
+        return respond(validation_error(list(exc.errors())))
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        type_ = "invalid_request_error" if exc.status_code < 500 else "server_error"
-        return envelope(exc.status_code, _for_caller(request, str(exc.detail)), type_=type_,
-                        headers=getattr(exc, "headers", None))
+    async def _http(request: Request, exc: StarletteHTTPException) -> Response:
+        return respond(_http_error(exc), request, getattr(exc, "headers", None))
 
     @app.exception_handler(Exception)
-    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    async def _unexpected(request: Request, exc: Exception) -> Response:
         log.exception("unhandled error on %s %s", request.method, request.url.path)
-        return envelope(500, "internal server error; see the server log", type_="server_error")
+        return respond(AifabError("internal server error; see the server log"))
 
-    async def _storage(request: Request, exc: Exception) -> JSONResponse:
+    async def _storage(request: Request, exc: Exception) -> Response:
         full = out_of_space(exc)
         if full is None:
             return await _unexpected(request, exc)
         log.error("out of disk space on %s %s: %s", request.method, request.url.path, exc)
-        return from_aifab(full, request)
+        return respond(full, request)
 
     # the errors a full disk raises; any other of them is still a logged 500
     for kind in (OSError, sqlite3.Error, SQLAlchemyError):

@@ -7,13 +7,17 @@ import re
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from aifab.serve.errors import envelope
+from aifab.api import CALL_SCOPE, read_body
+from aifab.api.body import ClientGone
+from aifab.errors import PayloadTooLarge, RequestTimeout
+from aifab.serve.errors import respond
 from aifab.serve.metrics import Metrics
 
 
 class BodyLimit:
     """Refuses bodies over ``max_bytes`` with 413 before the route reads them; ``overrides`` maps path
-    patterns (document uploads) to their own limits."""
+    patterns (document uploads) to their own limits. A model request the gateway hands over in the scope
+    was read and limited there: it passes (one limit per request)."""
 
     def __init__(self, app: ASGIApp, *, max_bytes: int, overrides: dict[re.Pattern[str], int] | None = None) -> None:
         self.app = app
@@ -21,7 +25,7 @@ class BodyLimit:
         self.overrides = overrides or {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != "http" or CALL_SCOPE in scope:
             await self.app(scope, receive, send)
             return
         limit = next((n for p, n in self.overrides.items() if p.match(scope["path"])), self.max_bytes)
@@ -33,32 +37,26 @@ class BodyLimit:
             await self.app(scope, receive, send)  # the server enforces Content-Length itself
             return
         # Chunked body of unknown size: read it here (up to the limit), then replay it to the app.
-        body, more = bytearray(), True
-        while more:
-            message = await receive()
-            if message["type"] != "http.request":
-                return  # client went away
-            body += message.get("body", b"")
-            more = message.get("more_body", False)
-            if len(body) > limit:
-                await self._reject(scope, receive, send, limit)
-                return
+        try:
+            body = await read_body(receive, limit)
+        except ClientGone:
+            return
+        except PayloadTooLarge:
+            await self._reject(scope, receive, send, limit)
+            return
         replayed = False
 
         async def replay() -> Message:
             nonlocal replayed
             if not replayed:
                 replayed = True
-                return {"type": "http.request", "body": bytes(body), "more_body": False}
+                return {"type": "http.request", "body": body, "more_body": False}
             return await receive()
 
         await self.app(scope, replay, send)
 
     async def _reject(self, scope: Scope, receive: Receive, send: Send, limit: int) -> None:
-        response = envelope(
-            413, f"request body is larger than the server's limit of {limit} bytes",
-            type_="invalid_request_error", code="payload_too_large",
-        )
+        response = respond(PayloadTooLarge(f"request body is larger than the server's limit of {limit} bytes"))
         await response(scope, receive, send)
 
 
@@ -104,9 +102,8 @@ class ReadDeadline:
             if not expired:
                 raise
             if not started:
-                response = envelope(408, f"the request body stalled for more than {self.seconds:g} s",
-                                    type_="invalid_request_error", code="request_timeout",
-                                    headers={"connection": "close"})
+                response = respond(RequestTimeout(f"the request body stalled for more than {self.seconds:g} s"),
+                                   headers={"connection": "close"})
                 await response(scope, receive, send)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 from aifab.engines.protocol import Engine
 from aifab.errors import InvalidRequest, NotFound
@@ -20,12 +20,15 @@ class ModelPool:
         self._kept: list[Engine] = []  # engines serving only as bases of adapters
         self._lock = threading.Lock()  # loads run in worker threads, one at a time
 
-    def get(self, name: str) -> Engine:
+    def get(self, name: str, *, apps: Iterable[str] = ()) -> Engine:
+        """The engine serving ``name``. An unknown name's 404 lists what can be called instead: the loaded
+        models and ``apps`` (the RAG apps, which are called by name as models too)."""
         try:
             return self._engines[name]
         except KeyError:
+            others = f"; apps: {', '.join(sorted(apps))}" if apps else ""
             raise NotFound(
-                f"The model '{name}' does not exist (loaded: {', '.join(sorted(self._engines)) or 'none'})",
+                f"The model '{name}' does not exist (loaded: {', '.join(sorted(self._engines)) or 'none'}{others})",
                 param="model",
                 code="model_not_found",
             ) from None

@@ -3,34 +3,31 @@
 from __future__ import annotations
 
 import base64
-import json
 import time
 import uuid
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import orjson
 
+from aifab.api import Call, ChatCompletionRequest, CompletionRequest, EmbeddingRequest, aifab_event
+from aifab.api.events import Kind, cited_chunks
+from aifab.api.requests import ChatMessage, SamplingRequest, refuse_unknown
 from aifab.engines.protocol import Delta, Engine, GenerationRequest, SamplingParams
 from aifab.errors import Forbidden, InvalidRequest
 from aifab.identity import ApiKey
+from aifab.registry.package import ModelPackage
 from aifab.serve.metrics import Metrics
 from aifab.serve.pool import ModelPool
-from aifab.serve.schemas import (
-    ChatCompletionRequest,
-    ChatMessage,
-    CompletionRequest,
-    EmbeddingRequest,
-    _Sampling,
-    refuse_unknown,
-)
 from aifab.serve.toolcalls import call_json, fragment_json, parse_calls, plan_tools
 
 if TYPE_CHECKING:
     from aifab.rag import Rag
 
-Extra = Callable[[str], dict[str, Any]]  # the answer's text -> extra fields of the message (and a last SSE event)
+Extra = Callable[[str], dict[Kind, Any]]  # the answer's text -> extra fields of the message (and aifab events)
 
 
 @dataclass
@@ -53,35 +50,45 @@ class OpenAIServing:
         self.metrics = metrics
         self.rag = rag
 
+    def _engine(self, model: str) -> Engine:
+        return self.pool.get(model, apps=self.rag.app_names() if self.rag else ())
+
     def list_models(self) -> dict[str, Any]:
+        """The loaded models with the context each one enforces (the package's, cut to the engine's
+        per-sequence KV cache) and when its version was registered; then the RAG apps."""
         data = []
-        for name, engine in self.pool.items():
+        loaded = dict(self.pool.items())
+        for name, engine in loaded.items():
             pkg = engine.package
             data.append(
                 {
                     "id": name,
                     "object": "model",
-                    "created": 0,
+                    "created": _created(pkg),
                     "owned_by": "aifab",
                     "kind": pkg.kind,
                     "format": pkg.format,
-                    "context_length": pkg.context_length,
+                    "context_length": engine.context_length,
+                    "version": pkg.fingerprint,
                 }
             )
         for name in self.rag.app_names() if self.rag else []:
             app = self.rag.app(name)  # type: ignore[union-attr]
-            data.append({"id": name, "object": "model", "created": 0, "owned_by": "aifab", "kind": "rag-app",
-                         "collection": app.collection, "answer_model": app.model})
+            answers = loaded.get(app.model or "")  # an app is as new as the model that answers
+            data.append({"id": name, "object": "model", "created": _created(answers.package) if answers else 0,
+                         "owned_by": "aifab", "kind": "rag-app", "collection": app.collection,
+                         "answer_model": app.model})
         return {"object": "list", "data": data}
 
     # --- generation -----------------------------------------------------------------------------
 
-    async def chat(self, req: ChatCompletionRequest, caller: ApiKey | None = None) -> dict[str, Any] | AsyncIterator[str]:
+    async def chat(self, req: ChatCompletionRequest, caller: ApiKey | None = None,
+                   call: Call | None = None) -> dict[str, Any] | AsyncIterator[bytes]:
         refuse_unknown(req)
         messages = [_message(m) for m in req.messages]
         if self.rag is not None and self.rag.has_app(req.model):
-            return await self._answer(req, messages, caller)
-        engine = self.pool.get(req.model)
+            return await self._answer(req, messages, caller, call)
+        engine = self._engine(req.model)
         tools = [t.model_dump(exclude_none=True) for t in req.tools] if req.tools is not None else None
         choice = req.tool_choice if isinstance(req.tool_choice, str | None) else req.tool_choice.model_dump()
         plan = plan_tools(tools, choice, req.parallel_tool_calls, engine)
@@ -103,10 +110,10 @@ class OpenAIServing:
         gen = engine.generate(greq)
         if plan.parser is not None:
             gen = parse_calls(gen, plan.parser(), parallel=plan.parallel)
-        return await self._generate(gen, req, greq.request_id, CHAT)
+        return await self._generate(gen, req, greq.request_id, CHAT, engine.package.fingerprint, call)
 
-    async def _answer(self, req: ChatCompletionRequest, messages: list[dict[str, Any]],
-                      caller: ApiKey | None) -> dict[str, Any] | AsyncIterator[str]:
+    async def _answer(self, req: ChatCompletionRequest, messages: list[dict[str, Any]], caller: ApiKey | None,
+                      call: Call | None) -> dict[str, Any] | AsyncIterator[bytes]:
         """A RAG app called as a model: retrieve, ground, generate; citations ride along. A key sees only
         the chunks its ACL tags allow, and only apps over collections in its scope."""
         from aifab.rag.citations import citations
@@ -130,22 +137,31 @@ class OpenAIServing:
         if req.temperature is None:
             sampling.temperature = app.temperature
 
-        def extra(answer: str) -> dict[str, Any]:
-            return {"citations": citations(prepared.passages, answer)}
+        def extra(answer: str) -> dict[Kind, Any]:
+            cites = citations(prepared.passages, answer)
+            if call is not None:
+                call.context = cited_chunks(cites)
+            return {"citations": cites}
 
         request_id = uuid.uuid4().hex  # one id for the engine's request and the response
         gen = self.rag.generate(prepared, engine, sampling, request_id)
-        return await self._generate(gen, req, request_id, CHAT, extra)
+        return await self._generate(gen, req, request_id, CHAT, engine.package.fingerprint, call, extra)
 
-    async def complete(self, req: CompletionRequest) -> dict[str, Any] | AsyncIterator[str]:
+    async def complete(self, req: CompletionRequest, call: Call | None = None) -> dict[str, Any] | AsyncIterator[bytes]:
         refuse_unknown(req)
-        engine = self.pool.get(req.model)
+        if isinstance(req.prompt, list) and len(req.prompt) != 1:
+            raise InvalidRequest("this server takes one prompt per request", param="prompt")
+        engine = self._engine(req.model)
         greq = GenerationRequest(prompt=req.prompt_text(), sampling=_sampling(req, engine, req.max_tokens))
-        return await self._generate(engine.generate(greq), req, greq.request_id, TEXT)
+        return await self._generate(engine.generate(greq), req, greq.request_id, TEXT, engine.package.fingerprint,
+                                    call)
 
     async def _generate(
-        self, gen: AsyncGenerator[Delta, None], req: _Sampling, request_id: str, kind: _Kind, extra: Extra | None = None
-    ) -> dict[str, Any] | AsyncIterator[str]:
+        self, gen: AsyncGenerator[Delta, None], req: SamplingRequest, request_id: str, kind: _Kind, fingerprint: str,
+        call: Call | None, extra: Extra | None = None,
+    ) -> dict[str, Any] | AsyncIterator[bytes]:
+        """The answer whole, or as SSE lines; ``fingerprint`` (the answering model's version) goes into
+        every body as ``system_fingerprint``, so a client sees which side of a canary answered."""
         run = _Run(self.metrics, req.model, time.perf_counter())
         # Prime the stream: a bad request, a full queue or an over-long prompt raises here, before any
         # byte is sent, so the client gets a proper status code even when it asked for a stream.
@@ -155,10 +171,11 @@ class OpenAIServing:
             await gen.aclose()
             raise
         run.observe(first)
-        rid = kind.prefix + request_id
+        # behind the gateway: its response id and the name the client called, so its events pass as they are
+        rid, model = (call.id, call.model) if call is not None else (kind.prefix + request_id, req.model)
         if req.stream:
             include_usage = bool(req.stream_options and req.stream_options.include_usage)
-            return _sse(kind, rid, req.model, first, gen, run, include_usage, extra)
+            return _sse(kind, rid, model, fingerprint, first, gen, run, include_usage, call, extra)
         text, last, calls = [first.text], first, list(first.tool_calls)
         try:
             async for delta in gen:
@@ -169,6 +186,9 @@ class OpenAIServing:
         finally:
             await gen.aclose()
         content = "".join(text)
+        if call is not None:
+            call.report(content, last.completion_tokens, last.prompt_tokens)
+            call.report_calls(calls)
         choice: dict[str, Any] = {"index": 0, "finish_reason": last.finish_reason, "logprobs": None}
         if kind.chat:
             choice["message"] = {"role": "assistant", "content": content, **(extra(content) if extra else {})}
@@ -180,16 +200,23 @@ class OpenAIServing:
             "id": rid,
             "object": kind.object,
             "created": int(time.time()),
-            "model": req.model,
+            "model": model,
+            "system_fingerprint": fingerprint,
             "choices": [choice],
             "usage": _usage(last),
         }
 
+    def fingerprint(self, model: str) -> str:
+        """The version of the model that answers requests for ``model`` (for an app: its chat model)."""
+        if self.rag is not None and self.rag.has_app(model):
+            model = self.rag.app(model).model or ""
+        return self.pool.get(model).package.fingerprint
+
     # --- embeddings -----------------------------------------------------------------------------
 
-    async def embed(self, req: EmbeddingRequest) -> dict[str, Any]:
+    async def embed(self, req: EmbeddingRequest, call: Call | None = None) -> dict[str, Any]:
         refuse_unknown(req)
-        engine = self.pool.get(req.model)
+        engine = self._engine(req.model)
         result = await engine.embed(req.texts())
         self.metrics.tokens_in.labels(req.model).inc(result.prompt_tokens)
         data = []
@@ -201,10 +228,14 @@ class OpenAIServing:
                 value = base64.b64encode(np.asarray(vec, dtype="<f4").tobytes()).decode()
             data.append({"object": "embedding", "index": i, "embedding": value})
         usage = {"prompt_tokens": result.prompt_tokens, "total_tokens": result.prompt_tokens}
-        return {"object": "list", "data": data, "model": req.model, "usage": usage}
+        if call is not None:
+            call.report("", 0, result.prompt_tokens)
+        return {"object": "list", "data": data, "model": call.model if call is not None else req.model, "usage": usage}
 
 
-def _sampling(req: _Sampling, engine: Engine, max_tokens: int | None) -> SamplingParams:
+def _sampling(req: SamplingRequest, engine: Engine, max_tokens: int | None) -> SamplingParams:
+    if req.n != 1:
+        raise InvalidRequest("this server's models give one choice per request", param="n")
     defaults = engine.package.generation
     return SamplingParams(
         temperature=defaults.temperature if req.temperature is None else req.temperature,
@@ -239,6 +270,17 @@ def _message(m: ChatMessage) -> dict[str, Any]:
     return out
 
 
+def _created(pkg: ModelPackage) -> int:
+    """When the registry registered the package, else when its files were written (a package served
+    without a registry, e.g. in tests)."""
+    if pkg.created:
+        return pkg.created
+    try:
+        return int(Path(pkg.path).stat().st_mtime)
+    except OSError:
+        return 0
+
+
 def _truncate(vec: list[float], dims: int) -> list[float]:
     if dims > len(vec):
         raise InvalidRequest(f"dimensions {dims} exceeds the model's {len(vec)}", param="dimensions")
@@ -266,6 +308,10 @@ class _Run:
         empty); inter-token latency is between deltas after it."""
         if not self.first_seen and not delta.text and delta.finish_reason is None:
             return
+        """Time to first token is to the first delta with text (a piece of a multi-byte character comes out
+        empty); inter-token latency is between deltas after it."""
+        if not self.first_seen and not delta.text and delta.finish_reason is None:
+            return
         now = time.perf_counter()
         if not self.first_seen:
             self.metrics.ttft.labels(self.model).observe(now - self.last)
@@ -279,27 +325,32 @@ class _Run:
 
 
 async def _sse(
-    kind: _Kind, rid: str, model: str, first: Delta, rest: AsyncGenerator[Delta, None], run: _Run,
-    include_usage: bool, extra: Extra | None = None,
-) -> AsyncIterator[str]:
+    kind: _Kind, rid: str, model: str, fingerprint: str, first: Delta, rest: AsyncGenerator[Delta, None], run: _Run,
+    include_usage: bool, call: Call | None, extra: Extra | None = None,
+) -> AsyncIterator[bytes]:
     created = int(time.time())
+    head: dict[str, Any] = {"id": rid, "object": kind.chunk_object, "created": created, "model": model,
+                            "system_fingerprint": fingerprint}
 
-    def event(body: dict[str, Any]) -> str:
-        return f"data: {json.dumps(body, separators=(',', ':'))}\n\n"
-
-    def chunk(delta: Delta | None, role: bool = False, usage: dict[str, int] | None = None) -> str:
-        body: dict[str, Any] = {"id": rid, "object": kind.chunk_object, "created": created, "model": model}
+    def chunk(delta: Delta | None, role: bool = False, usage: dict[str, int] | None = None) -> bytes:
+        body = dict(head)
         if include_usage:
             body["usage"] = usage
+        if call is not None:
+            call.report(delta.text if delta else "", delta.completion_tokens if delta else call.completion_tokens,
+                        delta.prompt_tokens if delta else call.prompt_tokens)
+            if delta is not None:
+                call.report_calls(delta.tool_calls)
         if delta is None:
-            return event({**body, "choices": []})
+            return b"data: " + orjson.dumps({**body, "choices": []}) + b"\n\n"
         if not kind.chat:
-            return event({**body, "choices": [
-                {"index": 0, "text": delta.text, "finish_reason": delta.finish_reason, "logprobs": None}]})
+            body["choices"] = [{"index": 0, "text": delta.text, "finish_reason": delta.finish_reason, "logprobs": None}]
+            return b"data: " + orjson.dumps(body) + b"\n\n"
         parts = _chat_deltas(delta, role)  # a tool call's fragments go one an event, as OpenAI sends them
-        return "".join(
-            event({**body, "choices": [{"index": 0, "delta": d, "logprobs": None,
-                                        "finish_reason": delta.finish_reason if i == len(parts) - 1 else None}]})
+        return b"".join(
+            b"data: " + orjson.dumps({**body, "choices": [{
+                "index": 0, "delta": d, "logprobs": None,
+                "finish_reason": delta.finish_reason if i == len(parts) - 1 else None}]}) + b"\n\n"
             for i, d in enumerate(parts)
         )
 
@@ -313,12 +364,11 @@ async def _sse(
                 text.append(delta.text)
                 if delta.text or delta.finish_reason or delta.tool_calls:
                     yield chunk(delta)
-        if extra is not None:  # e.g. an app's citations: one more event with no choices, as usage has
-            fields = {"id": rid, "object": kind.chunk_object, "created": created, "model": model, "choices": []}
-            yield f"data: {json.dumps({**fields, **extra(''.join(text))}, separators=(',', ':'))}\n\n"
+        if extra is not None:  # e.g. an app's citations, as aifab events (see aifab.api.events)
+            for name, data in extra("".join(text)).items():
+                yield aifab_event(name, data, **head)
         if include_usage:
             yield chunk(None, usage=_usage(last))
-        yield "data: [DONE]\n\n"
+        yield b"data: [DONE]\n\n"
     finally:
         await rest.aclose()  # frees the engine slot at once when the client went away
-

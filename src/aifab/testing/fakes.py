@@ -68,13 +68,16 @@ class FakeRuntime:
             time.sleep(self.step_delay)
         out: list[int | None] = []
         for seq, feed in zip(seqs, feeds, strict=True):
-            out.append(seq.state[len(seq.generated)] if seq.completes(feed) else None)
+            # past the reply (ignore_eos): EOS again, as a model that has nothing more to say
+            out.append(seq.state[min(len(seq.generated), len(seq.state) - 1)] if seq.completes(feed) else None)
         return out
 
     def release(self, seq: Sequence) -> None:
         seq.state = None
 
     def piece(self, token: int) -> bytes:
+        if token == EOS:
+            return b""
         return self.words[token - EOS - 1] if token > EOS else bytes([token])
 
     def is_end(self, token: int) -> bool:

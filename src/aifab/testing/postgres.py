@@ -58,6 +58,14 @@ class PrivatePostgres:
             c.execute(f'CREATE DATABASE "{name}"')
         return self.url.rsplit("/", 1)[0] + f"/{name}"
 
+    def has_extension(self, name: str) -> bool:
+        """Whether the extension ``name`` (e.g. ``vector``) is installed for this server."""
+        import psycopg
+
+        with psycopg.connect(f"host=127.0.0.1 port={self.port} user=aifab dbname=postgres") as c:
+            row = c.execute("SELECT 1 FROM pg_available_extensions WHERE name = %s", (name,)).fetchone()
+        return row is not None
+
     def stop(self) -> None:
         try:
             self._run("pg_ctl", "-D", str(self.data), "-m", "immediate", "stop")

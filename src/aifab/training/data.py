@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from aifab.errors import InvalidDocument, InvalidRequest
+from aifab.errors import InvalidDocument, InvalidRequest, NotFound
 from aifab.training.config import DataConfig
 
 Report = Callable[[str], None]
@@ -234,7 +234,7 @@ def collection_files(settings: Any, name: str) -> list[Path]:
     with db.session() as s:
         row = s.get(CollectionRow, name)
         if row is None:
-            raise InvalidRequest(f"collection '{name}' does not exist (see `aifab collections list`)")
+            raise NotFound(f"collection '{name}' does not exist (see `aifab collections list`)", param="collection")
         if row.live_version is None:
             raise InvalidRequest(f"collection '{name}' has no documents yet: ingest some first")
         sources = s.scalars(select(DocumentRow.source).where(

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shlex
 import shutil
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
@@ -71,6 +72,7 @@ class Pipeline:
     def __init__(self, spec: TrainSpec, *, data_dir: Path, settings: Any = None, registry: Any = None,
                  report: Report = lambda _m: None, progress: Callable[[str, int, int], None] | None = None) -> None:
         self.spec, self.settings, self.registry = spec, settings, registry
+        self.data_dir = data_dir
         self.report = report
         self.progress = progress or (lambda _task, _done, _total: None)
         root = Path(spec.run.run_dir) if spec.run.run_dir else data_dir / "runs" / spec.run.name
@@ -222,8 +224,9 @@ class Pipeline:
         }
         pkg = write_package(model, tok, self.registry.models_dir.resolve() / name, name=name, lineage=lineage)
         self.registry.add(pkg, replace=True)
+        # the same data directory, or the server would not find the package in its registry
         self.report(f"package: {name} ({pkg.lineage['architecture']}, {pkg.path}); serve it with "
-                    f"AIFAB_MODELS__EXTRA='[\"{name}\"]' aifab up")
+                    f"AIFAB_MODELS__EXTRA='[\"{name}\"]' aifab up --data-dir {shlex.quote(str(self.data_dir))}")
         return {"name": name, "path": pkg.path, "architecture": pkg.lineage["architecture"]}
 
     def _vocab_guess(self) -> int:

@@ -16,7 +16,7 @@ from typing import Any
 
 from aifab.corpus.loaders.normalise import clean, normalise_line, normalise_lines, normalise_prose
 from aifab.corpus.protocol import Block, BlockKind, Document
-from aifab.errors import InvalidDocument
+from aifab.errors import NothingToIndex
 
 CELL_SEPARATOR = " | "
 # Suffixes removed from a file name to make a title of it ("library/os.rst.txt" → "os").
@@ -82,7 +82,7 @@ class DocumentBuilder:
     def build(self, *, source: str, format: str, empty_reason: str = "no text found") -> Document:
         """The document; its title is the first heading, else ``self.title``, else the file's name."""
         if not self._blocks:
-            raise InvalidDocument(empty_reason)
+            raise NothingToIndex(empty_reason)
         heading = next((block.text for block in self._blocks if block.kind == "heading"), None)
         return Document(
             source=source,

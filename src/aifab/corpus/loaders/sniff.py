@@ -16,7 +16,7 @@ import zipfile
 from pathlib import PurePath
 
 from aifab.corpus.loaders.decode import DecodedText, decode_text
-from aifab.errors import InvalidDocument
+from aifab.errors import InvalidDocument, NothingToIndex
 
 _MAGIC = (
     (b"\x7fELF", "ELF executable"),
@@ -57,7 +57,7 @@ _PDF_HEADER = re.compile(rb"%PDF-\d\.\d")
 def detect_format(data: bytes, source: str) -> str:
     """The format name ("pdf", "docx", "html", "json", "jsonl", "md", "rst", "csv" or "txt") of a file.
 
-    Raises ``InvalidDocument`` for an empty file and for binary data that no loader reads.
+    Raises ``NothingToIndex`` for an empty file and ``InvalidDocument`` for binary data that no loader reads.
     """
     return sniff(data, source)[0]
 
@@ -65,7 +65,7 @@ def detect_format(data: bytes, source: str) -> str:
 def sniff(data: bytes, source: str) -> tuple[str, DecodedText | None]:
     """The format, and the decoded text for text formats (so that it is decoded once)."""
     if not data.strip():
-        raise InvalidDocument("empty file")
+        raise NothingToIndex("empty file")
     if _PDF_HEADER.search(data, 0, 1024):  # readers accept junk before the header, so do we
         return "pdf", None
     if data.startswith(b"PK\x03\x04"):
@@ -75,7 +75,7 @@ def sniff(data: bytes, source: str) -> tuple[str, DecodedText | None]:
             raise InvalidDocument(f"binary file ({name})")
     decoded = decode_text(data)
     if not decoded.text.strip(_BLANK):
-        raise InvalidDocument("empty file")
+        raise NothingToIndex("empty file")
     return text_format(decoded.text, source), decoded
 
 

@@ -8,7 +8,7 @@ from aifab.corpus.loaders.build import DocumentBuilder
 from aifab.corpus.loaders.decode import DecodedText, decode_text
 from aifab.corpus.loaders.normalise import clean
 from aifab.corpus.protocol import Document
-from aifab.errors import InvalidDocument
+from aifab.errors import InvalidDocument, NothingToIndex
 
 _BLANK_LINE = re.compile(r"\n[ \t]*\n")
 
@@ -24,7 +24,7 @@ class TextLoader:
 
     def load(self, data: bytes, source: str) -> Document:
         if not data.strip():
-            raise InvalidDocument("empty file")
+            raise NothingToIndex("empty file")
         return self.load_text(decode_text(data), source)
 
     def load_text(self, decoded: DecodedText, source: str) -> Document:

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from aifab.errors import InvalidRequest, NotFound
+from aifab.errors import InvalidRequest
 from aifab.finetune.datasets.dedup import dedupe, example_text
 from aifab.finetune.datasets.store import (
     KINDS,
@@ -71,7 +71,7 @@ def read_jsonl(path: Path, *, kind: str = "sft", report: Callable[[str], None] |
     if kind not in KINDS:
         raise InvalidRequest(f"kind must be sft or preference, not {kind!r}", param="kind")
     if not path.is_file():
-        raise NotFound(f"no such file: {path}", param="file")
+        raise InvalidRequest(f"no such file: {path}", param="file")  # a path the user gave, not a stored name
     examples: list[dict[str, Any]] = []
     problems: list[str] = []
     digest = hashlib.sha256()

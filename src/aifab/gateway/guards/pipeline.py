@@ -105,6 +105,11 @@ class Guardrails:
         found = verdicts(tally.items(), "input")
         return InputResult(out + texts[len(out):], found, first_block(found))
 
+    @property
+    def checks_output(self) -> bool:
+        """Whether any output check is on (otherwise answers pass the gateway as they are)."""
+        return bool(self._output)
+
     def setting(self, verdict: Verdict) -> str:
         """The setting that chose ``verdict``'s action, as written in aifab.toml (``gateway.guardrails.…``)."""
         kind = next((g.kind for g in self.guards if g.name == verdict.guard), verdict.guard)

@@ -65,10 +65,16 @@ class OutputGuard:
 
     def __init__(self, checks: Sequence[OutputCheck], max_hold: int = MAX_HOLD) -> None:
         self._checks = checks
+        # "flag" never changes the text, so only redact and block checks hold anything back; flag checks
+        # count what is released (a match up to 64 characters long is counted once, whole)
+        self._holding = [(g, a) for g, a in checks if a != "flag"]
+        self._flagging = [(g, a) for g, a in checks if a == "flag"]
         self._max_hold = max_hold
         self._buf = ""
         self._ctx = ""
         self._fresh = 0  # characters received since the held text was last looked at
+        self._released = 0  # characters released so far
+        self._flag_mark = 0  # flag findings ending at or before this stream position have been counted
         self.blocked: Verdict | None = None
         self.tally: Counter[tuple[str, str, Action]] = Counter()
 
@@ -101,43 +107,62 @@ class OutputGuard:
         text = self._ctx + self._buf
         found: list[tuple[Finding, str, Action]] = []
         if final:
-            for guard, action in self._checks:
+            for guard, action in self._holding:
                 found.extend((f, guard.name, action) for f in guard.scan(text) if f.end > off)
             cut = len(self._buf)
         else:
-            hold = len(text)
-            for guard, action in self._checks:
-                findings, pending = guard.watch(text, off)
-                found.extend((f, guard.name, action) for f in findings)
-                hold = min(hold, pending)
-            if found:  # a finding's own extension (a key block's body) may still grow
-                hold = min([hold, *(f.start for f, _, _ in found if f.end > len(text) - PEEK)])
-            cut = max(hold - off, 0)
-            forced = len(self._buf) - self._max_hold
-            if forced > cut:  # the cap: a finding across the cut is redacted up to it, the rest goes on
-                cut = forced
-                found = [(_clip(f, cut + off), g, a) for f, g, a in found]
-            else:
-                cut = max(_clear_of(cut + off, [f for f, _, _ in found]) - off, 0)
+            cut = self._cut(text, off, found)
             if cut == 0:
                 return Emit("")
         done = [(f, g, a) for f, g, a in found if f.end <= cut + off]
+        done += self._flags(text, len(text) if final else len(text) - PEEK)
         if not done:  # prose: nothing to count or redact
-            released, self._buf = self._buf[:cut], self._buf[cut:]
-            self._ctx = (self._ctx + released)[-_CONTEXT:]
-            return Emit(released)
+            return Emit(self._advance(cut))
         tally = Counter((g, f.category, a) for f, g, a in done)
         self.tally.update(tally)
         new = verdicts(tally.items(), "output")
         self.blocked = first_block(new)
         if self.blocked is not None:
             return Emit("", new, self.blocked)
-        released = self._buf[:cut]
         spans = [Finding(max(f.start - off, 0), f.end - off, f.category, f.placeholder)
                  for f, _, a in done if a == "redact"]
-        self._ctx = (self._ctx + released)[-_CONTEXT:]
-        self._buf = self._buf[cut:]
+        released = self._advance(cut)
         return Emit(apply(released, spans) if spans else released, new)
+
+    def _cut(self, text: str, off: int, found: list[tuple[Finding, str, Action]]) -> int:
+        """How much of the held text may go now; fills ``found`` with the redact/block findings."""
+        hold = len(text)
+        for guard, action in self._holding:
+            findings, pending = guard.watch(text, off)
+            found.extend((f, guard.name, action) for f in findings)
+            hold = min(hold, pending)
+        if found:  # a finding's own extension (a key block's body) may still grow
+            hold = min([hold, *(f.start for f, _, _ in found if f.end > len(text) - PEEK)])
+        cut = max(hold - off, 0)
+        forced = len(self._buf) - self._max_hold
+        if forced > cut:  # the cap: a finding across the cut is redacted up to it, the rest goes on
+            found[:] = [(_clip(f, forced + off), g, a) for f, g, a in found]
+            return forced
+        return max(_clear_of(cut + off, [f for f, _, _ in found]) - off, 0)
+
+    def _flags(self, text: str, upto: int) -> list[tuple[Finding, str, Action]]:
+        """The flag checks' findings that end by ``upto`` (past the last few characters, which could still
+        extend a match) and were not counted before: counted once, whole, whether released yet or not."""
+        if not self._flagging:
+            return []
+        base = self._released - len(self._ctx)  # where ``text`` starts in the whole stream
+        out: list[tuple[Finding, str, Action]] = [
+            (f, guard.name, action) for guard, action in self._flagging for f in guard.scan(text)
+            if f.end <= upto and base + f.end > self._flag_mark]
+        self._flag_mark = max(self._flag_mark, base + upto)
+        return out
+
+    def _advance(self, cut: int) -> str:
+        """Release the first ``cut`` held characters (as received: redaction is the caller's)."""
+        released, self._buf = self._buf[:cut], self._buf[cut:]
+        self._ctx = (self._ctx + released)[-_CONTEXT:]
+        self._released += cut
+        return released
 
 
 def _clip(f: Finding, cut: int) -> Finding:

@@ -10,7 +10,7 @@ import asyncio
 import logging
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Form, Query, Request, UploadFile
+from fastapi import Form, Query, Request, UploadFile
 from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
@@ -27,12 +27,13 @@ from aifab.errors import (
     out_of_space,
 )
 from aifab.serve.deps import Caller, may_read, may_write
+from aifab.serve.routing import api_router
 from aifab.state.tables import DocumentRow
 from aifab.stores.protocol import Filter
 
 log = logging.getLogger("aifab.serve")
 
-router = APIRouter(prefix="/v1")
+router = api_router("/v1")
 
 
 class CreateCollection(BaseModel):

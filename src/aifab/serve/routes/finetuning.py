@@ -6,14 +6,15 @@ from __future__ import annotations
 import asyncio
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Form, Query, Request, UploadFile
+from fastapi import Body, Form, Query, Request, UploadFile
 from fastapi.responses import Response
 
 from aifab.errors import NotFound
 from aifab.finetune.service import FinetuneService
 from aifab.serve.deps import Caller
+from aifab.serve.routing import api_router
 
-router = APIRouter(prefix="/v1")
+router = api_router("/v1")
 Limit = Annotated[int, Query(ge=1, le=100)]
 
 
@@ -50,16 +51,22 @@ def delete_file(request: Request, file_id: str, caller: Caller) -> dict[str, Any
     return _service(request).delete_file(file_id, caller)
 
 
-@router.post("/fine_tuning/jobs")
-async def create_job(request: Request, caller: Caller) -> dict[str, Any]:
-    from aifab.errors import InvalidRequest
+JOB = {
+    "type": "object",
+    "required": ["model", "training_file"],
+    "properties": {
+        "model": {"type": "string", "description": "the base model to fine-tune"},
+        "training_file": {"type": "string", "description": "a file id from /v1/files (purpose fine-tune)"},
+        "suffix": {"type": "string", "maxLength": 40},
+        "method": {"type": "object", "description": "OpenAI's method object: supervised or dpo, with hyperparameters"},
+        "hyperparameters": {"type": "object"},
+    },
+}
 
-    try:
-        body = await request.json()
-    except ValueError:
-        raise InvalidRequest("the request body is not valid JSON") from None
-    if not isinstance(body, dict):
-        raise InvalidRequest("the request body must be a JSON object")
+
+@router.post("/fine_tuning/jobs", openapi_extra={"requestBody": {"required": True,
+                                                                  "content": {"application/json": {"schema": JOB}}}})
+async def create_job(request: Request, body: Annotated[dict[str, Any], Body()], caller: Caller) -> dict[str, Any]:
     return await asyncio.to_thread(_service(request).create_job, body, caller)
 
 

@@ -6,22 +6,27 @@ import asyncio
 from collections.abc import Awaitable
 from typing import Any, TypeVar
 
-from fastapi import APIRouter, Request, Response
+import orjson
+from fastapi import Request, Response
 from fastapi.responses import StreamingResponse
 from starlette.types import Send
 
+from aifab.api import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
 from aifab.errors import Forbidden
-from aifab.serve.deps import Caller, Pool, Serving
-from aifab.serve.schemas import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
+from aifab.serve.deps import Caller, Gateway, Handed, Pool, Serving
+from aifab.serve.routing import api_router
 
-router = APIRouter(prefix="/v1")
+router = api_router("/v1")
 T = TypeVar("T")
 CLIENT_CLOSED = 499  # nginx's code for "client closed the request"; nobody reads it, logs do
 
 
-async def _unless_disconnected(request: Request, work: Awaitable[T]) -> T | Response:
+async def _unless_disconnected(request: Request, work: Awaitable[T], handed: bool) -> T | Response:
     """Run ``work`` (which may wait in the queue for a slot), cancelling it if the client leaves
-    first, so a request abandoned while queued never occupies a slot."""
+    first, so a request abandoned while queued never occupies a slot. A request ``handed`` over by the
+    gateway is watched there (one watcher): the gateway cancels this task when its client leaves."""
+    if handed:
+        return await work
     task = asyncio.ensure_future(work)
 
     async def watch() -> None:
@@ -53,17 +58,30 @@ class _ClosingStream(StreamingResponse):
                 await aclose()
 
 
-def _respond(result: Any) -> Any:
-    if isinstance(result, dict | Response):
+VERSION_HEADER = "x-aifab-model-version"  # which version of the model answered (a canary shows here)
+
+
+def _respond(result: Any, version: str) -> Any:
+    if isinstance(result, Response):  # the client left
         return result
-    return _ClosingStream(
-        result, media_type="text/event-stream", headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
-    )
+    if isinstance(result, dict):
+        return Response(orjson.dumps(result), media_type="application/json", headers={VERSION_HEADER: version})
+    return _ClosingStream(result, media_type="text/event-stream",
+                          headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no", VERSION_HEADER: version})
 
 
 @router.get("/models")
-async def list_models(serving: Serving) -> dict[str, Any]:
-    return serving.list_models()
+async def list_models(serving: Serving, gateway: Gateway, caller: Caller) -> dict[str, Any]:
+    """This process's models and RAG apps, and the gateway's routes to other servers; only those the
+    caller's key may use."""
+    models = serving.list_models()
+    if gateway is not None:
+        have = {d["id"] for d in models["data"]}
+        models["data"] += [{"id": n, "object": "model", "created": gateway.started, "owned_by": "aifab", "kind": "route"}
+                           for n in gateway.router.public_names() if n not in have]
+    if caller is not None:
+        models["data"] = [d for d in models["data"] if caller.allows_model(d["id"])]
+    return models
 
 
 @router.post("/models/{name}/load")
@@ -76,15 +94,18 @@ async def load_model(name: str, pool: Pool, caller: Caller) -> dict[str, Any]:
 
 
 @router.post("/chat/completions")
-async def chat_completions(body: ChatCompletionRequest, serving: Serving, request: Request, caller: Caller) -> Any:
-    return _respond(await _unless_disconnected(request, serving.chat(body, caller)))
+async def chat_completions(body: ChatCompletionRequest, serving: Serving, request: Request, caller: Caller,
+                           call: Handed) -> Any:
+    result = await _unless_disconnected(request, serving.chat(body, caller, call), call is not None)
+    return _respond(result, serving.fingerprint(body.model))
 
 
 @router.post("/completions")
-async def completions(body: CompletionRequest, serving: Serving, request: Request) -> Any:
-    return _respond(await _unless_disconnected(request, serving.complete(body)))
+async def completions(body: CompletionRequest, serving: Serving, request: Request, call: Handed) -> Any:
+    result = await _unless_disconnected(request, serving.complete(body, call), call is not None)
+    return _respond(result, serving.fingerprint(body.model))
 
 
 @router.post("/embeddings")
-async def embeddings(body: EmbeddingRequest, serving: Serving) -> dict[str, Any]:
-    return await serving.embed(body)
+async def embeddings(body: EmbeddingRequest, serving: Serving, call: Handed) -> Any:
+    return _respond(await serving.embed(body, call), serving.fingerprint(body.model))

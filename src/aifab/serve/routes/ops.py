@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from aifab.serve.deps import MetricsDep, Pool
+from aifab.serve.routing import api_router
 
-router = APIRouter()
+router = api_router()
 
 
 @router.get("/healthz")

@@ -7,14 +7,15 @@ import asyncio
 import time
 from typing import Any, Literal
 
-from fastapi import APIRouter, Request
+from fastapi import Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from aifab.errors import NotFound
 from aifab.rag import Rag
 from aifab.serve.deps import Caller, may_read
+from aifab.serve.routing import api_router
 
-router = APIRouter(prefix="/v1")
+router = api_router("/v1")
 Scalar = str | int | float | bool
 
 

@@ -1,5 +1,9 @@
-"""Request bodies of the OpenAI-compatible API. Unknown fields are kept (``model_extra``): the service
-refuses those its engines would not honour with a 400 naming the field, rather than ignoring them."""
+"""Request bodies of the OpenAI-compatible API, validated once (by the gateway, or by the serving app when it
+runs alone). The fields aifab's own engines honour are typed; unknown fields are kept, not refused here, so
+that a remote upstream still gets what its client sent. This server's own engines refuse the ones they do
+not honour with a 400 naming the field (:func:`refuse_unknown`), never ignoring them silently. Limits of
+this server's engines (one choice, one prompt) are checked where those engines are called, not here: a
+remote upstream may allow more."""
 
 from __future__ import annotations
 
@@ -81,7 +85,9 @@ class ResponseFormat(_Body):
     json_schema: JsonSchemaFormat | None = None
 
 
-class _Sampling(_Body):
+class SamplingRequest(_Body):
+    """The fields chat and text completions share."""
+
     model: str = Field(min_length=1)
     max_tokens: int | None = Field(None, ge=1)
     temperature: float | None = Field(None, ge=0, le=2)
@@ -90,7 +96,7 @@ class _Sampling(_Body):
     seed: int | None = None
     presence_penalty: float = Field(0.0, ge=-2, le=2)
     frequency_penalty: float = Field(0.0, ge=-2, le=2)
-    n: int = Field(1, ge=1, le=1, description="one choice per request")
+    n: int = Field(1, ge=1, le=128, description="choices per request (this server's own engines give one)")
     stream: bool = False
     stream_options: StreamOptions | None = None
     user: str | None = None
@@ -108,7 +114,7 @@ class _Sampling(_Body):
         return [self.stop] if isinstance(self.stop, str) else list(self.stop or [])
 
 
-class ChatCompletionRequest(_Sampling):
+class ChatCompletionRequest(SamplingRequest):
     messages: list[ChatMessage] = Field(min_length=1)
     max_completion_tokens: int | None = Field(None, ge=1)
     response_format: ResponseFormat | None = None
@@ -124,16 +130,9 @@ class ChatCompletionRequest(_Sampling):
         return v
 
 
-class CompletionRequest(_Sampling):
-    prompt: str | list[str]
+class CompletionRequest(SamplingRequest):
+    prompt: str | list[str] = Field(min_length=1)
     echo: bool = False
-
-    @field_validator("prompt")
-    @classmethod
-    def _one_prompt(cls, v: str | list[str]) -> str | list[str]:
-        if isinstance(v, list) and len(v) != 1:
-            raise ValueError("one prompt per request")
-        return v
 
     def prompt_text(self) -> str:
         return self.prompt if isinstance(self.prompt, str) else self.prompt[0]
@@ -158,6 +157,9 @@ class EmbeddingRequest(_Body):
 
     def texts(self) -> list[str]:
         return [self.input] if isinstance(self.input, str) else list(self.input)
+
+
+ModelRequest = ChatCompletionRequest | CompletionRequest | EmbeddingRequest
 
 
 def refuse_unknown(body: BaseModel, where: str = "") -> None:
