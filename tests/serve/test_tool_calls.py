@@ -162,3 +162,17 @@ async def test_assistant_turns_echoed_back_by_the_sdk_pass(one_call: Any) -> Non
                                                              first.choices[0].message.tool_calls[0].id, "content": "21C"}]
     again = await client.chat.completions.create(model="fake", messages=history, tools=[WEATHER], temperature=0)
     assert again.choices[0].finish_reason == "tool_calls"
+
+
+async def test_langchain_bind_tools_gets_the_calls_streamed_and_not(one_call: Any) -> None:
+    langchain_openai = pytest.importorskip("langchain_openai")
+    client, _ = one_call
+    llm = langchain_openai.ChatOpenAI(model="fake", api_key="none", base_url="http://test/v1", max_retries=0,
+                                      http_async_client=client._client, temperature=0).bind_tools([WEATHER])
+    message = await llm.ainvoke("Weather in Paris?")
+    assert [(c["name"], c["args"]) for c in message.tool_calls] == [("get_weather", {"city": "Paris"})]
+    merged = None
+    async for chunk in llm.astream("Weather in Paris?"):
+        merged = chunk if merged is None else merged + chunk
+    assert merged is not None
+    assert [(c["name"], c["args"]) for c in merged.tool_calls] == [("get_weather", {"city": "Paris"})]
