@@ -144,6 +144,9 @@ async def test_tool_choice_none_offers_no_tools(echo: Any) -> None:
     ({"tools": [{"type": "function", "function": {"name": "f", "parameters": {
         "type": "object", "properties": {"x": {"type": "string", "pattern": "^a+$"}}}}}],
       "tool_choice": "required"}, "tools"),
+    ({"tools": [WEATHER], "tool_choice": "required", "stop": ["}"]}, "stop"),
+    ({"tools": [WEATHER], "tool_choice": "required", "max_tokens": 20}, "max_tokens"),
+    ({"tools": [WEATHER], "tool_choice": "required", "response_format": {"type": "json_object"}}, "response_format"),
 ])
 async def test_unsupported_or_malformed_tool_fields_are_400s_naming_the_field(one_call: Any, extra: dict[str, Any],
                                                                            param: str) -> None:

@@ -98,6 +98,9 @@ class OpenAIServing:
         if plan.forced and rf is not None and rf.type != "text":
             raise InvalidRequest("response_format cannot be combined with a forced tool call (tool_choice "
                                  "required or named): the call has its own grammar", param="response_format")
+        for field, value in (("stop", sampling.stop), ("ignore_eos", sampling.ignore_eos)):
+            if plan.forced and value:  # either would cut or overrun the call its grammar guarantees
+                raise InvalidRequest(f"'{field}' cannot be combined with a forced tool call", param=field)
         if plan.forced:
             # Fixed up front (not cut to the context later): the call's grammar is sized to fit it.
             sampling.max_tokens = sampling.max_tokens or engine.package.generation.max_tokens
