@@ -223,7 +223,9 @@ async def main() -> None:
         try:
             t0 = time.perf_counter()
             r: dict[str, Any] = {"validity": await validity(engine, args.calls)}
+            print(f"[{kind}] validity done in {time.perf_counter() - t0:.0f} s", flush=True)
             r["ttft"] = await ttft(engine, args.ttft)
+            print(f"[{kind}] ttft done in {time.perf_counter() - t0:.0f} s", flush=True)
             if not args.skip_auto and not (kind == "torch" and args.torch_model == "tiny"):
                 r["auto"] = await auto(engine)
             r["seconds"] = time.perf_counter() - t0
