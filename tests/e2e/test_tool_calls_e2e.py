@@ -4,7 +4,7 @@ forced calls streamed and not, and a tool result sent back and answered."""
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import httpx
@@ -14,6 +14,7 @@ import pytest
 
 from aifab.config import Settings
 from aifab.engines import load_engine
+from aifab.engines.protocol import Engine
 from aifab.registry.defaults import DEFAULTS, locate
 from aifab.registry.inspect import inspect_path
 from aifab.serve import ModelPool, create_app
@@ -27,16 +28,21 @@ NAMED = {"type": "function", "function": {"name": "get_weather"}}
 
 
 @pytest.fixture(scope="module")
-async def client(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[openai.AsyncOpenAI]:
+def engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engine]:
     path = locate(DEFAULTS[0])
     assert path is not None
     settings = Settings(data_dir=tmp_path_factory.mktemp("data"), engines={"max_batch": 2, "context_per_sequence": 1024})
-    engine = load_engine(inspect_path(path, DEFAULTS[0].name), settings)
+    loaded = load_engine(inspect_path(path, DEFAULTS[0].name), settings)
+    yield loaded
+    loaded.close()
+
+
+@pytest.fixture
+async def client(engine: Engine) -> AsyncIterator[openai.AsyncOpenAI]:
     app = create_app(ModelPool({"smollm2": engine}))
     http = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test", timeout=600)
     async with openai.AsyncOpenAI(api_key="none", base_url="http://test/v1", http_client=http, max_retries=0) as c:
         yield c
-    engine.close()
 
 
 def valid(arguments: str) -> dict[str, Any]:
