@@ -32,6 +32,7 @@ class Call:
     first_token: float | None = None  # time.perf_counter() at the first non-empty content delta
     text: list[str] = field(default_factory=list)
     context: list[str] | None = None  # the chunk ids a RAG app grounded its answer on
+    tool_calls: list[dict[str, Any]] | None = None  # [{"name"}] per call; "arguments" too where text is kept
 
     def encode(self, model: str) -> bytes:
         """The body for a remote upstream serving it as ``model``: the fields the client set (unknown ones
@@ -52,3 +53,14 @@ class Call:
                 self.first_token = time.perf_counter()
             if self.keep_text:
                 self.text.append(text)
+
+    def report_calls(self, fragments: list[Any]) -> None:
+        """Tool-call fragments went out (``aifab.engines.tools.CallFragment``: a call's first one names it)."""
+        for f in fragments:
+            if self.first_token is None:  # a call is what the user receives first
+                self.first_token = time.perf_counter()
+            if f.name is not None:
+                self.tool_calls = (self.tool_calls or []) + [{"name": f.name}]
+            if self.keep_text and f.arguments and self.tool_calls:
+                entry = self.tool_calls[-1]
+                entry["arguments"] = entry.get("arguments", "") + f.arguments

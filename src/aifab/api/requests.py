@@ -1,14 +1,17 @@
 """Request bodies of the OpenAI-compatible API, validated once (by the gateway, or by the serving app when it
-runs alone). The fields aifab's own engines honour are typed; unknown fields are kept, not refused, so that a
-remote upstream still gets what its client sent (tools, logprobs, ...) and this server ignores them, as
-OpenAI's own server does for forward compatibility. Limits of this server's engines (one choice, one prompt)
-are checked where those engines are called, not here: a remote upstream may allow more."""
+runs alone). The fields aifab's own engines honour are typed; unknown fields are kept, not refused here, so
+that a remote upstream still gets what its client sent. This server's own engines refuse the ones they do
+not honour with a 400 naming the field (:func:`refuse_unknown`), never ignoring them silently. Limits of
+this server's engines (one choice, one prompt) are checked where those engines are called, not here: a
+remote upstream may allow more."""
 
 from __future__ import annotations
 
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from aifab.errors import InvalidRequest
 
 
 class _Body(BaseModel):
@@ -20,10 +23,23 @@ class ContentPart(_Body):
     text: str | None = None
 
 
+class FunctionCall(_Body):
+    name: str
+    arguments: str
+
+
+class ToolCallItem(_Body):
+    id: str
+    type: Literal["function"] = "function"
+    function: FunctionCall
+
+
 class ChatMessage(_Body):
     role: Literal["system", "developer", "user", "assistant", "tool"]
     content: str | list[ContentPart] | None = None
     name: str | None = None
+    tool_calls: list[ToolCallItem] | None = None  # assistant turns
+    tool_call_id: str | None = None  # tool turns
 
     def text(self) -> str:
         if self.content is None:
@@ -31,6 +47,27 @@ class ChatMessage(_Body):
         if isinstance(self.content, str):
             return self.content
         return "".join(p.text or "" for p in self.content if p.type == "text")
+
+
+class FunctionDef(_Body):
+    name: str = Field(pattern=r"^[a-zA-Z0-9_-]{1,64}$")
+    description: str | None = None
+    parameters: dict[str, Any] | None = None
+    strict: bool | None = None
+
+
+class Tool(_Body):
+    type: Literal["function"]
+    function: FunctionDef
+
+
+class NamedFunction(_Body):
+    name: str
+
+
+class NamedToolChoice(_Body):
+    type: Literal["function"]
+    function: NamedFunction
 
 
 class StreamOptions(_Body):
@@ -81,6 +118,16 @@ class ChatCompletionRequest(SamplingRequest):
     messages: list[ChatMessage] = Field(min_length=1)
     max_completion_tokens: int | None = Field(None, ge=1)
     response_format: ResponseFormat | None = None
+    tools: list[Tool] | None = None
+    tool_choice: str | NamedToolChoice | None = None
+    parallel_tool_calls: bool | None = None
+
+    @field_validator("tool_choice")
+    @classmethod
+    def _choice(cls, v: str | NamedToolChoice | None) -> str | NamedToolChoice | None:
+        if isinstance(v, str) and v not in ("none", "auto", "required"):
+            raise ValueError("tool_choice is 'none', 'auto', 'required' or {'type': 'function', 'function': {'name': ...}}")
+        return v
 
 
 class CompletionRequest(SamplingRequest):
@@ -113,3 +160,19 @@ class EmbeddingRequest(_Body):
 
 
 ModelRequest = ChatCompletionRequest | CompletionRequest | EmbeddingRequest
+
+
+def refuse_unknown(body: BaseModel, where: str = "") -> None:
+    """A field this server does not honour is a 400 naming it, never silently ignored. A null, false or
+    empty value asks for nothing and passes (clients echo ``refusal: null`` back in assistant turns)."""
+    for name, value in (body.model_extra or {}).items():
+        if value not in (None, False, "", [], {}):
+            raise InvalidRequest(f"'{where}{name}' is not supported by this server", param=f"{where}{name}")
+    for name in type(body).model_fields:
+        value = getattr(body, name)
+        if isinstance(value, BaseModel):
+            refuse_unknown(value, f"{where}{name}.")
+        elif isinstance(value, list):
+            for i, item in enumerate(value):
+                if isinstance(item, BaseModel):
+                    refuse_unknown(item, f"{where}{name}[{i}].")

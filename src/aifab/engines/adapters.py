@@ -24,8 +24,8 @@ class AdapterView:
     def count_tokens(self, text: str) -> int:
         return self.base.count_tokens(text)
 
-    def render_chat(self, messages: list[dict[str, Any]]) -> str:
-        return self.base.render_chat(messages)
+    def render_chat(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None = None) -> str:
+        return self.base.render_chat(messages, tools)
 
     async def generate(self, request: GenerationRequest) -> AsyncGenerator[Delta, None]:
         request.adapter = self.adapter

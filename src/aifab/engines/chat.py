@@ -30,8 +30,10 @@ def render_chat(
     special_tokens: dict[str, str],
     *,
     add_generation_prompt: bool = True,
+    tools: list[dict[str, Any]] | None = None,
 ) -> str:
-    """Render ``messages`` with ``template``; a model without a template cannot chat."""
+    """Render ``messages`` with ``template``; a model without a template cannot chat. ``tools`` goes to
+    templates that render a tool list themselves (see :mod:`aifab.engines.tools.formats`)."""
     if not template:
         raise InvalidRequest("this model has no chat template; use /v1/completions", param="model")
     try:
@@ -40,6 +42,7 @@ def render_chat(
             add_generation_prompt=add_generation_prompt,
             bos_token=special_tokens.get("bos", ""),
             eos_token=special_tokens.get("eos", ""),
+            **({"tools": tools} if tools is not None else {}),
         )
     except TemplateError as exc:
         raise InvalidRequest(f"messages rejected by the model's chat template: {exc}", param="messages") from exc

@@ -37,7 +37,7 @@ class SentenceTransformerEngine:
     def count_tokens(self, text: str) -> int:
         return len(self.tokenizer(text, add_special_tokens=True)["input_ids"])
 
-    def render_chat(self, messages: list[dict[str, Any]]) -> str:
+    def render_chat(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None = None) -> str:
         raise InvalidRequest(f"model '{self.package.name}' is an embedding model; it cannot chat", param="model")
 
     async def generate(self, request: GenerationRequest) -> AsyncGenerator[Delta, None]:

@@ -9,6 +9,7 @@ from aifab.config import Settings
 from aifab.engines.batching import BatchScheduler, Runtime
 from aifab.engines.chat import render_chat
 from aifab.engines.protocol import Delta, Embeddings, EngineHealth, GenerationRequest
+from aifab.engines.tools.formats import render_with_tools
 from aifab.errors import ContextLengthExceeded, InvalidRequest
 from aifab.registry.package import ModelPackage
 
@@ -43,7 +44,9 @@ class GenerativeEngine:
     def special_tokens(self) -> dict[str, str]:
         return self.package.special_tokens
 
-    def render_chat(self, messages: list[dict[str, Any]]) -> str:
+    def render_chat(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None = None) -> str:
+        if tools or any(m.get("tool_calls") or m.get("role") == "tool" for m in messages):
+            return render_with_tools(self.package.chat_template, messages, self.special_tokens(), tools)
         return render_chat(self.package.chat_template, messages, self.special_tokens())
 
     def prepare(self, request: GenerationRequest) -> list[int]:

@@ -7,9 +7,10 @@ from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, runtime_checkable
 
+from aifab.engines.tools.protocol import CallFragment
 from aifab.registry.package import ModelPackage
 
-FinishReason = Literal["stop", "length", "cancelled"]
+FinishReason = Literal["stop", "length", "cancelled", "tool_calls"]
 
 
 @dataclass
@@ -40,12 +41,14 @@ class GenerationRequest:
 
 @dataclass
 class Delta:
-    """A piece of the answer. The last delta of a generation has ``finish_reason`` set."""
+    """A piece of the answer. The last delta of a generation has ``finish_reason`` set. ``tool_calls``
+    holds the pieces of tool calls found in the text (``aifab.engines.tools``); engines leave it empty."""
 
     text: str
     finish_reason: FinishReason | None = None
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    tool_calls: list[CallFragment] = field(default_factory=list)
 
 
 @dataclass
@@ -77,8 +80,9 @@ class Engine(Protocol):
 
     def count_tokens(self, text: str) -> int: ...
 
-    def render_chat(self, messages: list[dict[str, Any]]) -> str:
-        """The model's own chat template applied to OpenAI-style messages, ready for generation."""
+    def render_chat(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None = None) -> str:
+        """The model's own chat template applied to OpenAI-style messages (``tool_calls`` and ``tool``
+        turns included) and the ``tools`` offered, ready for generation."""
         ...
 
     def generate(self, request: GenerationRequest) -> AsyncGenerator[Delta, None]:

@@ -35,6 +35,7 @@ class Exchange:
     request: dict[str, Any] | None = None  # redacted content, only where the key's policy allows
     response: list[str] | None = None
     context: list[str] | None = None  # chunk ids a RAG app retrieved
+    tool_calls: list[dict[str, Any]] | None = None  # [{"name"}] per call; "arguments" where content is kept
 
     def first_text(self) -> None:
         """Time to first token as a user sees it: the first text (or tool call) the client receives, not the
@@ -61,5 +62,5 @@ class Exchange:
             "latency_ms": self.latency * 1000, "ttft_ms": None if self.ttft is None else self.ttft * 1000,
             "verdicts": [v.to_dict() for v in self.verdicts], "request": self.request,
             "response": None if self.response is None else "".join(self.response),
-            "allow_training": bool(k and k.allow_training), "context": self.context,
+            "allow_training": bool(k and k.allow_training), "context": self.context, "tool_calls": self.tool_calls,
         }

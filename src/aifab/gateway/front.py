@@ -371,6 +371,9 @@ class Gateway:
         if self.audit is not None and ex.model:
             if ex.response is not None:
                 ex.response = [self.redact("".join(ex.response))]
+            for call in ex.tool_calls or []:
+                if "arguments" in call:
+                    call["arguments"] = self.redact(call["arguments"])
             self.audit.record(ex.row())
 
     # --- reports (served as routes of the serving app, which finds the gateway in the ASGI scope) ---------
@@ -417,7 +420,8 @@ def _take_report(ex: Exchange, call: Call, relayed: bool) -> None:
     ex.prompt_tokens, ex.completion_tokens = call.prompt_tokens, call.completion_tokens
     if call.context is not None:
         ex.context = call.context
-    if relayed:  # nothing read the events: the text and the first token come from the report
+    if relayed:  # nothing read the events: the text, the first token and the tool calls come from the report
+        ex.tool_calls = call.tool_calls
         if call.first_token is not None:
             ex.ttft = call.first_token - ex.start
         if ex.response is not None:

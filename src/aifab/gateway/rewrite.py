@@ -1,9 +1,11 @@
 """What the gateway changes in an answer on its way back: the response id (the gateway's own, which the
 audit log and feedback use), the output guardrails' redactions, and the usage it reads (and drops from a
-stream when the client did not ask for it)."""
+stream when the client did not ask for it). Tool-call arguments pass the output guards as content does
+(one guard per call, so a secret split across argument fragments is still caught)."""
 
 from __future__ import annotations
 
+from collections.abc import Hashable
 from typing import Any, Protocol
 
 import orjson
@@ -33,15 +35,17 @@ class GuardFactory(Protocol):
 
 
 class _Choices:
-    """Per choice index: its output guard, and whether it was blocked."""
+    """Per choice index (and per tool call of a choice, keyed ``(index, call)``): its output guard, and
+    whether it was blocked."""
 
     def __init__(self, ex: Exchange, guards: GuardFactory, keep: bool) -> None:
         self.ex, self.guards = ex, guards
-        self._guard: dict[int, OutputGuard | None] = {}
-        self.blocked: set[int] = set()
+        self._guard: dict[Hashable, OutputGuard | None] = {}
+        self.blocked: set[Hashable] = set()
         self.keep = keep  # keep the answer's text for the audit log
+        self._calls: dict[int, dict[str, Any]] = {}  # choice 0's tool calls, for the audit log
 
-    def text(self, index: int, text: str, final: bool) -> str:
+    def text(self, index: Hashable, text: str, final: bool) -> str:
         """The text to send for ``text`` arriving on choice ``index`` (``final``: its last piece)."""
         if index not in self._guard:
             self._guard[index] = self.guards()
@@ -66,8 +70,43 @@ class _Choices:
             self.ex.response = (self.ex.response or []) + [text]
         return text
 
-    def pending(self) -> list[int]:
+    def pending(self) -> list[Hashable]:
         return [i for i, g in self._guard.items() if g is not None and i not in self.blocked]
+
+    def calls(self, index: int, calls: Any, final: bool) -> None:
+        """Choice ``index``'s tool calls (whole, or a stream's fragments), in place: their arguments through
+        the guards; at ``final``, what the guards still hold goes out as one more fragment per call. A
+        blocked call blocks its choice. Names (and arguments, where content is kept) go to the audit log."""
+        if not isinstance(calls, list):
+            calls = []
+        for pos, call in enumerate(calls):
+            fn = call.get("function") if isinstance(call, dict) else None
+            if not isinstance(fn, dict):
+                continue
+            n = call.get("index", pos)
+            if index == 0 and isinstance(fn.get("name"), str):
+                self._record(n, name=fn["name"])
+            if isinstance(fn.get("arguments"), str):
+                fn["arguments"] = self.text((index, n), fn["arguments"], final)
+                if index == 0 and self.keep:
+                    self._record(n, arguments=fn["arguments"])
+        if final:
+            for key in [k for k in self.pending() if isinstance(k, tuple) and k[0] == index]:
+                tail = self.text(key, "", final=True)
+                if tail:
+                    calls.append({"index": key[1], "function": {"arguments": tail}})
+                    if index == 0 and self.keep:
+                        self._record(key[1], arguments=tail)
+        if any(isinstance(k, tuple) and k[0] == index for k in self.blocked):
+            self.blocked.add(index)
+
+    def _record(self, n: int, *, name: str | None = None, arguments: str = "") -> None:
+        entry = self._calls.get(n)
+        if entry is None:
+            entry = self._calls[n] = {"name": name or ""}
+            self.ex.tool_calls = (self.ex.tool_calls or []) + [entry]
+        if arguments:
+            entry["arguments"] = entry.get("arguments", "") + arguments
 
 
 _ENVELOPE = frozenset({"id", "object", "created", "model", "choices", "system_fingerprint", "service_tier"})
@@ -98,14 +137,18 @@ def rewrite_body(body: bytes, ex: Exchange, rid: str | None, chat: bool, guards:
     choices = _Choices(ex, guards, keep)
     for choice in obj.get("choices") or []:
         holder, field_ = _content(choice, chat, stream=False)
-        if holder is None or not isinstance(holder.get(field_), str):
+        if holder is None:
             continue
-        if chat and "citations" in holder:
-            _read_context(holder["citations"], ex)
         index = choice.get("index", 0)
-        holder[field_] = choices.text(index, holder[field_], final=True)
+        if isinstance(holder.get(field_), str):
+            if chat and "citations" in holder:
+                _read_context(holder["citations"], ex)
+            holder[field_] = choices.text(index, holder[field_], final=True)
+        if chat and holder.get("tool_calls"):
+            choices.calls(index, holder["tool_calls"], final=True)
         if index in choices.blocked:
             choice["finish_reason"] = CONTENT_FILTER
+            holder.pop("tool_calls", None)
     return orjson.dumps(obj)
 
 
@@ -195,8 +238,15 @@ class StreamRewriter:
                 self.tokens += 1
             index = choice.get("index", 0)
             holder[field_] = out = self.choices.text(index, text, final)
+            if self.chat and (holder.get("tool_calls") or final):
+                if final and not holder.get("tool_calls"):
+                    holder["tool_calls"] = []
+                self.choices.calls(index, holder["tool_calls"], final)
+                if not holder["tool_calls"]:
+                    del holder["tool_calls"]
             if index in self.choices.blocked:
                 choice["finish_reason"], stop = CONTENT_FILTER, True
+                holder.pop("tool_calls", None)
             if out or holder.get("tool_calls"):
                 self.ex.first_text()
             if out or final or stop or not _empty(choice, holder, field_):
@@ -212,13 +262,22 @@ class StreamRewriter:
     def _flush_guards(self) -> bytes:
         """Text still held back by output guards when the stream ends without a finish_reason."""
         out = b""
+        if self._last is None:
+            return out
+        piece = {k: self._last[k] for k in ("id", "object", "created", "model", "system_fingerprint")
+                 if k in self._last}
         for index in self.choices.pending():
+            if isinstance(index, tuple):  # a tool call's held-back arguments
+                calls: list[dict[str, Any]] = []
+                self.choices.calls(index[0], calls, final=True)
+                if calls:
+                    choice = {"index": index[0], "delta": {"tool_calls": calls}, "finish_reason": None}
+                    out += b"data: " + orjson.dumps({**piece, "choices": [choice]}) + b"\n\n"
+                continue
             text = self.choices.text(index, "", final=True)
-            if not text or self._last is None:
+            if not text:
                 continue
             self.ex.first_text()
-            piece = {k: self._last[k] for k in ("id", "object", "created", "model", "system_fingerprint")
-                     if k in self._last}
             delta: dict[str, Any] = {"content": text} if self.chat else {}
             choice = {"index": index, "delta": delta, "finish_reason": None} if self.chat else \
                 {"index": index, "text": text, "finish_reason": None}

@@ -15,13 +15,14 @@ import orjson
 
 from aifab.api import Call, ChatCompletionRequest, CompletionRequest, EmbeddingRequest, aifab_event
 from aifab.api.events import Kind, cited_chunks
-from aifab.api.requests import SamplingRequest
+from aifab.api.requests import ChatMessage, SamplingRequest, refuse_unknown
 from aifab.engines.protocol import Delta, Engine, GenerationRequest, SamplingParams
 from aifab.errors import Forbidden, InvalidRequest
 from aifab.identity import ApiKey
 from aifab.registry.package import ModelPackage
 from aifab.serve.metrics import Metrics
 from aifab.serve.pool import ModelPool
+from aifab.serve.toolcalls import call_json, fragment_json, parse_calls, plan_tools
 
 if TYPE_CHECKING:
     from aifab.rag import Rag
@@ -83,27 +84,44 @@ class OpenAIServing:
 
     async def chat(self, req: ChatCompletionRequest, caller: ApiKey | None = None,
                    call: Call | None = None) -> dict[str, Any] | AsyncIterator[bytes]:
-        messages = [
-            {"role": "system" if m.role == "developer" else m.role, "content": m.text()} for m in req.messages
-        ]
+        refuse_unknown(req)
+        messages = [_message(m) for m in req.messages]
         if self.rag is not None and self.rag.has_app(req.model):
             return await self._answer(req, messages, caller, call)
         engine = self._engine(req.model)
-        prompt = engine.render_chat(messages)
+        tools = [t.model_dump(exclude_none=True) for t in req.tools] if req.tools is not None else None
+        choice = req.tool_choice if isinstance(req.tool_choice, str | None) else req.tool_choice.model_dump()
+        plan = plan_tools(tools, choice, req.parallel_tool_calls, engine)
+        prompt = engine.render_chat(messages, plan.offered)
         sampling = _sampling(req, engine, req.max_completion_tokens or req.max_tokens)
         rf = req.response_format
-        if rf is not None and rf.type == "json_object":
+        if plan.forced and rf is not None and rf.type != "text":
+            raise InvalidRequest("response_format cannot be combined with a forced tool call (tool_choice "
+                                 "required or named): the call has its own grammar", param="response_format")
+        for field, value in (("stop", sampling.stop), ("ignore_eos", sampling.ignore_eos)):
+            if plan.forced and value:  # either would cut or overrun the call its grammar guarantees
+                raise InvalidRequest(f"'{field}' cannot be combined with a forced tool call", param=field)
+        if plan.forced:
+            # Fixed up front (not cut to the context later): the call's grammar is sized to fit it.
+            sampling.max_tokens = sampling.max_tokens or engine.package.generation.max_tokens
+            sampling.json_schema = plan.schema(sampling.max_tokens)
+        elif rf is not None and rf.type == "json_object":
             sampling.json_schema = {}
         elif rf is not None and rf.type == "json_schema":
             sampling.json_schema = rf.json_schema.schema_ if rf.json_schema else {}
         greq = GenerationRequest(prompt=prompt, sampling=sampling)
-        return await self._generate(engine.generate(greq), req, greq.request_id, CHAT, engine.package.fingerprint, call)
+        gen = engine.generate(greq)
+        if plan.parser is not None:
+            gen = parse_calls(gen, plan.parser(), parallel=plan.parallel)
+        return await self._generate(gen, req, greq.request_id, CHAT, engine.package.fingerprint, call)
 
     async def _answer(self, req: ChatCompletionRequest, messages: list[dict[str, Any]], caller: ApiKey | None,
                       call: Call | None) -> dict[str, Any] | AsyncIterator[bytes]:
         """A RAG app called as a model: retrieve, ground, generate; citations ride along. A key sees only
         the chunks its ACL tags allow, and only apps over collections in its scope."""
         assert self.rag is not None
+        if req.tools:
+            raise InvalidRequest("an app answers from its collection; tools are not supported", param="tools")
         if req.response_format is not None and req.response_format.type != "text":
             raise InvalidRequest("an app answers in text with citations; response_format is not supported",
                                  param="response_format")
@@ -133,6 +151,7 @@ class OpenAIServing:
         return await self._generate(gen, req, request_id, CHAT, engine.package.fingerprint, call, extra)
 
     async def complete(self, req: CompletionRequest, call: Call | None = None) -> dict[str, Any] | AsyncIterator[bytes]:
+        refuse_unknown(req)
         if isinstance(req.prompt, list) and len(req.prompt) != 1:
             raise InvalidRequest("this server takes one prompt per request", param="prompt")
         engine = self._engine(req.model)
@@ -160,20 +179,24 @@ class OpenAIServing:
         if req.stream:
             include_usage = bool(req.stream_options and req.stream_options.include_usage)
             return _sse(kind, rid, model, fingerprint, first, gen, run, include_usage, call, extra)
-        text, last = [first.text], first
+        text, last, calls = [first.text], first, list(first.tool_calls)
         try:
             async for delta in gen:
                 run.observe(delta)
                 text.append(delta.text)
+                calls += delta.tool_calls
                 last = delta
         finally:
             await gen.aclose()
         content = "".join(text)
         if call is not None:
             call.report(content, last.completion_tokens, last.prompt_tokens)
+            call.report_calls(calls)
         choice: dict[str, Any] = {"index": 0, "finish_reason": last.finish_reason, "logprobs": None}
         if kind.chat:
             choice["message"] = {"role": "assistant", "content": content, **(extra(content) if extra else {})}
+            if calls:
+                choice["message"].update(content=content or None, tool_calls=call_json(calls))
         else:
             choice["text"] = (req.prompt_text() if isinstance(req, CompletionRequest) and req.echo else "") + content
         return {
@@ -195,6 +218,7 @@ class OpenAIServing:
     # --- embeddings -----------------------------------------------------------------------------
 
     async def embed(self, req: EmbeddingRequest, call: Call | None = None) -> dict[str, Any]:
+        refuse_unknown(req)
         engine = self._engine(req.model)
         result = await engine.embed(req.texts())
         self.metrics.tokens_in.labels(req.model).inc(result.prompt_tokens)
@@ -226,6 +250,27 @@ def _sampling(req: SamplingRequest, engine: Engine, max_tokens: int | None) -> S
         frequency_penalty=req.frequency_penalty,
         ignore_eos=req.ignore_eos,
     )
+
+
+def _chat_deltas(delta: Delta, role: bool) -> list[dict[str, Any]]:
+    """The ``delta`` objects of the chat chunks for one engine delta: its content, then each tool-call fragment."""
+    parts: list[dict[str, Any]] = []
+    if delta.text or role or not delta.tool_calls:
+        parts.append({"content": delta.text})
+    parts += [{"tool_calls": [fragment_json(f)]} for f in delta.tool_calls]
+    if role:
+        parts[0] = {"role": "assistant", **parts[0]}
+    return parts
+
+
+def _message(m: ChatMessage) -> dict[str, Any]:
+    """A turn as chat templates take it: developer turns are system turns; tool fields ride along."""
+    out: dict[str, Any] = {"role": "system" if m.role == "developer" else m.role, "content": m.text()}
+    if m.tool_calls:
+        out["tool_calls"] = [c.model_dump(include={"id", "type", "function"}) for c in m.tool_calls]
+    if m.tool_call_id is not None:
+        out["tool_call_id"] = m.tool_call_id
+    return out
 
 
 def _created(pkg: ModelPackage) -> int:
@@ -292,19 +337,25 @@ async def _sse(
 
     def chunk(delta: Delta | None, role: bool = False, usage: dict[str, int] | None = None) -> bytes:
         body = dict(head)
-        if delta is None:
-            body["choices"] = []
-        elif kind.chat:
-            d: dict[str, Any] = {"role": "assistant", "content": delta.text} if role else {"content": delta.text}
-            body["choices"] = [{"index": 0, "delta": d, "finish_reason": delta.finish_reason, "logprobs": None}]
-        else:
-            body["choices"] = [{"index": 0, "text": delta.text, "finish_reason": delta.finish_reason, "logprobs": None}]
         if include_usage:
             body["usage"] = usage
         if call is not None:
             call.report(delta.text if delta else "", delta.completion_tokens if delta else call.completion_tokens,
                         delta.prompt_tokens if delta else call.prompt_tokens)
-        return b"data: " + orjson.dumps(body) + b"\n\n"
+            if delta is not None:
+                call.report_calls(delta.tool_calls)
+        if delta is None:
+            return b"data: " + orjson.dumps({**body, "choices": []}) + b"\n\n"
+        if not kind.chat:
+            body["choices"] = [{"index": 0, "text": delta.text, "finish_reason": delta.finish_reason, "logprobs": None}]
+            return b"data: " + orjson.dumps(body) + b"\n\n"
+        parts = _chat_deltas(delta, role)  # a tool call's fragments go one an event, as OpenAI sends them
+        return b"".join(
+            b"data: " + orjson.dumps({**body, "choices": [{
+                "index": 0, "delta": d, "logprobs": None,
+                "finish_reason": delta.finish_reason if i == len(parts) - 1 else None}]}) + b"\n\n"
+            for i, d in enumerate(parts)
+        )
 
     last, text = first, [first.text]
     try:
@@ -314,7 +365,7 @@ async def _sse(
                 run.observe(delta)
                 last = delta
                 text.append(delta.text)
-                if delta.text or delta.finish_reason:
+                if delta.text or delta.finish_reason or delta.tool_calls:
                     yield chunk(delta)
         if extra is not None:  # e.g. an app's citations, as aifab events (see aifab.api.events)
             for name, data in extra("".join(text)).items():

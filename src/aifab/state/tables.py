@@ -190,6 +190,8 @@ class AuditRow(Base):
     response: Mapped[str | None] = mapped_column(Text, nullable=True)
     allow_training: Mapped[bool] = mapped_column(Boolean, default=False)
     context: Mapped[list | None] = mapped_column(JSON, nullable=True)  # chunk ids an app retrieved for it
+    # [{"name": ...}] per tool call of the answer, "arguments" (redacted) added where content is kept
+    tool_calls: Mapped[list | None] = mapped_column(JSON, nullable=True)
 
 
 class FeedbackRow(Base):

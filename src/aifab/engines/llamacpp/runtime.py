@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ctypes
 import json
+import re
 import threading
 from typing import Any
 
@@ -16,6 +17,11 @@ try:
 except ImportError:  # pragma: no cover - llama-cpp-python is a core dependency
     C = None  # type: ignore[assignment]
 
+GRAMMAR_CACHE = 64  # compiled grammars kept, least recently used dropped first
+_CHAR_RULE = re.compile(r"^char ::= .*$", re.MULTILINE)
+STRICT_CHAR = r'char ::= [^"\\\x00-\x1F\x7F] | "\\" ["\\/bfnrt]'
+_NUMBER_RULE = re.compile(r"^number ::= .*$", re.MULTILINE)
+FINITE_NUMBER = 'number ::= ("-"? integral-part) ("." decimal-part)? space'
 _backend_lock = threading.Lock()
 _backend_ready = False
 
@@ -33,6 +39,23 @@ def _init_backend() -> None:
             C.llama_log_set(_quiet_log, ctypes.c_void_p())
             C.llama_backend_init()
             _backend_ready = True
+
+
+def schema_to_gbnf(schema: dict[str, Any] | None) -> str | None:
+    """The GBNF grammar of a JSON schema (``{}``: any JSON object; None: no grammar)."""
+    if schema is None:
+        return None
+    if not schema:
+        return JSON_GBNF
+    try:
+        gbnf = json_schema_to_gbnf(json.dumps(schema))
+    except Exception as exc:  # the converter raises plain exceptions on unsupported schemas
+        raise InvalidRequest(f"unsupported JSON schema: {exc}", param="response_format") from exc
+    # The converter's string character admits raw control characters (invalid JSON) and \uXXXX
+    # escapes (six bytes a character, which breaks the byte budgets of forced tool calls); its number
+    # admits an exponent of 16 digits (8E198673199 is infinite, which no JSON parser accepts).
+    gbnf = _CHAR_RULE.sub(lambda _: STRICT_CHAR, gbnf)
+    return _NUMBER_RULE.sub(lambda _: FINITE_NUMBER, gbnf)
 
 
 class LlamaCppRuntime:
@@ -71,6 +94,7 @@ class LlamaCppRuntime:
         self._batch = C.llama_batch_init(n_batch, 0, 1)
         self._piece_buf = ctypes.create_string_buffer(256)
         self._pieces: dict[int, bytes] = {}
+        self._grammars: dict[str, Any] = {}  # schema JSON -> pristine grammar sampler (scheduler thread only)
 
     # --- tokenizer ------------------------------------------------------------------------------
 
@@ -101,25 +125,31 @@ class LlamaCppRuntime:
     # --- per-sequence sampling ------------------------------------------------------------------
 
     def grammar_for(self, schema: dict[str, Any] | None) -> str | None:
-        if schema is None:
-            return None
-        if not schema:
-            return JSON_GBNF
-        try:
-            return json_schema_to_gbnf(json.dumps(schema))
-        except Exception as exc:  # the converter raises plain exceptions on unsupported schemas
-            raise InvalidRequest(f"unsupported JSON schema: {exc}", param="response_format") from exc
+        return schema_to_gbnf(schema)
+
+    def _grammar(self, schema: dict[str, Any]) -> Any:
+        """A pristine grammar sampler for ``schema``, parsed once and cloned for each sequence."""
+        key = json.dumps(schema, sort_keys=True)
+        g = self._grammars.pop(key, None)
+        if g is None:
+            grammar = self.grammar_for(schema) or ""
+            g = C.llama_sampler_init_grammar(self.vocab, grammar.encode(), b"root")
+            if not g:
+                raise InvalidRequest("the JSON schema could not be compiled to a grammar", param="response_format")
+            if len(self._grammars) >= GRAMMAR_CACHE:
+                C.llama_sampler_free(self._grammars.pop(next(iter(self._grammars))))
+        self._grammars[key] = g  # most recently used last
+        return g
 
     def start(self, seq: Sequence) -> None:
         sp = seq.request.sampling
         chain = C.llama_sampler_chain_init(C.llama_sampler_chain_default_params())
-        grammar = self.grammar_for(sp.json_schema)
-        if grammar is not None:
-            g = C.llama_sampler_init_grammar(self.vocab, grammar.encode(), b"root")
-            if not g:
+        if sp.json_schema is not None:
+            try:
+                C.llama_sampler_chain_add(chain, C.llama_sampler_clone(self._grammar(sp.json_schema)))
+            except BaseException:
                 C.llama_sampler_free(chain)
-                raise InvalidRequest("the JSON schema could not be compiled to a grammar", param="response_format")
-            C.llama_sampler_chain_add(chain, g)
+                raise
         if sp.presence_penalty or sp.frequency_penalty:
             C.llama_sampler_chain_add(
                 chain, C.llama_sampler_init_penalties(self.n_vocab, 64, 1.0, sp.frequency_penalty, sp.presence_penalty)
@@ -170,6 +200,9 @@ class LlamaCppRuntime:
         ]
 
     def close(self) -> None:
+        for g in self._grammars.values():
+            C.llama_sampler_free(g)
+        self._grammars.clear()
         C.llama_batch_free(self._batch)
         C.llama_free(self.ctx)
         C.llama_model_free(self.model)
