@@ -138,5 +138,7 @@ def test_usage_cli_prints_the_report(data_dir, db):
     report = json.loads(r.stdout)
     assert report["since"].startswith("2020-01-01") and [e["key"] for e in report["keys"]] == ["a"]
     assert report["keys"][0]["models"]["m1"]["completion_tokens"] == 20
-    table = aifab("usage", "--data-dir", str(data_dir)).stdout
+    r = aifab("usage", "--data-dir", str(data_dir))
+    assert r.returncode == 0, r.stderr
+    table = r.stdout
     assert "m1" in table and "a" in table
