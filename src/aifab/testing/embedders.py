@@ -8,6 +8,7 @@ tokens are whitespace-separated words plus two, like a model's [CLS]/[SEP]. ``ca
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Sequence
 
 import numpy as np
@@ -38,7 +39,8 @@ class FakeEmbedder:
         token vectors match related tokens."""
         out = []
         for text in texts:
-            rows = [self._word(w) for w in text.lower().split()] or [np.zeros(self.dimensions, np.float32)]
+            # words without their punctuation ("Rotterdam." matches "Rotterdam"), as a real tokenizer splits them
+            rows = [self._word(w) for w in re.findall(r"\w+", text.lower())] or [np.zeros(self.dimensions, np.float32)]
             out.append(np.stack([r / (np.linalg.norm(r) or 1.0) for r in rows]).astype(np.float32))
         return out
 
