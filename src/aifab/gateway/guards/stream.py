@@ -64,7 +64,6 @@ class OutputGuard:
     findings comes out byte-identical once all emits are joined."""
 
     def __init__(self, checks: Sequence[OutputCheck], max_hold: int = MAX_HOLD) -> None:
-        self._checks = checks
         # "flag" never changes the text, so only redact and block checks hold anything back; flag checks
         # count what is released (a match up to 64 characters long is counted once, whole)
         self._holding = [(g, a) for g, a in checks if a != "flag"]
