@@ -34,7 +34,8 @@ async def api(tmp_path):
     )
     db = Database(settings.effective_database_url)
     db.upgrade()
-    corpus = Corpus(settings, Registry(db, tmp_path / "models"), MemoryStore(), embedder=FakeEmbedder())
+    # 256 hashed dimensions: at 64, "reaches" and "flow" share one, and the Rhine passage ties the Danube one
+    corpus = Corpus(settings, Registry(db, tmp_path / "models"), MemoryStore(), embedder=FakeEmbedder(dimensions=256))
     folder = tmp_path / "docs"
     folder.mkdir()
     for name, text in DOCS.items():
