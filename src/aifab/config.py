@@ -12,9 +12,9 @@ import os
 import types
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal, Union, get_args, get_origin
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -124,8 +124,11 @@ class RetrievalSettings(_Section):
 class AppSettings(_Section):
     """A RAG app: a collection, a model and a prompt, called as a model through the OpenAI API."""
 
-    collection: str
+    collection: str | None = Field(None, description="the collection it answers from; none: tools only")
     model: str | None = Field(None, description="the chat model that answers; default: models.chat")
+    tools: list[str] = Field(default_factory=list, description="names of [tools.*] the app may call")
+    max_steps: int = Field(4, ge=1, le=32, description="model turns per request when it calls tools")
+    tool_budget_s: float = Field(60.0, gt=0, description="wall-clock bound on one request's tool loop")
     retrieval: RetrievalSettings | None = Field(None, description="default: the [rag] section")
     system_prompt: str | None = Field(None, description="replaces the default grounding instructions")
     rewrite: Literal["context", "model", "none"] = Field(
@@ -136,6 +139,67 @@ class AppSettings(_Section):
     max_context_tokens: int | None = Field(
         None, ge=256, description="prompt budget in the model's tokens; default: the model's context length"
     )
+
+    @model_validator(mode="after")
+    def _has_something_to_answer_from(self) -> AppSettings:
+        if self.collection is None and not self.tools:
+            raise ValueError("an app needs a collection, tools, or both")
+        return self
+
+
+class _ToolSettings(_Section):
+    description: str | None = Field(None, description="what the model is told the tool does; default: derived")
+    timeout_s: float = Field(10.0, gt=0, description="a call that takes longer fails with a timeout")
+    max_result_chars: int = Field(8000, ge=100, description="a longer result is cut, and says so")
+
+
+class SqlToolSettings(_ToolSettings):
+    """Read-only SELECT/WITH queries on a SQLite file or a PostgreSQL database, over allow-listed tables."""
+
+    kind: Literal["sql"]
+    url: str = Field(description="sqlite:///path/to.db or postgresql://user@host/db")
+    tables: list[str] = Field(min_length=1, description="the tables (and views) a query may read")
+    max_rows: int = Field(100, ge=1, le=10000)
+
+
+class WebToolSettings(_ToolSettings):
+    """Fetch a public web page and return its main text; private and metadata addresses are refused."""
+
+    kind: Literal["web"]
+    allow_hosts: list[str] = Field(default_factory=list, description="if set, only these hosts (and subdomains)")
+    allow_networks: list[str] = Field(
+        default_factory=list, description="CIDRs allowed even though private or loopback (e.g. an intranet)"
+    )
+    max_bytes: int = Field(2 * 1024 * 1024, ge=1024)
+    max_redirects: int = Field(5, ge=0, le=20)
+
+
+class OpenApiToolSettings(_ToolSettings):
+    """Selected operations of an OpenAPI 3 document, each a tool (``NAME-operationId``)."""
+
+    kind: Literal["openapi"]
+    spec: str = Field(description="path to the OpenAPI 3 document (JSON or YAML)")
+    operations: list[str] = Field(min_length=1, description="operationIds to expose")
+    base_url: str | None = Field(None, description="default: the document's first server")
+    api_key_env: str | None = Field(None, description="environment variable holding the API key")
+    auth_header: str = "Authorization"
+    auth_scheme: str = Field("Bearer", description="prefix of the header value; empty for the bare key")
+    allow_networks: list[str] = Field(default_factory=list, description="as for web tools")
+
+
+class McpToolSettings(_ToolSettings):
+    """The tools of an MCP server, over stdio (``command``) or Streamable HTTP (``url``)."""
+
+    kind: Literal["mcp"]
+    command: list[str] | None = Field(None, description='e.g. ["mcp-server-time"]')
+    url: str | None = None
+    env: dict[str, str] = Field(default_factory=dict, description="extra environment for a stdio server")
+    tools: list[str] | None = Field(None, description="import only these of the server's tools")
+
+
+ToolSettings = Annotated[
+    SqlToolSettings | WebToolSettings | OpenApiToolSettings | McpToolSettings, Field(discriminator="kind")
+]
 
 
 GuardAction = Literal["off", "flag", "redact", "block"]
@@ -239,7 +303,17 @@ class Settings(BaseSettings):
     stores: StoreSettings = StoreSettings()
     rag: RetrievalSettings = Field(RetrievalSettings(), description="retrieval defaults for /v1/retrieve and ask")
     apps: dict[str, AppSettings] = Field(default_factory=dict, description="RAG apps, called as models")
+    tools: dict[str, ToolSettings] = Field(default_factory=dict, description="connectors apps and /mcp expose")
     gateway: GatewaySettings = GatewaySettings()
+
+    @model_validator(mode="after")
+    def _apps_name_known_tools(self) -> Settings:
+        for name, app in self.apps.items():
+            unknown = [t for t in app.tools if t not in self.tools]
+            if unknown:
+                known = ", ".join(sorted(self.tools)) or "none"
+                raise ValueError(f"app '{name}' names unknown tools {', '.join(unknown)} (known: {known})")
+        return self
 
     @classmethod
     def settings_customise_sources(

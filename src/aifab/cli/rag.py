@@ -46,6 +46,8 @@ def _app(rag: Rag, app_name: str | None, collection: str | None, top_k: int | No
     overrides = {k: v for k, v in {"top_k": top_k, "mode": mode}.items() if v is not None}
     if overrides:
         app = app.model_copy(update={"retrieval": app.retrieval.model_copy(update=overrides)})  # type: ignore[union-attr]
+    if app.collection is None:
+        raise InvalidRequest(f"the app '{app_name}' has no collection to search")
     rag.corpus.collections.version(app.collection)  # unknown collection: one line, before a model loads
     return app
 

@@ -82,6 +82,8 @@ class Rag:
         out = []
         for name in self.app_names():
             collection = self.settings.apps[name].collection
+            if collection is None:
+                continue
             try:
                 ready = self.corpus.collections.get(collection).live_version is not None
                 state = "has no documents yet"
@@ -146,6 +148,8 @@ class Rag:
         acl: frozenset[str] | None = None,
     ) -> Prepared:
         """Search query, passages and grounded prompt for the conversation's last user question."""
+        if app.collection is None:
+            raise InvalidRequest("this app has no collection to search", param="model")
         turns = [m for m in messages if m["role"] in ("user", "assistant")]  # the app owns the instructions
         if not turns or turns[-1]["role"] != "user" or not str(turns[-1]["content"]).strip():
             raise InvalidRequest("the last message must be a non-empty user question", param="messages")

@@ -126,7 +126,7 @@ class OpenAIServing:
             raise InvalidRequest("an app answers in text with citations; response_format is not supported",
                                  param="response_format")
         app = self.rag.app(req.model)
-        if caller is not None and not caller.allows_collection(app.collection):
+        if caller is not None and app.collection is not None and not caller.allows_collection(app.collection):
             raise Forbidden(f"the key '{caller.name}' may not use the collection '{app.collection}' of app "
                             f"'{req.model}'", param="model")
         engine = self.pool.get(app.model or "")
