@@ -185,6 +185,7 @@ class OpenApiToolSettings(_ToolSettings):
     auth_header: str = "Authorization"
     auth_scheme: str = Field("Bearer", description="prefix of the header value; empty for the bare key")
     allow_networks: list[str] = Field(default_factory=list, description="as for web tools")
+    max_bytes: int = Field(2 * 1024 * 1024, ge=1024, description="a longer answer fails rather than being cut")
 
 
 class McpToolSettings(_ToolSettings):
