@@ -10,7 +10,7 @@ import pytest
 from aiohttp import web
 
 from aifab.errors import ConfigError
-from aifab.testing.loopback import serve
+from aifab.testing.loopback import self_signed, serve
 from aifab.testing.ssrf_attacks import (
     ATTACKS,
     CONTROL,
@@ -207,3 +207,20 @@ async def test_a_server_that_never_answers_times_out():
 def test_a_bad_network_in_the_allow_list_is_a_config_error():
     with pytest.raises(ConfigError, match="allow_networks"):
         GuardedHttp(allow_networks=["10.0.0.0/33"])
+
+
+async def test_https_verifies_the_name_while_connecting_to_the_checked_address(tmp_path):
+    """The URL keeps the name: SNI and the certificate check are for it, the TCP connection goes to the
+    address the guard checked (here loopback, allowed)."""
+    server_tls, client_tls = self_signed("tls.test", tmp_path)
+    names: list[str | None] = []
+    server_tls.sni_callback = lambda sock, name, ctx: names.append(name)
+    async with serve(_site(hello=_hello), tls=server_tls) as base:
+        port = base.rsplit(":", 1)[1]
+        resolver = FakeResolver({"tls.test": ["127.0.0.1"], "other.test": ["127.0.0.1"]})
+        guard = GuardedHttp(allow_networks=LOOPBACK, resolver=resolver, verify=client_tls)
+        fetched = await guard.fetch(f"https://tls.test:{port}/hello")
+        assert fetched.text() == "hello -" and names == ["tls.test"]
+        with pytest.raises(ToolFailed, match="CERTIFICATE_VERIFY_FAILED|certificate verify failed"):
+            await guard.fetch(f"https://other.test:{port}/hello")  # same address, a name the cert is not for
+        await guard.aclose()
