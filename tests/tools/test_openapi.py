@@ -27,6 +27,8 @@ DOCUMENT = {
         "/users/{id}": {
             "parameters": [{"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}],
             "get": {"operationId": "getUser", "summary": "One user by id",
+                    "parameters": [{"name": "X-Request-Id", "in": "header", "schema": {"type": "string"}},
+                                   {"name": "Authorization", "in": "header", "schema": {"type": "string"}}],
                     "responses": {"200": {"description": "the user"}}},
         },
         "/users": {"get": {
@@ -176,6 +178,13 @@ async def test_calls_send_the_key_and_give_json(box, server):
     assert listed.data == {"users": [USERS["1"]], "tags": ["a", "b"], "active": "false"}
     note = await box.call("tiny-createNote", {"body": {"title": "hi"}})
     assert note.data == {"id": 7, "title": "hi"} and note.meta["status"] == 201
+
+
+async def test_header_parameters_are_sent_but_never_replace_the_key(box, server):
+    _, seen = server
+    user = await box.call("tiny-getUser", {"id": "1", "X-Request-Id": "r-42", "Authorization": "Bearer mine"})
+    assert user.data == USERS["1"]
+    assert seen[-1].headers["X-Request-Id"] == "r-42" and seen[-1].headers["Authorization"] == f"Bearer {KEY}"
 
 
 async def test_a_path_parameter_cannot_climb_out_of_its_segment(box, server):

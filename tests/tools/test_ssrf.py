@@ -67,6 +67,8 @@ async def test_a_real_loopback_server_is_refused_until_allowed():
         guard = GuardedHttp()
         with pytest.raises(ToolRefused, match="127.0.0.1 is a loopback address .allow it with allow_networks"):
             await guard.fetch(f"{base}/hello")
+        with pytest.raises(ToolRefused, match="localhost resolves to (127.0.0.1|::1), a loopback address"):
+            await guard.fetch(base.replace("127.0.0.1", "localhost") + "/hello")  # the system's resolver
         allowed = GuardedHttp(allow_networks=LOOPBACK)
         fetched = await allowed.fetch(f"{base}/hello")
         assert (fetched.status, fetched.text(), fetched.content_type) == (200, "hello -", "text/plain")

@@ -226,7 +226,7 @@ class OperationTool:
         op = self.operation
         path = op.path
         params: dict[str, Any] = {}
-        headers = {"Accept": "application/json, text/plain;q=0.9, */*;q=0.1", **self.headers}
+        headers = {"Accept": "application/json, text/plain;q=0.9, */*;q=0.1"}
         for p in op.parameters:
             if p.name not in arguments or arguments[p.name] is None:
                 continue
@@ -239,6 +239,7 @@ class OperationTool:
                 params[p.name] = [_scalar(v) for v in value] if p.explode else ",".join(map(_scalar, value))
             else:
                 params[p.name] = _scalar(value)
+        headers.update(self.headers)  # after the header parameters: an argument never replaces the key
         answer = await self.http.fetch(self.base_url + path, method=op.method, params=params, headers=headers,
                                        json=arguments.get("body") if op.body is not None else None)
         meta = {"url": answer.url, "status": answer.status, "content_type": answer.content_type}
