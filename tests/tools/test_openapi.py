@@ -234,6 +234,9 @@ async def test_start_up_errors_name_what_is_wrong(tmp_path, key, monkeypatch):
     monkeypatch.setenv("TINY_KEY", KEY)
     with pytest.raises(ConfigError, match="127.0.0.1 is a loopback address"):
         await open_openapi("tiny", settings(tmp_path, base).model_copy(update={"allow_networks": []}))
+    (tmp_path / "broken.yaml").write_text("openapi: [3.0\n")
+    with pytest.raises(ConfigError, match="broken.yaml is not valid JSON or YAML"):
+        await open_openapi("tiny", settings(tmp_path, base).model_copy(update={"spec": str(tmp_path / "broken.yaml")}))
     with pytest.raises(ConfigError, match="not an OpenAPI 3 document"):
         (tmp_path / "swagger.yaml").write_text("swagger: '2.0'\n")
         await open_openapi("tiny", settings(tmp_path, base).model_copy(update={"spec": str(tmp_path / "swagger.yaml")}))
