@@ -276,6 +276,7 @@ class Gateway:
             except (orjson.JSONDecodeError, TypeError, AttributeError) as exc:
                 await answer.done(self.breaker, failed=True)
                 raise UpstreamError(f"upstream {answer.upstream.name} sent a malformed answer") from exc
+            _take_tool_runs(ex, call)
         await answer.done(self.breaker)
         ex.first_text()
         ex.finish(200)  # before the last send: a disconnect seen after it must not count as one
@@ -420,12 +421,19 @@ def _take_report(ex: Exchange, call: Call, relayed: bool) -> None:
     ex.prompt_tokens, ex.completion_tokens = call.prompt_tokens, call.completion_tokens
     if call.context is not None:
         ex.context = call.context
+    _take_tool_runs(ex, call)
     if relayed:  # nothing read the events: the text, the first token and the tool calls come from the report
         ex.tool_calls = call.tool_calls
         if call.first_token is not None:
             ex.ttft = call.first_token - ex.start
         if ex.response is not None:
             ex.response = call.text
+
+
+def _take_tool_runs(ex: Exchange, call: Call) -> None:
+    """The tools an app ran in this process: never in its events, so only the report has them."""
+    if call.tool_runs:
+        ex.tool_calls = (ex.tool_calls or []) + call.tool_runs
 
 
 def _token(headers: list[tuple[bytes, bytes]]) -> str | None:

@@ -51,6 +51,7 @@ class Prepared:
     prompt: str | None = None
     prompt_tokens: int = 0
     fallback: str | None = None
+    messages: list[dict[str, Any]] | None = None  # what ``prompt`` renders (a tool loop renders more turns)
 
 
 class Rag:
@@ -172,7 +173,7 @@ class Rag:
             question, history, passages, render=engine.render_chat, count_tokens=engine.count_tokens,
             budget=budget, system_prompt=app.system_prompt,
         )
-        return Prepared(app, query, grounded.passages, grounded.prompt, grounded.tokens)
+        return Prepared(app, query, grounded.passages, grounded.prompt, grounded.tokens, messages=grounded.messages)
 
     async def standalone_query(
         self, app: AppSettings, question: str, history: Sequence[dict[str, Any]], engine: Engine
