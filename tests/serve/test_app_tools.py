@@ -154,3 +154,45 @@ async def test_a_request_with_its_own_tools_gets_the_calls_and_the_server_runs_n
     reply = await sdk(client).chat.completions.create(model="helper", messages=QUESTION, tools=[weather])
     assert reply.choices[0].finish_reason == "tool_calls" and reply.choices[0].message.tool_calls[0].function.name == "db"
     assert tool.calls == []
+
+
+SECRET = "sk-proj-abc123DEF456ghi789JKL012mno"
+
+
+@pytest.mark.parametrize("stream", [False, True])
+@pytest.mark.parametrize("guardrails", [{}, {"enabled": False}])
+async def test_each_run_is_in_the_audit_row_with_its_status_latency_and_redacted_arguments(
+        tmp_path, stream, guardrails):
+    from aifab.gateway.front import Gateway
+    from aifab.gateway.guards import Guardrails
+    from aifab.gateway.keys import KeyStore
+    from aifab.state.tables import AuditRow
+
+    settings = load_settings(
+        data_dir=tmp_path, gateway={"guardrails": guardrails},
+        tools={"db": {"kind": "sql", "url": "sqlite:///unused.db", "tables": ["t"]}},
+        apps={"helper": {"tools": ["db"], "model": "chat", "temperature": 0}},
+    )
+    db = Database(settings.effective_database_url)
+    db.upgrade()
+    keys = KeyStore(db)
+    auth = {"Authorization": f"Bearer {keys.create('plain')[1]}"}  # a key that logs no content
+    corpus = Corpus(settings, Registry(db, tmp_path / "models"), MemoryStore(), embedder=FakeEmbedder())
+    engine = FakeEngine("chat", FakeRuntime(scripted('{"query": "' + SECRET + '"}')), context_length=16384)
+    app = create_app(ModelPool({"chat": engine}), corpus=corpus)
+    app.state.serving.toolbox = Toolbox([FakeTool("db", text="done")])
+    gw = Gateway(app, settings, keys=keys, db=db, guardrails=Guardrails(settings.gateway.guardrails))
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=gw), base_url="http://t") as http:
+        r = await http.post("/v1/chat/completions", headers=auth, json={
+            "model": "helper", "messages": QUESTION, "stream": stream})
+        assert r.status_code == 200, r.text
+        rid = r.json()["id"] if not stream else json.loads(r.text.split("\n\n")[0][6:])["id"]
+        gw.audit.flush()
+    with db.session() as s:
+        row = s.get(AuditRow, rid)
+    (run,) = row.tool_calls
+    assert run["name"] == "db" and run["status"] == "ok" and run["server"] is True and run["latency_ms"] >= 0
+    assert SECRET not in json.dumps(row.tool_calls) and "[SECRET]" in run["arguments"]
+    await gw.aclose()
+    engine.close()
+    db.close()

@@ -421,13 +421,13 @@ def _take_report(ex: Exchange, call: Call, relayed: bool) -> None:
     ex.prompt_tokens, ex.completion_tokens = call.prompt_tokens, call.completion_tokens
     if call.context is not None:
         ex.context = call.context
-    _take_tool_runs(ex, call)
     if relayed:  # nothing read the events: the text, the first token and the tool calls come from the report
         ex.tool_calls = call.tool_calls
         if call.first_token is not None:
             ex.ttft = call.first_token - ex.start
         if ex.response is not None:
             ex.response = call.text
+    _take_tool_runs(ex, call)
 
 
 def _take_tool_runs(ex: Exchange, call: Call) -> None:
