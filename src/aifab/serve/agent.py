@@ -27,6 +27,7 @@ from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from aifab.api import Call
+from aifab.api.events import Kind
 from aifab.config import AppSettings
 from aifab.engines.protocol import Delta, Engine, GenerationRequest, SamplingParams
 from aifab.engines.tools import ToolCall, assemble, parser_for
@@ -106,9 +107,9 @@ class ToolLoop:
         self.steps: list[ToolStep] = []
         self._events: list[dict[str, Any]] = []
 
-    def events(self) -> list[dict[str, Any]]:
+    def events(self) -> list[tuple[Kind, Any]]:
         out, self._events = self._events, []
-        return out
+        return [("tool_step", e) for e in out]
 
     async def deltas(self, messages: list[dict[str, Any]], sampling: SamplingParams) -> AsyncGenerator[Delta, None]:
         start = self.clock()

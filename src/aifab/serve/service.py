@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import time
 import uuid
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -28,9 +30,10 @@ from aifab.tools import Toolbox
 
 if TYPE_CHECKING:
     from aifab.rag import Rag
+    from aifab.rag.citations import StreamCiter
 
 Extra = Callable[[str], dict[Kind, Any]]  # the answer's text -> extra fields of the message (and aifab events)
-Events = Callable[[], list[dict[str, Any]]]  # the tool_step events that happened since the last call
+Events = Callable[[], list[tuple[Kind, Any]]]  # aifab events that happened since the last call (to send now)
 
 
 @dataclass
@@ -178,6 +181,10 @@ class OpenAIServing:
             assert prepared is not None
             gen = self.rag.generate(prepared, engine, sampling, request_id)
         events = loop.events if loop is not None else None
+        if req.stream and loop is None and prepared is not None and prepared.passages and not req.tools:
+            cited: list[tuple[Kind, Any]] = []
+            gen = _cite_as_it_goes(gen, self.rag.citer(prepared), cited)
+            events = partial(_drain, cited)
         return await self._generate(gen, req, request_id, CHAT, engine.package.fingerprint, call, extra, events)
 
     def _toolbox(self) -> Toolbox:
@@ -396,10 +403,10 @@ async def _sse(
                 run.observe(delta)
                 last = delta
                 text.append(delta.text)
-                for data in events() if events is not None else ():  # e.g. an app's tool steps
-                    yield aifab_event("tool_step", data, **head)
                 if delta.text or delta.finish_reason or delta.tool_calls:
                     yield chunk(delta)
+                for name, data in events() if events is not None else ():  # tool steps, cited sentences
+                    yield aifab_event(name, data, **head)
         if extra is not None:  # e.g. an app's citations, as aifab events (see aifab.api.events)
             for name, data in extra("".join(text)).items():
                 yield aifab_event(name, data, **head)
@@ -408,3 +415,32 @@ async def _sse(
         yield b"data: [DONE]\n\n"
     finally:
         await rest.aclose()  # frees the engine slot at once when the client went away
+
+
+async def _cite_as_it_goes(gen: AsyncGenerator[Delta, None], citer: StreamCiter,
+                           out: list[tuple[Kind, Any]]) -> AsyncGenerator[Delta, None]:
+    """``gen``, with a ``citation`` event in ``out`` for each sentence that cites a source, once the sentence
+    is complete (the full ``citations`` list still comes at the end)."""
+    ready: asyncio.Task[Any] | None = None
+    try:
+        async for delta in gen:
+            spans = citer.feed(delta.text) + (citer.finish() if delta.finish_reason is not None else [])
+            for span in spans:
+                if ready is not None:
+                    await ready
+                found = await asyncio.to_thread(citer.cite, span)  # an embedding call: off the event loop
+                if found is not None:
+                    out.append(("citation", found))
+            yield delta
+            if ready is None:  # the sources' sentences are embedded while the answer is decoded, not before
+                ready = asyncio.create_task(asyncio.to_thread(citer.prepare))
+    finally:
+        if ready is not None and not ready.done():
+            ready.cancel()
+        await gen.aclose()
+
+
+def _drain(events: list[tuple[Kind, Any]]) -> list[tuple[Kind, Any]]:
+    out = events[:]
+    events.clear()
+    return out
