@@ -96,10 +96,11 @@ class Outcome:
     message: str
 
 
-async def run_attacks(box: Toolbox, tool: str) -> list[Outcome]:
-    """Every attack through ``box`` (the checks a real call gets); what happened to each."""
+async def run_attacks(box: Toolbox, tool: str,
+                      attacks: list[tuple[str, str, list[Any]]] | None = None) -> list[Outcome]:
+    """Every attack (or those given) through ``box``, with the checks a real call gets; what happened."""
     out = []
-    for name, query, params in ATTACKS:
+    for name, query, params in ATTACKS if attacks is None else attacks:
         try:
             result = await box.call(tool, {"query": query, "params": params})
             out.append(Outcome(name, False, f"ran: {result.text[:80]!r}"))
