@@ -15,13 +15,16 @@ from aifab import __version__
 from aifab.corpus.service import Corpus
 from aifab.errors import out_of_space
 from aifab.finetune.service import MAX_FILE_BYTES, FinetuneService
+from aifab.gateway.guards.pipeline import Guardrails
 from aifab.rag import Rag
 from aifab.serve import errors
+from aifab.serve.agent import input_guard, no_guard
 from aifab.serve.metrics import Metrics
 from aifab.serve.middleware import BodyLimit, RequestCounter
 from aifab.serve.pool import ModelPool
 from aifab.serve.routes import collections, finetuning, openai, ops, rag, reports
 from aifab.serve.service import OpenAIServing
+from aifab.tools import Toolbox
 
 log = logging.getLogger("aifab.serve")
 
@@ -38,7 +41,8 @@ def create_app(
     app.state.pool = pool
     app.state.metrics = metrics
     app.state.rag = Rag(corpus.settings, corpus) if corpus is not None else None
-    app.state.serving = OpenAIServing(pool, metrics=metrics, rag=app.state.rag)
+    guard = input_guard(Guardrails(corpus.settings.gateway.guardrails)) if corpus is not None else no_guard
+    app.state.serving = OpenAIServing(pool, metrics=metrics, rag=app.state.rag, tool_guard=guard)
     errors.install(app)
     app.include_router(openai.router)
     app.include_router(ops.router)
@@ -70,6 +74,9 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         if out_of_space(exc) is None:
             raise
         log.warning("interrupted ingest jobs were not recovered: %s", exc)
+    corpus = app.state.corpus
+    if corpus is not None and corpus.settings.tools:  # a tool that cannot start stops the start-up, named
+        app.state.serving.toolbox = await Toolbox.open(corpus.settings)
     if app.state.finetune is not None:
         loop, pool = asyncio.get_running_loop(), app.state.pool
 
@@ -78,7 +85,11 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
 
         app.state.finetune.runner.on_success = serve_it
         app.state.finetune.runner.start()
-    yield
-    app.state.ingest_worker.shutdown(wait=False, cancel_futures=True)
-    if app.state.finetune is not None:
-        app.state.finetune.runner.close()
+    try:
+        yield
+    finally:
+        app.state.ingest_worker.shutdown(wait=False, cancel_futures=True)
+        if app.state.finetune is not None:
+            app.state.finetune.runner.close()
+        if app.state.serving.toolbox is not None:
+            await app.state.serving.toolbox.aclose()
