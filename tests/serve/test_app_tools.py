@@ -196,3 +196,45 @@ async def test_each_run_is_in_the_audit_row_with_its_status_latency_and_redacted
     await gw.aclose()
     engine.close()
     db.close()
+
+
+async def test_an_app_queries_a_real_database_and_a_write_it_tries_is_refused(tmp_path):
+    import hashlib
+    import sqlite3
+
+    path = tmp_path / "geo.db"
+    with sqlite3.connect(path) as conn:
+        conn.execute("CREATE TABLE rivers (name TEXT, km INTEGER)")
+        conn.executemany("INSERT INTO rivers VALUES (?, ?)", [("Danube", 2850), ("Rhine", 1233)])
+    conn.close()
+    before = hashlib.sha256(path.read_bytes()).hexdigest()
+    queries = iter(['{"query": "DELETE FROM rivers"}', '{"query": "SELECT name FROM rivers WHERE km > 2000"}'])
+
+    def model(prompt: str) -> str:  # tries a write first, then reads
+        results = re.findall(r"<tool_response>\n(.*?)\n</tool_response>", prompt, re.S)
+        if len(results) == 2:
+            return f"Rivers: {results[-1]}"
+        return CALL.format(args=next(queries))
+
+    settings = load_settings(
+        data_dir=tmp_path / "data", tools={"db": {"kind": "sql", "url": f"sqlite:///{path}", "tables": ["rivers"]}},
+        apps={"geo": {"tools": ["db"], "model": "chat", "temperature": 0}},
+    )
+    db = Database(settings.effective_database_url)
+    db.upgrade()
+    corpus = Corpus(settings, Registry(db, tmp_path / "models"), MemoryStore(), embedder=FakeEmbedder())
+    engine = FakeEngine("chat", FakeRuntime(model), context_length=16384)
+    app = create_app(ModelPool({"chat": engine}), corpus=corpus)
+    app.state.serving.toolbox = await Toolbox.open(settings)
+    try:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as client:
+            reply = await sdk(client).chat.completions.create(model="geo", messages=QUESTION)
+    finally:
+        await app.state.serving.toolbox.aclose()
+        engine.close()
+        db.close()
+    refused, read = reply.choices[0].message.model_extra["tool_steps"]
+    assert refused["status"] == "refused" and "SELECT" in refused["summary"]
+    assert read["status"] == "ok" and "Danube" in reply.choices[0].message.content
+    assert "Rhine" not in reply.choices[0].message.content
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == before
