@@ -11,7 +11,7 @@ from typing import Any
 from aifab.config import Settings
 from aifab.errors import ConfigError, NotFound
 from aifab.tools.protocol import Tool, ToolFailed, ToolResult, ToolSpec
-from aifab.tools.schema import check_arguments, cut
+from aifab.tools.schema import check_arguments, cut, validator
 
 NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
@@ -41,6 +41,7 @@ class Toolbox:
                 raise ConfigError(f"two tools are named '{name}'")
             self.tools[name] = tool
         self.limits = dict(limits or {})
+        self._validators = {name: validator(tool.spec.parameters) for name, tool in self.tools.items()}
 
     @classmethod
     async def open(cls, settings: Settings) -> Toolbox:
@@ -88,7 +89,7 @@ class Toolbox:
     async def call(self, name: str, arguments: Any) -> ToolResult:
         """Check ``arguments`` against the schema, run the tool under its timeout, cut its text."""
         tool = self.get(name)
-        args = check_arguments(name, tool.spec.parameters, arguments)
+        args = check_arguments(name, self._validators[name], arguments)
         timeout, max_chars = self.limits.get(name, (10.0, 8000))
         try:
             async with asyncio.timeout(timeout):

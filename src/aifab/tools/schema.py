@@ -10,12 +10,18 @@ import jsonschema
 from aifab.tools.protocol import ToolRefused
 
 
-def check_arguments(name: str, schema: dict[str, Any], arguments: Any) -> dict[str, Any]:
-    """``arguments`` if it is an object valid under ``schema``; else a :class:`ToolRefused` that says
-    where and why (the first error, by path)."""
+def validator(schema: dict[str, Any]) -> jsonschema.Draft202012Validator:
+    """A validator for a tool's schema: built once per tool (building one costs more than a check)."""
+    return jsonschema.Draft202012Validator(schema)
+
+
+def check_arguments(name: str, schema: dict[str, Any] | jsonschema.Draft202012Validator,
+                    arguments: Any) -> dict[str, Any]:
+    """``arguments`` if it is an object valid under ``schema`` (or a :func:`validator` of it); else a
+    :class:`ToolRefused` that says where and why (the first error, by path)."""
     if not isinstance(arguments, dict):
         raise ToolRefused(f"tool '{name}': arguments must be a JSON object, not {type(arguments).__name__}")
-    validator = jsonschema.Draft202012Validator(schema)
+    validator = schema if isinstance(schema, jsonschema.Draft202012Validator) else jsonschema.Draft202012Validator(schema)
     errors = sorted(validator.iter_errors(arguments), key=lambda e: list(e.absolute_path))
     if errors:
         first = errors[0]
