@@ -7,32 +7,37 @@ import logging
 import re
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 
 from fastapi import FastAPI
 
 from aifab import __version__
+from aifab.config import Settings
 from aifab.corpus.service import Corpus
 from aifab.errors import out_of_space
 from aifab.finetune.service import MAX_FILE_BYTES, FinetuneService
 from aifab.rag import Rag
 from aifab.serve import errors
+from aifab.serve.mcp import McpEndpoint
 from aifab.serve.metrics import Metrics
 from aifab.serve.middleware import BodyLimit, RequestCounter
 from aifab.serve.pool import ModelPool
 from aifab.serve.routes import collections, finetuning, openai, ops, rag, reports
 from aifab.serve.service import OpenAIServing
+from aifab.tools import Toolbox
 
 log = logging.getLogger("aifab.serve")
 
 
 def create_app(
     pool: ModelPool, *, max_body_bytes: int = 2 * 1024 * 1024, corpus: Corpus | None = None,
-    finetune: FinetuneService | None = None,
+    finetune: FinetuneService | None = None, settings: Settings | None = None,
 ) -> FastAPI:
     """An app serving the models in ``pool`` and, when given, the document collections of ``corpus``
-    with retrieval and the RAG apps of its settings, and the fine-tuning API of ``finetune``. The caller
-    owns the pool and the corpus (and closes them); the app starts and stops the fine-tuning runner."""
+    with retrieval and the RAG apps of its settings, and the fine-tuning API of ``finetune``; ``/mcp`` serves
+    retrieval, the apps and the ``[tools.*]`` of ``settings`` (default: the corpus's) as MCP tools. The caller
+    owns the pool and the corpus (and closes them); the app starts and stops the fine-tuning runner and the
+    tools."""
     app = FastAPI(title="aifab", version=__version__, docs_url="/docs", redoc_url=None, lifespan=_lifespan)
     metrics = Metrics(pool.queue_depths)
     app.state.pool = pool
@@ -49,6 +54,10 @@ def create_app(
     app.include_router(rag.router)
     app.state.finetune = finetune
     app.include_router(finetuning.router)
+    app.state.settings = settings or (corpus.settings if corpus is not None else None)
+    app.state.toolbox = Toolbox([])  # the configured tools are opened at start-up (_lifespan)
+    app.state.mcp = McpEndpoint(app, app.state)
+    app.add_route("/mcp", app.state.mcp, include_in_schema=False)
     uploads = {UPLOADS: corpus.settings.corpus.max_file_bytes * 4} if corpus is not None else {}
     if finetune is not None:
         uploads[FILES] = MAX_FILE_BYTES
@@ -78,7 +87,13 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
 
         app.state.finetune.runner.on_success = serve_it
         app.state.finetune.runner.start()
-    yield
+    async with AsyncExitStack() as stack:
+        settings: Settings | None = app.state.settings
+        if settings is not None and settings.tools:
+            app.state.toolbox = await Toolbox.open(settings)  # a tool that cannot start stops the start-up
+            stack.push_async_callback(app.state.toolbox.aclose)
+        await stack.enter_async_context(app.state.mcp.run())
+        yield
     app.state.ingest_worker.shutdown(wait=False, cancel_futures=True)
     if app.state.finetune is not None:
         app.state.finetune.runner.close()
