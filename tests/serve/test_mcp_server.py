@@ -155,3 +155,22 @@ async def test_without_keys_mcp_is_open_like_every_route(tmp_path):
     finally:
         keys.close()
         db.close()
+
+
+async def test_the_http_tool_routes_follow_the_same_scope(server):
+    url, secrets = server
+    run = "/v1/tools/time-get_current_time"
+    async with httpx.AsyncClient(base_url=url) as http:
+        def as_(key: str) -> dict[str, str]:
+            return {"Authorization": f"Bearer {secrets[key]}"}
+
+        listed = (await http.get("/v1/tools", headers=as_("time-only"))).json()["data"]
+        assert sorted(t["function"]["name"] for t in listed) == ["time-convert_time", "time-get_current_time"]
+        assert (await http.get("/v1/tools", headers=as_("no-tools"))).json()["data"] == []
+        r = await http.post(run, json={"arguments": {"timezone": "UTC"}}, headers=as_("time-only"))
+        assert r.status_code == 200 and r.json()["data"]["timezone"] == "UTC", r.text
+        r = await http.post(run, json={"arguments": {"timezone": "UTC"}}, headers=as_("search-only"))
+        assert r.status_code == 403 and r.json()["error"]["type"] == "permission_error"
+        assert "may not use the tool 'time-get_current_time'" in r.json()["error"]["message"]
+        r = await http.post(run, json={"arguments": {"timezone": 3}}, headers=as_("all"))
+        assert r.status_code == 400 and r.json()["error"]["code"] == "tool_refused"

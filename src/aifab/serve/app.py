@@ -22,7 +22,7 @@ from aifab.serve.mcp import McpEndpoint
 from aifab.serve.metrics import Metrics
 from aifab.serve.middleware import BodyLimit, RequestCounter
 from aifab.serve.pool import ModelPool
-from aifab.serve.routes import collections, finetuning, openai, ops, rag, reports
+from aifab.serve.routes import collections, finetuning, openai, ops, rag, reports, tools
 from aifab.serve.service import OpenAIServing
 from aifab.tools import Toolbox
 
@@ -58,6 +58,7 @@ def create_app(
     app.state.toolbox = Toolbox([])  # the configured tools are opened at start-up (_lifespan)
     app.state.mcp = McpEndpoint(app, app.state)
     app.add_route("/mcp", app.state.mcp, include_in_schema=False)
+    app.include_router(tools.router)
     uploads = {UPLOADS: corpus.settings.corpus.max_file_bytes * 4} if corpus is not None else {}
     if finetune is not None:
         uploads[FILES] = MAX_FILE_BYTES
