@@ -4,67 +4,37 @@ call, retrieval and apps under the key's collection and ACL scope, and keys that
 
 from __future__ import annotations
 
-import sys
-from contextlib import asynccontextmanager
-
 import httpx
 import pytest
 from mcp import Client, MCPError
-from mcp.client.streamable_http import streamable_http_client
-from mcp.shared._httpx_utils import create_mcp_http_client
 
 from aifab.config import load_settings
-from aifab.corpus.service import Corpus
 from aifab.gateway.front import Gateway
 from aifab.gateway.keys import KeyStore
-from aifab.registry import Registry
 from aifab.serve import ModelPool, create_app
 from aifab.state import Database
-from aifab.testing import FakeEmbedder, FakeEngine, FakeRuntime, MemoryStore
+from aifab.testing.mcp import ATTACKS, SCOPED, TEAM_A, TEAM_B, mcp_client, mcp_stack, run_attacks
 from aifab.testing.server import ThreadedServer
 
-TEAM_A = "The Danube flows through Vienna and Budapest into the Black Sea."
-TEAM_B = "The Danube delta is where the secret merger with Rhine Holdings will be signed."
 KEYS = {  # name -> scopes
     "all": {},
     "search-only": {"tools": ["search"], "acl": ["team-a"]},
     "time-only": {"tools": ["time"]},
     "no-tools": {"tools": []},
     "elsewhere": {"collections": ["elsewhere"]},
+    "scoped": SCOPED,
 }
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("mcp")
-    settings = load_settings(
-        data_dir=tmp / "data", corpus={"chunk_tokens": 40, "chunk_overlap": 0}, engines={"context_per_sequence": 16384},
-        apps={"rivers": {"collection": "kb", "model": "answerer", "temperature": 0}}, rag={"min_score": -1},
-        tools={"time": {"kind": "mcp", "command": [sys.executable, "-m", "mcp_server_time"]}})
-    db = Database(settings.effective_database_url)
-    db.upgrade()
-    corpus = Corpus(settings, Registry(db, tmp / "models"), MemoryStore(), embedder=FakeEmbedder(dimensions=256))
-    for team, text in (("team-a", TEAM_A), ("team-b", TEAM_B)):
-        (tmp / team).mkdir()
-        (tmp / team / f"{team}.md").write_text(f"# {team}\n\n{text}\n")
-        assert not corpus.ingest_paths("kb", [tmp / team], acl=[team]).errors
-    engine = FakeEngine("answerer", FakeRuntime("The Danube reaches the Black Sea [1]."), context_length=8192)
-    keys = KeyStore(db)
-    secrets = {name: keys.create(name, **scopes)[1] for name, scopes in KEYS.items()}
-    with ThreadedServer(Gateway(create_app(ModelPool({"answerer": engine}), corpus=corpus), settings,
-                                keys=KeyStore(db))) as running:
-        yield running.url, secrets
-    engine.close()
-    keys.close()
-    db.close()
+    with mcp_stack(tmp_path_factory.mktemp("mcp"), KEYS) as running:
+        yield running
 
 
-@asynccontextmanager
-async def mcp_as(server, key: str | None):
+def mcp_as(server, key: str | None):
     url, secrets = server
-    headers = {"Authorization": f"Bearer {secrets.get(key, key)}"} if key else {}
-    async with Client(streamable_http_client(f"{url}/mcp", http_client=create_mcp_http_client(headers=headers))) as c:
-        yield c
+    return mcp_client(url, secrets.get(key, key) if key else None)
 
 
 async def tool_names(client: Client) -> list[str]:
@@ -174,3 +144,10 @@ async def test_the_http_tool_routes_follow_the_same_scope(server):
         assert "may not use the tool 'time-get_current_time'" in r.json()["error"]["message"]
         r = await http.post(run, json={"arguments": {"timezone": 3}}, headers=as_("all"))
         assert r.status_code == 400 and r.json()["error"]["code"] == "tool_refused"
+
+
+async def test_no_attack_on_a_keys_scope_gets_through(server):
+    url, secrets = server
+    outcomes = await run_attacks(url, secrets["scoped"])
+    assert len(outcomes) == len(ATTACKS) + 1
+    assert [o for o in outcomes if o[1] == "GOT THROUGH"] == []
