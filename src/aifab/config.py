@@ -55,6 +55,9 @@ class EngineSettings(_Section):
         "f16", description="llama.cpp KV-cache precision; q8_0 halves its memory at a small cost in accuracy"
     )
     embedding_batch: int = Field(64, ge=1)
+    prefix_cache: bool = Field(
+        True, description="reuse a slot's KV cache for a prompt that starts with the same tokens (skips their prefill)"
+    )
 
 
 class ModelSettings(_Section):

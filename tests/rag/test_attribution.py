@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from aifab.rag.attribution import Attributor, sentence_spans
-from aifab.rag.citations import citations
+from aifab.rag.citations import StreamCiter, citations
 from aifab.rag.protocol import Passage
 from aifab.testing import FakeEmbedder
 
@@ -52,3 +52,23 @@ def test_sentence_spans():
     text = "First one. Second, with 3.5 numbers!  \nA line without a stop\n\nLast?"
     assert [text[a:b] for a, b in sentence_spans(text)] == [
         "First one.", "Second, with 3.5 numbers!", "A line without a stop", "Last?"]
+
+
+def test_a_stream_cited_sentence_by_sentence_agrees_with_the_whole_answer():
+    answer = "The Danube flows through Vienna and Budapest. The Rhine reaches the North Sea at Rotterdam [3]. " \
+             "Quantum chromodynamics binds quarks with gluons."
+    citer = StreamCiter(PASSAGES, attributor())
+    found, completed_at = [], []
+    for i, ch in enumerate(answer):  # a character a delta
+        for span in citer.feed(ch):
+            completed_at.append(i)
+            found.append(citer.cite(span))
+    for span in citer.finish():
+        found.append(citer.cite(span))
+    assert found[0] == {"answer_span": [0, 45], "sources": [1], "found": "attributed"}
+    assert found[1]["sources"] == [3] and found[1]["found"] == "marker" and found[2] is None
+    assert completed_at[0] < answer.index("Rhine")  # cited once the next sentence began, not at the end
+    whole = {c["index"]: c for c in citations(PASSAGES, answer, attributor())}
+    for event in filter(None, found):
+        for n in event["sources"]:
+            assert tuple(event["answer_span"]) in whole[n]["answer_spans"]

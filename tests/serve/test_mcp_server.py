@@ -119,7 +119,7 @@ async def test_without_keys_mcp_is_open_like_every_route(tmp_path):
     db.upgrade()
     keys = KeyStore(db)  # no key exists: a loopback server needs none
     try:
-        with ThreadedServer(Gateway(create_app(ModelPool({}), settings=settings), settings, keys=keys)) as running:
+        with ThreadedServer(Gateway(create_app(ModelPool({})), settings, keys=keys)) as running:
             async with mcp_as((running.url, {}), None) as client:
                 assert await tool_names(client) == []
     finally:

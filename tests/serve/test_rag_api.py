@@ -116,6 +116,24 @@ async def test_an_answer_without_markers_still_cites_its_source_by_attribution(a
     assert all(c["found"] is None for c in cites if not c["cited"])
 
 
+async def test_a_streamed_sentence_is_cited_as_soon_as_it_is_complete(api):
+    stream = await _client(api).chat.completions.create(
+        model="plain", messages=[{"role": "user", "content": "Where does the Danube flow?"}], stream=True
+    )
+    chunks = [c async for c in stream]
+    kinds = ["text" if c.choices and c.choices[0].delta.content else (c.model_extra or {}).get("aifab") for c in chunks]
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    (event,) = [c.model_extra["citation"] for c in chunks if (c.model_extra or {}).get("aifab") == "citation"]
+    start, end = event["answer_span"]
+    assert text[start:end] == "The Danube flows through Vienna and Budapest."  # the unrelated sentence cites nothing
+    assert event["found"] == "attributed" and len(event["sources"]) == 1
+    at = kinds.index("citation")
+    assert "text" in kinds[at + 1 :]  # sent while the answer was still streaming, not at the end
+    assert kinds[-1] == "citations"  # the full list still closes the stream
+    final = chunks[-1].model_extra["citations"]
+    assert [c["index"] for c in final if c["cited"]] == event["sources"]
+
+
 async def test_a_streamed_answer_ends_with_a_citations_event(api):
     stream = await _client(api).chat.completions.create(
         model="rivers", messages=[{"role": "user", "content": "Where does the Danube flow?"}], stream=True

@@ -33,6 +33,8 @@ class Call:
     text: list[str] = field(default_factory=list)
     context: list[str] | None = None  # the chunk ids a RAG app grounded its answer on
     tool_calls: list[dict[str, Any]] | None = None  # [{"name"}] per call; "arguments" too where text is kept
+    # calls the server ran itself (an app's tools): [{"name", "arguments", "status", "latency_ms", "server": True}]
+    tool_runs: list[dict[str, Any]] = field(default_factory=list)
 
     def encode(self, model: str) -> bytes:
         """The body for a remote upstream serving it as ``model``: the fields the client set (unknown ones
@@ -64,3 +66,10 @@ class Call:
             if self.keep_text and f.arguments and self.tool_calls:
                 entry = self.tool_calls[-1]
                 entry["arguments"] = entry.get("arguments", "") + f.arguments
+
+    def report_tool_run(self, name: str, arguments: str, status: str, latency_ms: float) -> None:
+        """A tool the server ran for an app. Its arguments are kept whatever the key's content policy (the
+        gateway redacts them): they are what the server did on the operator's systems."""
+        self.reported = True
+        self.tool_runs.append({"name": name, "arguments": arguments, "status": status,
+                               "latency_ms": round(latency_ms, 2), "server": True})

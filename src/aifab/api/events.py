@@ -8,7 +8,10 @@ An aifab event is a chunk of the stream's own kind with no choices (as OpenAI's 
 
 Plain clients skip it like any chunk without choices; the ``openai`` SDK hands it over as a chunk whose
 ``model_extra`` holds ``aifab`` and the payload. Kinds: ``citations`` (a RAG app's sources, last before the
-usage event), ``tool_step`` and ``progress`` (reserved for tool calls and long-running work). The gateway
+usage event), ``citation`` (the sources of one answer sentence, sent once the sentence is complete:
+``{"answer_span": [start, end], "sources": [n, ...], "found": "marker"|"attributed"}``), ``tool_step`` (one step of an app's server-side tool loop: ``phase`` ``call`` when a tool
+starts, ``result`` when it ends; a whole answer lists them in ``message.tool_steps`` instead) and
+``progress`` (reserved for long-running work). The gateway
 passes such events through untouched, whatever the output guardrails do to the text around them.
 """
 
@@ -19,7 +22,7 @@ from typing import Any, Literal
 import orjson
 
 EVENT_KEY = "aifab"
-Kind = Literal["citations", "tool_step", "progress"]
+Kind = Literal["citations", "citation", "tool_step", "tool_steps", "progress"]
 
 
 def aifab_event(kind: Kind, data: Any, **envelope: Any) -> bytes:

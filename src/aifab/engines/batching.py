@@ -22,6 +22,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from aifab.engines.prefix import PrefixCache
 from aifab.engines.protocol import Delta, FinishReason, GenerationRequest
 from aifab.errors import AifabError, EngineError, Overloaded
 
@@ -34,7 +35,9 @@ class Runtime(Protocol):
     max_batch: int
 
     def start(self, seq: Sequence) -> None:
-        """Prepare per-sequence state (sampler, cache slot ``seq.slot``)."""
+        """Prepare per-sequence state (sampler, cache slot ``seq.slot``). A runtime with a
+        :class:`~aifab.engines.prefix.PrefixCache` (``prefix``) may set ``seq.fed`` to the prompt tokens
+        its slot already holds."""
 
     max_step_tokens: int  # tokens one forward pass may carry
 
@@ -217,6 +220,7 @@ class BatchScheduler:
                 log.exception("decode step failed")
                 for seq in list(self._live):
                     seq.emit(EngineError(f"decode failed: {exc}"))
+                    seq.fed = 0  # its cache cannot be trusted: nothing of it is kept for reuse
                     self._finish(seq)
         for seq in self._live + list(self._waiting):
             seq.emit(EngineError("engine is shut down"))
@@ -239,7 +243,7 @@ class BatchScheduler:
                 self._unadmitted -= 1
             if seq.cancelled:
                 continue
-            seq.slot = heapq.heappop(self._free)
+            seq.slot = self._slot_for(seq)
             try:
                 self.runtime.start(seq)
             except Exception as exc:
@@ -247,6 +251,17 @@ class BatchScheduler:
                 heapq.heappush(self._free, seq.slot)
                 continue
             self._live.append(seq)
+
+    def _slot_for(self, seq: Sequence) -> int:
+        """The free slot whose cache shares most with the prompt (runtimes that reuse prefixes), else the
+        lowest free slot."""
+        prefix: PrefixCache | None = getattr(self.runtime, "prefix", None)
+        if prefix is None or not prefix.enabled or len(self._free) == 1:
+            return heapq.heappop(self._free)
+        slot, _ = prefix.best(self._free, seq.prompt_ids, seq.request.adapter)
+        self._free.remove(slot)
+        heapq.heapify(self._free)
+        return slot
 
     def _step(self) -> None:
         for seq in [s for s in self._live if s.cancelled]:

@@ -276,6 +276,7 @@ class Gateway:
             except (orjson.JSONDecodeError, TypeError, AttributeError) as exc:
                 await answer.done(self.breaker, failed=True)
                 raise UpstreamError(f"upstream {answer.upstream.name} sent a malformed answer") from exc
+            _take_tool_runs(ex, call)
         await answer.done(self.breaker)
         ex.first_text()
         ex.finish(200)  # before the last send: a disconnect seen after it must not count as one
@@ -426,6 +427,13 @@ def _take_report(ex: Exchange, call: Call, relayed: bool) -> None:
             ex.ttft = call.first_token - ex.start
         if ex.response is not None:
             ex.response = call.text
+    _take_tool_runs(ex, call)
+
+
+def _take_tool_runs(ex: Exchange, call: Call) -> None:
+    """The tools an app ran in this process: never in its events, so only the report has them."""
+    if call.tool_runs:
+        ex.tool_calls = (ex.tool_calls or []) + call.tool_runs
 
 
 def _token(headers: list[tuple[bytes, bytes]]) -> str | None:

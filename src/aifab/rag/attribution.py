@@ -48,24 +48,43 @@ class Attributor:
 
     def attribute(self, sentences: Sequence[str], passages: Sequence[Passage]) -> list[list[int]]:
         """For each sentence, the 0-based indices of the passages it rests on (best first); [] for none."""
-        wanted = [i for i, s in enumerate(sentences) if len(content_words(s)) >= MIN_WORDS]
+        return self.against(passages).attribute(sentences)
+
+    def against(self, passages: Sequence[Passage]) -> Sources:
+        """The passages' sentences embedded once, for attributing answer sentences to them one at a time
+        (a stream cites each sentence as it completes)."""
         pieces = [(k, passage.text[a:b]) for k, passage in enumerate(passages)
                   for a, b in sentence_spans(passage.text)]
+        vectors = self.embed([text for _, text in pieces]) if pieces else np.zeros((0, 1), np.float32)
+        return Sources(self, len(passages), vectors, np.array([k for k, _ in pieces], dtype=int),
+                       [content_words(text) for _, text in pieces])
+
+
+@dataclass
+class Sources:
+    """What an answer's sentences are compared with: each passage sentence's vector, passage and words."""
+
+    attributor: Attributor
+    count: int
+    vectors: np.ndarray
+    owner: np.ndarray
+    words: list[set[str]]
+
+    def attribute(self, sentences: Sequence[str]) -> list[list[int]]:
+        wanted = [i for i, s in enumerate(sentences) if len(content_words(s)) >= MIN_WORDS]
         out: list[list[int]] = [[] for _ in sentences]
-        if not wanted or not pieces:
+        if not wanted or not len(self.owner):
             return out
-        vectors = self.embed([sentences[i] for i in wanted] + [text for _, text in pieces])
-        asked, given = vectors[: len(wanted)], vectors[len(wanted) :]
-        owner = np.array([k for k, _ in pieces])
-        piece_words = [content_words(text) for _, text in pieces]
+        asked = self.attributor.embed([sentences[i] for i in wanted])
+        threshold, margin = self.attributor.threshold, self.attributor.margin
         for row, i in enumerate(wanted):
             mine = content_words(sentences[i])
-            overlap = np.array([len(mine & have) / len(mine) for have in piece_words])
-            score = VECTOR_WEIGHT * (given @ asked[row]) + (1 - VECTOR_WEIGHT) * overlap
-            best = np.full(len(passages), -np.inf)
-            np.maximum.at(best, owner, score)
+            overlap = np.array([len(mine & have) / len(mine) for have in self.words])
+            score = VECTOR_WEIGHT * (self.vectors @ asked[row]) + (1 - VECTOR_WEIGHT) * overlap
+            best = np.full(self.count, -np.inf)
+            np.maximum.at(best, self.owner, score)
             top = float(best.max())
-            if top >= self.threshold:
+            if top >= threshold:
                 order = np.argsort(-best, kind="stable")
-                out[i] = [int(k) for k in order if best[k] >= max(self.threshold, top - self.margin)]
+                out[i] = [int(k) for k in order if best[k] >= max(threshold, top - margin)]
         return out

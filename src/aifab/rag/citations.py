@@ -8,7 +8,7 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-from aifab.rag.attribution import Attributor, sentence_spans
+from aifab.rag.attribution import Attributor, Sources, sentence_spans
 from aifab.rag.protocol import Passage
 
 _MARKER = re.compile(r"\[(\d+(?:\s*[,;]\s*\d+)*)\]")
@@ -65,3 +65,48 @@ def citations(
             "text": p.text,
         })
     return out
+
+
+class StreamCiter:
+    """Cites a streamed answer sentence by sentence: ``feed`` the text as it comes and get back the spans of
+    the sentences it completed (a sentence is complete once the next one starts, or at ``finish``); ``cite``
+    one span to get its sources, by marker, else by attribution against passages embedded once."""
+
+    def __init__(self, passages: Sequence[Passage], attributor: Attributor | None) -> None:
+        self.passages = passages
+        self.attributor = attributor
+        self.sources: Sources | None = None  # embedded at the first sentence that needs attribution
+        self.text = ""
+        self.done = 0  # sentences handed out so far
+
+    def feed(self, text: str) -> list[tuple[int, int]]:
+        self.text += text
+        spans = sentence_spans(self.text)[:-1]  # the last may still grow
+        return self._new(spans)
+
+    def finish(self) -> list[tuple[int, int]]:
+        return self._new(sentence_spans(self.text))
+
+    def _new(self, spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
+        out = spans[self.done :]
+        self.done = max(self.done, len(spans))
+        return out
+
+    def prepare(self) -> Sources | None:
+        """Embed the passages' sentences now (blocking), rather than at the first sentence to attribute."""
+        if self.sources is None and self.attributor is not None and self.passages:
+            self.sources = self.attributor.against(self.passages)
+        return self.sources
+
+    def cite(self, span: tuple[int, int]) -> dict[str, Any] | None:
+        """``{"answer_span", "sources", "found"}`` for one sentence, or None when it cites nothing. Blocking
+        (an embedding call when attributing): run it off the event loop."""
+        sentence = self.text[span[0] : span[1]]
+        numbers = [n for n in cited_numbers(sentence) if 1 <= n <= len(self.passages)]
+        found = "marker"
+        sources = self.prepare() if not numbers else None
+        if sources is not None:
+            numbers, found = [k + 1 for k in sources.attribute([strip_markers(sentence)])[0]], "attributed"
+        if not numbers:
+            return None
+        return {"answer_span": list(span), "sources": numbers, "found": found}

@@ -19,7 +19,7 @@ from aifab.corpus.service import Corpus
 from aifab.engines.protocol import Delta, Engine, GenerationRequest, SamplingParams
 from aifab.errors import ConfigError, Conflict, InvalidRequest, NotFound
 from aifab.rag.attribution import Attributor
-from aifab.rag.citations import citations
+from aifab.rag.citations import StreamCiter, citations
 from aifab.rag.prompting import build_prompt
 from aifab.rag.protocol import Passage, Reranker
 from aifab.rag.rerank import make_reranker
@@ -51,6 +51,7 @@ class Prepared:
     prompt: str | None = None
     prompt_tokens: int = 0
     fallback: str | None = None
+    messages: list[dict[str, Any]] | None = None  # what ``prompt`` renders (a tool loop renders more turns)
 
 
 class Rag:
@@ -172,7 +173,7 @@ class Rag:
             question, history, passages, render=engine.render_chat, count_tokens=engine.count_tokens,
             budget=budget, system_prompt=app.system_prompt,
         )
-        return Prepared(app, query, grounded.passages, grounded.prompt, grounded.tokens)
+        return Prepared(app, query, grounded.passages, grounded.prompt, grounded.tokens, messages=grounded.messages)
 
     async def standalone_query(
         self, app: AppSettings, question: str, history: Sequence[dict[str, Any]], engine: Engine
@@ -206,11 +207,17 @@ class Rag:
     def cite(self, prepared: Prepared, answer: str) -> list[dict[str, Any]]:
         """The answer's citations: its markers, and for its other sentences the sources attribution finds
         (``rag.attribute``), each marked with how it was found."""
+        return citations(prepared.passages, answer, self._attributor(prepared))
+
+    def citer(self, prepared: Prepared) -> StreamCiter:
+        """Cites a streamed answer sentence by sentence, by the same rules as :meth:`cite`."""
+        return StreamCiter(prepared.passages, self._attributor(prepared))
+
+    def _attributor(self, prepared: Prepared) -> Attributor | None:
         settings = prepared.app.retrieval or self.settings.rag
-        attributor = None
         if settings.attribute and prepared.passages:
-            attributor = Attributor(self.corpus.embedder().embed, threshold=settings.attribution_threshold)
-        return citations(prepared.passages, answer, attributor)
+            return Attributor(self.corpus.embedder().embed, threshold=settings.attribution_threshold)
+        return None
 
     @staticmethod
     def generate(

@@ -7,17 +7,18 @@ import logging
 import re
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import AsyncExitStack, asynccontextmanager
+from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
 from aifab import __version__
-from aifab.config import Settings
 from aifab.corpus.service import Corpus
 from aifab.errors import out_of_space
 from aifab.finetune.service import MAX_FILE_BYTES, FinetuneService
+from aifab.gateway.guards.pipeline import Guardrails
 from aifab.rag import Rag
 from aifab.serve import errors
+from aifab.serve.agent import input_guard, no_guard
 from aifab.serve.mcp import McpEndpoint
 from aifab.serve.metrics import Metrics
 from aifab.serve.middleware import BodyLimit, RequestCounter
@@ -31,11 +32,11 @@ log = logging.getLogger("aifab.serve")
 
 def create_app(
     pool: ModelPool, *, max_body_bytes: int = 2 * 1024 * 1024, corpus: Corpus | None = None,
-    finetune: FinetuneService | None = None, settings: Settings | None = None,
+    finetune: FinetuneService | None = None,
 ) -> FastAPI:
     """An app serving the models in ``pool`` and, when given, the document collections of ``corpus``
     with retrieval and the RAG apps of its settings, and the fine-tuning API of ``finetune``; ``/mcp`` serves
-    retrieval, the apps and the ``[tools.*]`` of ``settings`` (default: the corpus's) as MCP tools. The caller
+    retrieval, the apps and the corpus settings' ``[tools.*]`` as MCP tools. The caller
     owns the pool and the corpus (and closes them); the app starts and stops the fine-tuning runner and the
     tools."""
     app = FastAPI(title="aifab", version=__version__, docs_url="/docs", redoc_url=None, lifespan=_lifespan)
@@ -43,7 +44,8 @@ def create_app(
     app.state.pool = pool
     app.state.metrics = metrics
     app.state.rag = Rag(corpus.settings, corpus) if corpus is not None else None
-    app.state.serving = OpenAIServing(pool, metrics=metrics, rag=app.state.rag)
+    guard = input_guard(Guardrails(corpus.settings.gateway.guardrails)) if corpus is not None else no_guard
+    app.state.serving = OpenAIServing(pool, metrics=metrics, rag=app.state.rag, tool_guard=guard)
     errors.install(app)
     app.include_router(openai.router)
     app.include_router(ops.router)
@@ -54,8 +56,6 @@ def create_app(
     app.include_router(rag.router)
     app.state.finetune = finetune
     app.include_router(finetuning.router)
-    app.state.settings = settings or (corpus.settings if corpus is not None else None)
-    app.state.toolbox = Toolbox([])  # the configured tools are opened at start-up (_lifespan)
     app.state.mcp = McpEndpoint(app, app.state)
     app.add_route("/mcp", app.state.mcp, include_in_schema=False)
     app.include_router(tools.router)
@@ -80,6 +80,9 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         if out_of_space(exc) is None:
             raise
         log.warning("interrupted ingest jobs were not recovered: %s", exc)
+    corpus = app.state.corpus
+    if corpus is not None and corpus.settings.tools:  # a tool that cannot start stops the start-up, named
+        app.state.serving.toolbox = await Toolbox.open(corpus.settings)
     if app.state.finetune is not None:
         loop, pool = asyncio.get_running_loop(), app.state.pool
 
@@ -88,13 +91,12 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
 
         app.state.finetune.runner.on_success = serve_it
         app.state.finetune.runner.start()
-    async with AsyncExitStack() as stack:
-        settings: Settings | None = app.state.settings
-        if settings is not None and settings.tools:
-            app.state.toolbox = await Toolbox.open(settings)  # a tool that cannot start stops the start-up
-            stack.push_async_callback(app.state.toolbox.aclose)
-        await stack.enter_async_context(app.state.mcp.run())
-        yield
-    app.state.ingest_worker.shutdown(wait=False, cancel_futures=True)
-    if app.state.finetune is not None:
-        app.state.finetune.runner.close()
+    try:
+        async with app.state.mcp.run():
+            yield
+    finally:
+        app.state.ingest_worker.shutdown(wait=False, cancel_futures=True)
+        if app.state.finetune is not None:
+            app.state.finetune.runner.close()
+        if app.state.serving.toolbox is not None:
+            await app.state.serving.toolbox.aclose()

@@ -46,7 +46,7 @@ INSTRUCTIONS = ("aifab: search its document collections, ask its RAG apps (answe
 
 
 class McpEndpoint:
-    """The ASGI endpoint at ``/mcp``. ``app_state`` is the app's ``state`` (rag, toolbox); :meth:`run`, entered
+    """The ASGI endpoint at ``/mcp``. ``app_state`` is the app's ``state`` (rag, serving); :meth:`run`, entered
     in the app's lifespan, starts the SDK's session manager, whose task group lives as long as the app."""
 
     def __init__(self, app: ASGIApp, app_state: Any) -> None:
@@ -82,7 +82,8 @@ class McpEndpoint:
     # --- the tools a caller has -------------------------------------------------------------------
 
     def _toolbox(self) -> Toolbox:
-        return getattr(self.state, "toolbox", None) or Toolbox([])
+        """The configured tools, opened at start-up (``OpenAIServing.toolbox``; None when none is configured)."""
+        return self.state.serving.toolbox or Toolbox([])
 
     def specs(self, caller: ApiKey | None) -> dict[str, ToolSpec]:
         """The tools ``caller`` may list and call, by name."""

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import time
 import uuid
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -17,17 +19,21 @@ from aifab.api import Call, ChatCompletionRequest, CompletionRequest, EmbeddingR
 from aifab.api.events import Kind, cited_chunks
 from aifab.api.requests import ChatMessage, SamplingRequest, refuse_unknown
 from aifab.engines.protocol import Delta, Engine, GenerationRequest, SamplingParams
-from aifab.errors import Forbidden, InvalidRequest
+from aifab.errors import EngineError, Forbidden, InvalidRequest
 from aifab.identity import ApiKey
 from aifab.registry.package import ModelPackage
+from aifab.serve.agent import Guard, ToolLoop, no_guard, tool_conversation
 from aifab.serve.metrics import Metrics
 from aifab.serve.pool import ModelPool
 from aifab.serve.toolcalls import call_json, fragment_json, parse_calls, plan_tools
+from aifab.tools import Toolbox
 
 if TYPE_CHECKING:
     from aifab.rag import Rag
+    from aifab.rag.citations import StreamCiter
 
 Extra = Callable[[str], dict[Kind, Any]]  # the answer's text -> extra fields of the message (and aifab events)
+Events = Callable[[], list[tuple[Kind, Any]]]  # aifab events that happened since the last call (to send now)
 
 
 @dataclass
@@ -45,10 +51,13 @@ TEXT = _Kind("cmpl-", "text_completion", "text_completion", False)
 
 
 class OpenAIServing:
-    def __init__(self, pool: ModelPool, *, metrics: Metrics, rag: Rag | None = None) -> None:
+    def __init__(self, pool: ModelPool, *, metrics: Metrics, rag: Rag | None = None,
+                 tool_guard: Guard = no_guard) -> None:
         self.pool = pool
         self.metrics = metrics
         self.rag = rag
+        self.toolbox: Toolbox | None = None  # opened at start-up when apps have tools (see serve.app)
+        self.tool_guard = tool_guard
 
     def _engine(self, model: str) -> Engine:
         return self.pool.get(model, apps=self.rag.app_names() if self.rag else ())
@@ -89,11 +98,18 @@ class OpenAIServing:
         if self.rag is not None and self.rag.has_app(req.model):
             return await self._answer(req, messages, caller, call)
         engine = self._engine(req.model)
+        sampling = _sampling(req, engine, req.max_completion_tokens or req.max_tokens)
+        gen, request_id = self._with_client_tools(req, engine, messages, sampling)
+        return await self._generate(gen, req, request_id, CHAT, engine.package.fingerprint, call)
+
+    def _with_client_tools(self, req: ChatCompletionRequest, engine: Engine, messages: list[dict[str, Any]],
+                           sampling: SamplingParams) -> tuple[AsyncGenerator[Delta, None], str]:
+        """The generation for ``messages`` with the request's own tools (if any): the calls the model makes go
+        back to the client, which runs them."""
         tools = [t.model_dump(exclude_none=True) for t in req.tools] if req.tools is not None else None
         choice = req.tool_choice if isinstance(req.tool_choice, str | None) else req.tool_choice.model_dump()
         plan = plan_tools(tools, choice, req.parallel_tool_calls, engine)
         prompt = engine.render_chat(messages, plan.offered)
-        sampling = _sampling(req, engine, req.max_completion_tokens or req.max_tokens)
         rf = req.response_format
         if plan.forced and rf is not None and rf.type != "text":
             raise InvalidRequest("response_format cannot be combined with a forced tool call (tool_choice "
@@ -113,15 +129,15 @@ class OpenAIServing:
         gen = engine.generate(greq)
         if plan.parser is not None:
             gen = parse_calls(gen, plan.parser(), parallel=plan.parallel)
-        return await self._generate(gen, req, greq.request_id, CHAT, engine.package.fingerprint, call)
+        return gen, greq.request_id
 
     async def _answer(self, req: ChatCompletionRequest, messages: list[dict[str, Any]], caller: ApiKey | None,
                       call: Call | None) -> dict[str, Any] | AsyncIterator[bytes]:
-        """A RAG app called as a model: retrieve, ground, generate; citations ride along. A key sees only
-        the chunks its ACL tags allow, and only apps over collections in its scope."""
+        """An app called as a model: retrieve and ground (an app with a collection), run its tools server-side
+        (an app with tools), generate; citations and tool steps ride along. A key sees only the chunks its ACL
+        tags allow, and only apps over collections in its scope. A request that brings its own ``tools`` gets
+        the model's calls back and the server runs none."""
         assert self.rag is not None
-        if req.tools:
-            raise InvalidRequest("an app answers from its collection; tools are not supported", param="tools")
         if req.response_format is not None and req.response_format.type != "text":
             raise InvalidRequest("an app answers in text with citations; response_format is not supported",
                                  param="response_format")
@@ -132,23 +148,49 @@ class OpenAIServing:
         engine = self.pool.get(app.model or "")
         wanted = req.max_completion_tokens or req.max_tokens
         max_tokens = min(wanted, app.max_tokens) if wanted else app.max_tokens
-        acl = caller.acl_filter() if caller is not None else None
-        prepared = await self.rag.prepare(app, messages, engine, max_tokens=max_tokens, acl=acl)
         sampling = _sampling(req, engine, max_tokens)
         if req.temperature is None:
             sampling.temperature = app.temperature
-
-        rag = self.rag
+        prepared = None
+        if app.collection is not None:
+            acl = caller.acl_filter() if caller is not None else None
+            prepared = await self.rag.prepare(app, messages, engine, max_tokens=max_tokens, acl=acl)
+        conversation = prepared.messages if prepared is not None else None
+        runs_tools = bool(app.tools) and not req.tools
+        if conversation is None and (req.tools or runs_tools):  # no sources (none configured, or none relevant)
+            conversation = tool_conversation(app, messages)
+        rag, loop = self.rag, None
 
         def extra(answer: str) -> dict[Kind, Any]:
-            cites = rag.cite(prepared, answer)
-            if call is not None:
-                call.context = cited_chunks(cites)
-            return {"citations": cites}
+            out: dict[Kind, Any] = {}
+            if prepared is not None:  # an app over a collection always lists its sources, if none
+                out["citations"] = rag.cite(prepared, answer)
+                if call is not None:
+                    call.context = cited_chunks(out["citations"])
+            if loop is not None and not req.stream:  # a stream had them as events, step by step
+                out["tool_steps"] = [asdict(s) for s in loop.steps]
+            return out
 
         request_id = uuid.uuid4().hex  # one id for the engine's request and the response
-        gen = self.rag.generate(prepared, engine, sampling, request_id)
-        return await self._generate(gen, req, request_id, CHAT, engine.package.fingerprint, call, extra)
+        if req.tools and conversation is not None:
+            gen, request_id = self._with_client_tools(req, engine, conversation, sampling)
+        elif runs_tools and conversation is not None:
+            loop = ToolLoop(app, self._toolbox(), engine, guard=self.tool_guard, call=call)
+            gen = loop.deltas(conversation, sampling)
+        else:
+            assert prepared is not None
+            gen = self.rag.generate(prepared, engine, sampling, request_id)
+        events = loop.events if loop is not None else None
+        if req.stream and loop is None and prepared is not None and prepared.passages and not req.tools:
+            cited: list[tuple[Kind, Any]] = []
+            gen = _cite_as_it_goes(gen, self.rag.citer(prepared), cited)
+            events = partial(_drain, cited)
+        return await self._generate(gen, req, request_id, CHAT, engine.package.fingerprint, call, extra, events)
+
+    def _toolbox(self) -> Toolbox:
+        if self.toolbox is None:
+            raise EngineError("the app's tools are not open (the server is still starting, or failed to open them)")
+        return self.toolbox
 
     async def complete(self, req: CompletionRequest, call: Call | None = None) -> dict[str, Any] | AsyncIterator[bytes]:
         refuse_unknown(req)
@@ -161,7 +203,7 @@ class OpenAIServing:
 
     async def _generate(
         self, gen: AsyncGenerator[Delta, None], req: SamplingRequest, request_id: str, kind: _Kind, fingerprint: str,
-        call: Call | None, extra: Extra | None = None,
+        call: Call | None, extra: Extra | None = None, events: Events | None = None,
     ) -> dict[str, Any] | AsyncIterator[bytes]:
         """The answer whole, or as SSE lines; ``fingerprint`` (the answering model's version) goes into
         every body as ``system_fingerprint``, so a client sees which side of a canary answered."""
@@ -178,7 +220,7 @@ class OpenAIServing:
         rid, model = (call.id, call.model) if call is not None else (kind.prefix + request_id, req.model)
         if req.stream:
             include_usage = bool(req.stream_options and req.stream_options.include_usage)
-            return _sse(kind, rid, model, fingerprint, first, gen, run, include_usage, call, extra)
+            return _sse(kind, rid, model, fingerprint, first, gen, run, include_usage, call, extra, events)
         text, last, calls = [first.text], first, list(first.tool_calls)
         try:
             async for delta in gen:
@@ -311,10 +353,6 @@ class _Run:
         empty); inter-token latency is between deltas after it."""
         if not self.first_seen and not delta.text and delta.finish_reason is None:
             return
-        """Time to first token is to the first delta with text (a piece of a multi-byte character comes out
-        empty); inter-token latency is between deltas after it."""
-        if not self.first_seen and not delta.text and delta.finish_reason is None:
-            return
         now = time.perf_counter()
         if not self.first_seen:
             self.metrics.ttft.labels(self.model).observe(now - self.last)
@@ -329,7 +367,7 @@ class _Run:
 
 async def _sse(
     kind: _Kind, rid: str, model: str, fingerprint: str, first: Delta, rest: AsyncGenerator[Delta, None], run: _Run,
-    include_usage: bool, call: Call | None, extra: Extra | None = None,
+    include_usage: bool, call: Call | None, extra: Extra | None = None, events: Events | None = None,
 ) -> AsyncIterator[bytes]:
     created = int(time.time())
     head: dict[str, Any] = {"id": rid, "object": kind.chunk_object, "created": created, "model": model,
@@ -367,6 +405,8 @@ async def _sse(
                 text.append(delta.text)
                 if delta.text or delta.finish_reason or delta.tool_calls:
                     yield chunk(delta)
+                for name, data in events() if events is not None else ():  # tool steps, cited sentences
+                    yield aifab_event(name, data, **head)
         if extra is not None:  # e.g. an app's citations, as aifab events (see aifab.api.events)
             for name, data in extra("".join(text)).items():
                 yield aifab_event(name, data, **head)
@@ -375,3 +415,32 @@ async def _sse(
         yield b"data: [DONE]\n\n"
     finally:
         await rest.aclose()  # frees the engine slot at once when the client went away
+
+
+async def _cite_as_it_goes(gen: AsyncGenerator[Delta, None], citer: StreamCiter,
+                           out: list[tuple[Kind, Any]]) -> AsyncGenerator[Delta, None]:
+    """``gen``, with a ``citation`` event in ``out`` for each sentence that cites a source, once the sentence
+    is complete (the full ``citations`` list still comes at the end)."""
+    ready: asyncio.Task[Any] | None = None
+    try:
+        async for delta in gen:
+            spans = citer.feed(delta.text) + (citer.finish() if delta.finish_reason is not None else [])
+            for span in spans:
+                if ready is not None:
+                    await ready
+                found = await asyncio.to_thread(citer.cite, span)  # an embedding call: off the event loop
+                if found is not None:
+                    out.append(("citation", found))
+            yield delta
+            if ready is None:  # the sources' sentences are embedded while the answer is decoded, not before
+                ready = asyncio.create_task(asyncio.to_thread(citer.prepare))
+    finally:
+        if ready is not None and not ready.done():
+            ready.cancel()
+        await gen.aclose()
+
+
+def _drain(events: list[tuple[Kind, Any]]) -> list[tuple[Kind, Any]]:
+    out = events[:]
+    events.clear()
+    return out

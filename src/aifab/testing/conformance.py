@@ -93,6 +93,35 @@ class EngineConformance:
         assert all(last.completion_tokens > 0 for _, last in results)
         assert results[0][0] == alone  # batching does not change a greedy answer
 
+    async def test_a_reused_prompt_prefix_gives_the_same_answer(self, engine: Engine) -> None:
+        """A prompt starting like an earlier one (or an earlier prompt and its answer, as a follow-up turn)
+        skips their prefill, and answers exactly as without reuse."""
+        prefix = getattr(getattr(engine, "runtime", None), "prefix", None)
+        if prefix is None:
+            pytest.skip("the engine reuses no prompt prefix")
+        shared = f"{self.prompt} The old lighthouse keeper had a daughter who"
+
+        async def both(prompt: str, warm_up: str) -> tuple[str, str, int]:
+            prefix.enabled = False
+            prefix.forget()
+            cold = (await collect(engine, prompt, temperature=0, max_tokens=12))[0]
+            prefix.enabled = True
+            await collect(engine, warm_up, temperature=0, max_tokens=12)  # leaves its tokens in a slot
+            before = prefix.reused
+            warm = (await collect(engine, prompt, temperature=0, max_tokens=12))[0]
+            return cold, warm, prefix.reused - before
+
+        try:
+            cold, warm, reused = await both(shared + " feared storms.", shared + " loved the sea.")
+            assert warm == cold and reused >= engine.count_tokens(shared) - 2
+            first = shared + " loved the sea."
+            answer = (await collect(engine, first, temperature=0, max_tokens=12))[0]
+            follow_up = first + answer + " Years later,"
+            cold, warm, reused = await both(follow_up, first)
+            assert warm == cold and reused >= engine.count_tokens(first) - 2  # the answer's tokens too, mostly
+        finally:
+            prefix.enabled = True
+
     async def test_closing_the_stream_frees_the_slot(self, engine: Engine) -> None:
         req = GenerationRequest(prompt=self.prompt, sampling=SamplingParams(temperature=0.8, max_tokens=400))
         gen = engine.generate(req)

@@ -12,6 +12,7 @@ import random
 import re
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from aifab.engines.batching import Sequence
@@ -25,10 +26,11 @@ _TEMPLATE = "{% for m in messages %}<|{{ m.role }}|>{{ m.content }}\n{% endfor %
 
 class FakeRuntime:
     """Tokens are UTF-8 bytes plus EOS=256 (or, with ``word_tokens``, one word a token). The reply is
-    ``reply`` (or the prompt, if None), then EOS.
+    ``reply`` (or the prompt, if None; or, if callable, what it returns for the prompt: a scripted model
+    that answers by what the conversation holds so far), then EOS.
     ``step_delay`` makes each step take time, so tests can observe batching and cancellation."""
 
-    def __init__(self, reply: str | None = "Hello from the fake model.", *, max_batch: int = 4,
+    def __init__(self, reply: str | Callable[[str], str] | None = "Hello from the fake model.", *, max_batch: int = 4,
                  step_delay: float = 0.0, word_tokens: bool = False) -> None:
         self.reply = reply
         # word_tokens: the reply comes one word (with its leading space) per token, as a real BPE
@@ -48,7 +50,8 @@ class FakeRuntime:
         if seq.request.sampling.json_schema is not None:
             raise InvalidRequest("the fake engine has no grammar support", param="response_format")
         sp = seq.request.sampling
-        answer = self.reply if self.reply is not None else bytes(seq.prompt_ids).decode("utf-8", "replace")
+        prompt = bytes(seq.prompt_ids).decode("utf-8", "replace")
+        answer = prompt if self.reply is None else self.reply(prompt) if callable(self.reply) else self.reply
         if sp.temperature > 0:  # "sampling": a number drawn from the seed, so seeds matter as they should
             answer = f"{random.Random(sp.seed).randint(0, 10**6)} {answer}"
         seq.state = (self._word_ids(answer) if self.word_tokens else list(answer.encode("utf-8"))) + [EOS]

@@ -15,7 +15,8 @@ class LlamaCppEngine(GenerativeEngine):
 
     def __init__(self, package: ModelPackage, settings: Settings) -> None:
         options = self.runtime_options(package, settings)
-        self.runtime = LlamaCppRuntime(package.path, kv_cache_type=settings.engines.kv_cache_type, **options)
+        self.runtime = LlamaCppRuntime(package.path, kv_cache_type=settings.engines.kv_cache_type,
+                                       prefix_cache=settings.engines.prefix_cache, **options)
         super().__init__(
             package, self.runtime, context_length=options["ctx_per_seq"], max_queue=settings.serve.max_queue
         )

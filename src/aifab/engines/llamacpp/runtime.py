@@ -9,6 +9,7 @@ import threading
 from typing import Any
 
 from aifab.engines.batching import Sequence
+from aifab.engines.prefix import PrefixCache
 from aifab.errors import EngineError, InvalidRequest
 
 try:
@@ -63,7 +64,7 @@ class LlamaCppRuntime:
 
     def __init__(
         self, path: str, *, max_batch: int, ctx_per_seq: int, threads: int, n_batch: int = 2048,
-        kv_cache_type: str = "f16",
+        kv_cache_type: str = "f16", prefix_cache: bool = True,
     ) -> None:
         if C is None:
             raise EngineError("llama-cpp-python is not installed: pip install llama-cpp-python")
@@ -91,6 +92,7 @@ class LlamaCppRuntime:
         self.mem = C.llama_get_memory(self.ctx)
         self.max_batch = max_batch
         self.max_step_tokens = n_batch
+        self.prefix = PrefixCache(max_batch, enabled=prefix_cache)
         self._batch = C.llama_batch_init(n_batch, 0, 1)
         self._piece_buf = ctypes.create_string_buffer(256)
         self._pieces: dict[int, bytes] = {}
@@ -163,10 +165,21 @@ class LlamaCppRuntime:
             seed = sp.seed if sp.seed is not None else C.LLAMA_DEFAULT_SEED
             C.llama_sampler_chain_add(chain, C.llama_sampler_init_dist(seed & 0xFFFFFFFF))
         seq.state = chain
-        C.llama_memory_seq_rm(self.mem, seq.slot, -1, -1)
+        keep = self.prefix.match(seq.slot, seq.prompt_ids)
+        if keep and not C.llama_memory_seq_rm(self.mem, seq.slot, keep, -1):  # a model that cannot cut its cache
+            keep = 0
+        if not keep:
+            C.llama_memory_seq_rm(self.mem, seq.slot, -1, -1)
+        self.prefix.take(seq.slot, keep)
+        seq.fed = keep
 
     def release(self, seq: Sequence) -> None:
-        C.llama_memory_seq_rm(self.mem, seq.slot, -1, -1)
+        held = (seq.prompt_ids + seq.generated)[: seq.fed]  # what the slot's KV cache now holds
+        if self.prefix.enabled and held:
+            self.prefix.keep(seq.slot, held)  # kept for the next prompt that starts the same way
+        else:
+            C.llama_memory_seq_rm(self.mem, seq.slot, -1, -1)
+            self.prefix.forget(seq.slot)
         if seq.state:
             C.llama_sampler_free(seq.state)
             seq.state = None

@@ -19,7 +19,7 @@ class TorchEngine(GenerativeEngine):
 
     def __init__(self, package: ModelPackage, settings: Settings) -> None:
         options = self.runtime_options(package, settings)
-        self.runtime = TorchRuntime(package.path, **options)
+        self.runtime = TorchRuntime(package.path, prefix_cache=settings.engines.prefix_cache, **options)
         for name, path in package.adapters.items():
             self.runtime.load_adapter(name, path)
         super().__init__(

@@ -26,6 +26,7 @@ from typing import Any
 import torch
 
 from aifab.engines.batching import Sequence
+from aifab.engines.prefix import PrefixCache
 from aifab.engines.torch.sampling import SeqSampler, sample
 from aifab.engines.torch.structured import JsonGrammars
 from aifab.errors import EngineError, InvalidRequest, NotFound
@@ -135,7 +136,8 @@ class TorchRuntime:
     """Owns the model, tokenizer, KV buffers and adapters. Only the scheduler thread calls ``step``."""
 
     def __init__(
-        self, path: str, *, max_batch: int, ctx_per_seq: int, threads: int, max_step_tokens: int = 512
+        self, path: str, *, max_batch: int, ctx_per_seq: int, threads: int, max_step_tokens: int = 512,
+        prefix_cache: bool = True,
     ) -> None:
         if AutoModelForCausalLM is None:
             raise EngineError("transformers is not installed: pip install transformers")
@@ -158,6 +160,7 @@ class TorchRuntime:
         self.max_step_tokens = max_step_tokens
         self.ctx_per_seq = ctx_per_seq
         self.kv = KVStore(max_batch, int(config.num_hidden_layers))
+        self.prefix = PrefixCache(max_batch, enabled=prefix_cache)  # keyed by adapter: LoRA changes K and V
         params = inspect.signature(self.base.forward).parameters
         self._cache_kw = "cache" if "cache" in params else "past_key_values"
         self._keep_kw = "logits_to_keep" in params
@@ -258,6 +261,7 @@ class TorchRuntime:
                 ) from exc
             self.model.eval()
             self.adapters[name] = path
+            self.prefix.forget()  # a replaced adapter's cached keys are stale
 
     def check_adapter(self, name: str | None) -> None:
         if name is not None and name not in self.adapters:
@@ -273,13 +277,21 @@ class TorchRuntime:
         grammar = self.grammars.constraint(sp.json_schema) if sp.json_schema is not None else None
         seq.state = SeqSampler.create(sp, grammar)
         self._live += 1
+        keep = self.prefix.match(seq.slot, seq.prompt_ids, seq.request.adapter)
+        self.prefix.take(seq.slot, keep)
+        seq.fed = keep  # the slot's buffers hold these positions' keys already
 
     def release(self, seq: Sequence) -> None:
         if seq.state is not None:
             seq.state = None
             self._live -= 1
-        if self._live == 0:
-            self.kv.clear()  # nothing decoding: give the KV memory back
+        held = (seq.prompt_ids + seq.generated)[: seq.fed]
+        if self.prefix.enabled and held:
+            self.prefix.keep(seq.slot, held, seq.request.adapter)
+        else:
+            self.prefix.forget(seq.slot)
+        if self._live == 0 and not self.prefix.enabled:
+            self.kv.clear()  # nothing decoding and nothing to reuse: give the KV memory back
 
     # --- one decode step ------------------------------------------------------------------------
 

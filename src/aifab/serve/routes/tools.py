@@ -22,7 +22,7 @@ class ToolCall(BaseModel):
 
 
 def _toolbox(request: Request) -> Toolbox:
-    return request.app.state.toolbox
+    return request.app.state.serving.toolbox or Toolbox([])
 
 
 @router.get("/tools")

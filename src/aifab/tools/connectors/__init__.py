@@ -1,3 +1,3 @@
 """The connector kinds; importing this package registers each one's opener in ``aifab.tools.box.OPENERS``."""
 
-from aifab.tools.connectors import mcp  # noqa: F401
+from aifab.tools.connectors import mcp, sql  # noqa: F401

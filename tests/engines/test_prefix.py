@@ -1,0 +1,33 @@
+"""The prefix cache's bookkeeping (the engines' own conformance suite checks reuse on the real models)."""
+
+from __future__ import annotations
+
+from aifab.engines.prefix import PrefixCache
+
+
+def test_the_longest_shared_prefix_wins_and_the_last_prompt_token_is_always_fed():
+    cache = PrefixCache(3)
+    cache.keep(0, [1, 2, 3, 4, 5])
+    cache.keep(2, [1, 2, 9])
+    assert cache.match(0, [1, 2, 3, 4, 5, 6]) == 5
+    assert cache.match(0, [1, 2, 3, 4, 5]) == 4  # all but the last: its logits give the first token
+    assert cache.match(2, [1, 2, 3]) == 2 and cache.match(1, [1, 2, 3]) == 0
+    assert cache.best([0, 1, 2], [1, 2, 3, 7]) == (0, 3)
+    assert cache.best([1, 2], [5, 6]) == (1, 0)  # nothing shared: the lowest slot
+
+
+def test_another_adapter_reuses_nothing_and_forgetting_clears():
+    cache = PrefixCache(2)
+    cache.keep(0, [1, 2, 3, 4], key="support")
+    assert cache.match(0, [1, 2, 3, 4, 5], key=None) == 0
+    assert cache.match(0, [1, 2, 3, 4, 5], key="support") == 4
+    cache.take(0, 4)
+    assert cache.reused == 4
+    cache.forget()
+    assert cache.match(0, [1, 2, 3, 4, 5], key="support") == 0
+
+
+def test_disabled_it_keeps_nothing():
+    cache = PrefixCache(1, enabled=False)
+    cache.keep(0, [1, 2, 3])
+    assert cache.match(0, [1, 2, 3, 4]) == 0
