@@ -195,10 +195,20 @@ class McpToolSettings(_ToolSettings):
     """The tools of an MCP server, over stdio (``command``) or Streamable HTTP (``url``)."""
 
     kind: Literal["mcp"]
-    command: list[str] | None = Field(None, description='e.g. ["mcp-server-time"]')
-    url: str | None = None
+    command: list[str] | None = Field(None, min_length=1, description='a stdio server, e.g. ["mcp-server-time"]')
+    url: str | None = Field(None, description="a Streamable HTTP server, e.g. http://127.0.0.1:9000/mcp")
     env: dict[str, str] = Field(default_factory=dict, description="extra environment for a stdio server")
     tools: list[str] | None = Field(None, description="import only these of the server's tools")
+    api_key_env: str | None = Field(None, description="environment variable holding a Bearer token for a url server")
+    start_timeout_s: float = Field(30.0, gt=0, description="the server must start and list its tools within this")
+
+    @model_validator(mode="after")
+    def _one_transport(self) -> McpToolSettings:
+        if (self.command is None) == (self.url is None):
+            raise ValueError("an mcp tool needs exactly one of command (stdio) or url (Streamable HTTP)")
+        if self.api_key_env and self.url is None:
+            raise ValueError("api_key_env is for a url server (a stdio server gets env instead)")
+        return self
 
 
 ToolSettings = Annotated[

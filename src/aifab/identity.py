@@ -23,6 +23,7 @@ class ApiKey:
     models: tuple[str, ...] | None = None
     collections: tuple[str, ...] | None = None
     acl: tuple[str, ...] | None = None
+    tools: tuple[str, ...] | None = None
     rpm: int | None = None
     tpm: int | None = None
     budget_tokens: int | None = None
@@ -38,6 +39,13 @@ class ApiKey:
 
     def allows_collection(self, name: str) -> bool:
         return self.admin or self.collections is None or name in self.collections
+
+    def allows_tool(self, name: str) -> bool:
+        """Whether the key may list and run the tool ``name``: a scope entry is a ``[tools.NAME]`` entry (which
+        covers all its ``NAME-*`` tools) or a tool's own name; ``()`` allows none."""
+        if self.admin or self.tools is None:
+            return True
+        return any(name == t or name.startswith(t + "-") for t in self.tools)
 
     def acl_filter(self) -> frozenset[str] | None:
         """The ACL tags retrieval filters by for this key (None = every chunk)."""

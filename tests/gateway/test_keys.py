@@ -86,3 +86,14 @@ def test_the_cache_sees_another_process_at_once(open_store):
     cli.revoke("alpha")
     assert server.authenticate(secret) is None  # revoked elsewhere, refused on the next call
     assert server.authenticate(later) is not None
+
+
+def test_a_tool_scope_round_trips_and_an_entry_covers_its_tools(open_store):
+    store = open_store()
+    agent, _ = store.create("agent", tools=["db", "search"])
+    nothing, _ = store.create("nothing", tools=[])
+    assert agent.tools == ("db", "search") and store.get("agent") == agent
+    assert nothing.tools == () and store.create("everything")[0].tools is None
+    assert agent.allows_tool("db") and agent.allows_tool("db-query") and agent.allows_tool("search")
+    assert not agent.allows_tool("dbx") and not agent.allows_tool("web") and not nothing.allows_tool("search")
+    assert store.create("boss", tools=[], admin=True)[0].allows_tool("web")

@@ -142,3 +142,19 @@ def test_usage_cli_prints_the_report(data_dir, db):
     assert r.returncode == 0, r.stderr
     table = r.stdout
     assert "m1" in table and "a" in table
+
+
+def test_a_tool_scope_is_created_listed_and_checked(data_dir, tmp_path):
+    config = tmp_path / "aifab.toml"
+    config.write_text('[tools.db]\nkind = "sql"\nurl = "sqlite:///x.db"\ntables = ["t"]\n')
+    where = ["-c", str(config), "--data-dir", str(data_dir)]
+    r = aifab("keys", "create", "--name", "agent", "--tools", "db,search", "--json", *where)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["tools"] == ["db", "search"]
+    assert aifab("keys", "create", "--name", "no-tools", "--tools", "", *where).returncode == 0
+    table = aifab("keys", "list", *where).stdout
+    assert "tools=db,search" in table and "tools=none" in table
+    r = aifab("keys", "create", "--name", "typo", "--tools", "db,dbb", *where)
+    assert r.returncode == 1 and r.stderr.count("\n") == 1, r.stderr
+    assert "--tools names 'dbb', which is neither a [tools.*] entry nor a built-in tool (known: ask, db, search)" \
+        in r.stderr

@@ -27,6 +27,7 @@ from aifab.gateway.usage import parse_since, usage_report
 from aifab.identity import ApiKey
 from aifab.registry import Registry
 from aifab.state import Database
+from aifab.tools import BUILTIN_TOOLS
 
 app = typer.Typer(
     help="Create, list and revoke the gateway's API keys (a running server sees changes at once).",
@@ -62,6 +63,9 @@ def create(
         "--collections", help="collections it may read; default: all")] = None,
     acl: Annotated[ListOpt, typer.Option(
         "--acl", help="ACL tag its retrieval may see; repeat for several; default: every chunk")] = None,
+    tools: Annotated[ListOpt, typer.Option(
+        "--tools", help="tools it may list and run on /mcp and /v1/tools: [tools.*] entries, search, ask; "
+        "'' for none; default: all")] = None,
     rpm: Annotated[IntOpt, typer.Option("--rpm", help="requests per minute")] = None,
     tpm: Annotated[IntOpt, typer.Option("--tpm", help="tokens (prompt + completion) per minute")] = None,
     budget_tokens: Annotated[IntOpt, typer.Option("--budget-tokens", help="lifetime token budget")] = None,
@@ -85,10 +89,13 @@ def create(
     scope = _split(models)
     if scope:
         _check_models(scope, settings, registry)
+    tool_scope = _split(tools)
+    if tool_scope:
+        _check_tools(tool_scope, settings)
     store = KeyStore(registry.db)
     first = not store.list()
     key, secret = store.create(
-        name, models=scope, collections=_split(collections), acl=_split(acl), rpm=rpm, tpm=tpm,
+        name, models=scope, collections=_split(collections), acl=_split(acl), tools=tool_scope, rpm=rpm, tpm=tpm,
         budget_tokens=budget_tokens, max_tokens=max_tokens, admin=admin, log_content=log_content,
         allow_training=allow_training,
     )
@@ -119,6 +126,15 @@ def _check_models(scope: list[str], settings: Settings, registry: Registry) -> N
     if unknown:
         raise InvalidRequest(f"--models names {', '.join(map(repr, unknown))}, which is neither a registered model, "
                              f"an app nor a route (known: {', '.join(sorted(known))})", param="models")
+
+
+def _check_tools(scope: list[str], settings: Settings) -> None:
+    """As for models: a tool scope names configured ``[tools.*]`` entries or the built-in tools of ``/mcp``."""
+    known = set(settings.tools) | set(BUILTIN_TOOLS)
+    unknown = [t for t in scope if t not in known]
+    if unknown:
+        raise InvalidRequest(f"--tools names {', '.join(map(repr, unknown))}, which is neither a [tools.*] entry "
+                             f"nor a built-in tool (known: {', '.join(sorted(known))})", param="tools")
 
 
 @app.command("list")
@@ -187,8 +203,9 @@ def usage(
 
 
 def _scopes(k: ApiKey) -> str:
-    parts = ["admin"] if k.admin else [f"{label}={','.join(v)}" for label, v in
-                                       (("models", k.models), ("collections", k.collections), ("acl", k.acl))
+    parts = ["admin"] if k.admin else [f"{label}={','.join(v) or 'none'}" for label, v in
+                                       (("models", k.models), ("collections", k.collections), ("acl", k.acl),
+                                        ("tools", k.tools))
                                        if v is not None] or ["all"]
     flags = [flag for flag, on in (("log-content", k.log_content), ("training", k.allow_training)) if on]
     return " ".join(parts + flags)

@@ -56,6 +56,7 @@ class KeyStore:
         models: Sequence[str] | None = None,
         collections: Sequence[str] | None = None,
         acl: Sequence[str] | None = None,
+        tools: Sequence[str] | None = None,
         rpm: int | None = None,
         tpm: int | None = None,
         budget_tokens: int | None = None,
@@ -74,7 +75,7 @@ class KeyStore:
         secret = SECRET_PREFIX + secrets.token_urlsafe(32)
         row = ApiKeyRow(
             id=uuid.uuid4().hex, name=name, prefix=secret[:10], secret_hash=hash_secret(secret),
-            models=_scope(models), collections=_scope(collections), acl=_scope(acl), **limits,
+            models=_scope(models), collections=_scope(collections), acl=_scope(acl), tools=_scope(tools), **limits,
             admin=admin, log_content=log_content, allow_training=allow_training,
             created_at=datetime.now(UTC),
         )
@@ -173,7 +174,7 @@ class KeyStore:
 def to_key(row: ApiKeyRow) -> ApiKey:
     return ApiKey(
         id=row.id, name=row.name, prefix=row.prefix, models=_tuple(row.models),
-        collections=_tuple(row.collections), acl=_tuple(row.acl), rpm=row.rpm, tpm=row.tpm,
+        collections=_tuple(row.collections), acl=_tuple(row.acl), tools=_tuple(row.tools), rpm=row.rpm, tpm=row.tpm,
         budget_tokens=row.budget_tokens, max_tokens=row.max_tokens, admin=bool(row.admin),
         log_content=bool(row.log_content), allow_training=bool(row.allow_training),
         created_at=_utc(row.created_at), revoked_at=_utc(row.revoked_at),

@@ -19,10 +19,11 @@ from aifab.gateway.guards.pipeline import Guardrails
 from aifab.rag import Rag
 from aifab.serve import errors
 from aifab.serve.agent import input_guard, no_guard
+from aifab.serve.mcp import McpEndpoint
 from aifab.serve.metrics import Metrics
 from aifab.serve.middleware import BodyLimit, RequestCounter
 from aifab.serve.pool import ModelPool
-from aifab.serve.routes import collections, finetuning, openai, ops, rag, reports
+from aifab.serve.routes import collections, finetuning, openai, ops, rag, reports, tools
 from aifab.serve.service import OpenAIServing
 from aifab.tools import Toolbox
 
@@ -34,8 +35,10 @@ def create_app(
     finetune: FinetuneService | None = None,
 ) -> FastAPI:
     """An app serving the models in ``pool`` and, when given, the document collections of ``corpus``
-    with retrieval and the RAG apps of its settings, and the fine-tuning API of ``finetune``. The caller
-    owns the pool and the corpus (and closes them); the app starts and stops the fine-tuning runner."""
+    with retrieval and the RAG apps of its settings, and the fine-tuning API of ``finetune``; ``/mcp`` serves
+    retrieval, the apps and the corpus settings' ``[tools.*]`` as MCP tools. The caller
+    owns the pool and the corpus (and closes them); the app starts and stops the fine-tuning runner and the
+    tools."""
     app = FastAPI(title="aifab", version=__version__, docs_url="/docs", redoc_url=None, lifespan=_lifespan)
     metrics = Metrics(pool.queue_depths)
     app.state.pool = pool
@@ -53,6 +56,9 @@ def create_app(
     app.include_router(rag.router)
     app.state.finetune = finetune
     app.include_router(finetuning.router)
+    app.state.mcp = McpEndpoint(app, app.state)
+    app.add_route("/mcp", app.state.mcp, include_in_schema=False)
+    app.include_router(tools.router)
     uploads = {UPLOADS: corpus.settings.corpus.max_file_bytes * 4} if corpus is not None else {}
     if finetune is not None:
         uploads[FILES] = MAX_FILE_BYTES
@@ -86,7 +92,8 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.finetune.runner.on_success = serve_it
         app.state.finetune.runner.start()
     try:
-        yield
+        async with app.state.mcp.run():
+            yield
     finally:
         app.state.ingest_worker.shutdown(wait=False, cancel_futures=True)
         if app.state.finetune is not None:

@@ -66,3 +66,9 @@ def may_write(caller: ApiKey | None, collection: str) -> None:
     """Changing a collection needs an admin key or one that names the collection in its scope."""
     if caller is not None and not (caller.admin or (caller.collections and collection in caller.collections)):
         raise Forbidden(f"the key '{caller.name}' may not change the collection '{collection}'", param="collection")
+
+
+def may_use_tool(caller: ApiKey | None, name: str) -> None:
+    """A tool outside the key's tool scope is refused (403), whether it exists or not."""
+    if caller is not None and not caller.allows_tool(name):
+        raise Forbidden(f"the key '{caller.name}' may not use the tool '{name}'", param="name")

@@ -129,6 +129,7 @@ class ApiKeyRow(Base):
     models: Mapped[list | None] = mapped_column(JSON, nullable=True)
     collections: Mapped[list | None] = mapped_column(JSON, nullable=True)
     acl: Mapped[list | None] = mapped_column(JSON, nullable=True)
+    tools: Mapped[list | None] = mapped_column(JSON, nullable=True)
     rpm: Mapped[int | None] = mapped_column(Integer, nullable=True)
     tpm: Mapped[int | None] = mapped_column(Integer, nullable=True)
     budget_tokens: Mapped[int | None] = mapped_column(BigInteger, nullable=True)

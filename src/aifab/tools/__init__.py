@@ -4,4 +4,8 @@ behind one :class:`Tool` seam."""
 from aifab.tools.box import Toolbox
 from aifab.tools.protocol import Tool, ToolFailed, ToolRefused, ToolResult, ToolSpec
 
-__all__ = ["Tool", "ToolFailed", "ToolRefused", "ToolResult", "ToolSpec", "Toolbox"]
+BUILTIN_TOOLS = ("search", "ask")
+"""The tools ``/mcp`` has of its own (retrieval over the collections, the RAG apps): a key's tool scope may name
+them beside ``[tools.*]`` entries, and no ``[tools.*]`` entry may take their names."""
+
+__all__ = ["BUILTIN_TOOLS", "Tool", "ToolFailed", "ToolRefused", "ToolResult", "ToolSpec", "Toolbox"]
