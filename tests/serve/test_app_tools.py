@@ -159,43 +159,71 @@ async def test_a_request_with_its_own_tools_gets_the_calls_and_the_server_runs_n
 SECRET = "sk-proj-abc123DEF456ghi789JKL012mno"
 
 
-@pytest.mark.parametrize("stream", [False, True])
-@pytest.mark.parametrize("guardrails", [{}, {"enabled": False}])
-async def test_each_run_is_in_the_audit_row_with_its_status_latency_and_redacted_arguments(
-        tmp_path, stream, guardrails):
+async def _gateway(tmp_path, guardrails=None, reply=None, tools=None):
+    """An app with the tools ``db`` and ``web`` behind the real gateway, with its audit log and keys."""
     from aifab.gateway.front import Gateway
     from aifab.gateway.guards import Guardrails
     from aifab.gateway.keys import KeyStore
-    from aifab.state.tables import AuditRow
 
+    sql = {"kind": "sql", "url": "sqlite:///unused.db", "tables": ["t"]}
     settings = load_settings(
-        data_dir=tmp_path, gateway={"guardrails": guardrails},
-        tools={"db": {"kind": "sql", "url": "sqlite:///unused.db", "tables": ["t"]}},
-        apps={"helper": {"tools": ["db"], "model": "chat", "temperature": 0}},
+        data_dir=tmp_path, gateway={"guardrails": guardrails or {}}, tools={"db": sql, "web": {"kind": "web"}},
+        apps={"helper": {"tools": ["db", "web"], "model": "chat", "temperature": 0}},
     )
     db = Database(settings.effective_database_url)
     db.upgrade()
     keys = KeyStore(db)
-    auth = {"Authorization": f"Bearer {keys.create('plain')[1]}"}  # a key that logs no content
     corpus = Corpus(settings, Registry(db, tmp_path / "models"), MemoryStore(), embedder=FakeEmbedder())
-    engine = FakeEngine("chat", FakeRuntime(scripted('{"query": "' + SECRET + '"}')), context_length=16384)
+    engine = FakeEngine("chat", FakeRuntime(reply or scripted()), context_length=16384)
     app = create_app(ModelPool({"chat": engine}), corpus=corpus)
-    app.state.serving.toolbox = Toolbox([FakeTool("db", text="done")])
+    app.state.serving.toolbox = Toolbox(tools or [FakeTool("db", text="done"), FakeTool("web", text="page")])
     gw = Gateway(app, settings, keys=keys, db=db, guardrails=Guardrails(settings.gateway.guardrails))
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=gw), base_url="http://t") as http:
-        r = await http.post("/v1/chat/completions", headers=auth, json={
-            "model": "helper", "messages": QUESTION, "stream": stream})
-        assert r.status_code == 200, r.text
-        rid = r.json()["id"] if not stream else json.loads(r.text.split("\n\n")[0][6:])["id"]
-        gw.audit.flush()
+    http = httpx.AsyncClient(transport=httpx.ASGITransport(app=gw), base_url="http://t")
+
+    async def close():
+        await http.aclose()
+        await gw.aclose()
+        engine.close()
+        db.close()
+    return http, keys, gw, db, close
+
+
+@pytest.mark.parametrize("stream", [False, True])
+@pytest.mark.parametrize("guardrails", [{}, {"enabled": False}])
+async def test_each_run_is_in_the_audit_row_with_its_status_latency_and_redacted_arguments(
+        tmp_path, stream, guardrails):
+    from aifab.state.tables import AuditRow
+
+    http, keys, gw, db, close = await _gateway(tmp_path, guardrails, scripted('{"query": "' + SECRET + '"}'))
+    auth = {"Authorization": f"Bearer {keys.create('plain')[1]}"}  # a key that logs no content
+    r = await http.post("/v1/chat/completions", headers=auth, json={
+        "model": "helper", "messages": QUESTION, "stream": stream})
+    assert r.status_code == 200, r.text
+    rid = r.json()["id"] if not stream else json.loads(r.text.split("\n\n")[0][6:])["id"]
+    gw.audit.flush()
     with db.session() as s:
         row = s.get(AuditRow, rid)
     (run,) = row.tool_calls
     assert run["name"] == "db" and run["status"] == "ok" and run["server"] is True and run["latency_ms"] >= 0
     assert SECRET not in json.dumps(row.tool_calls) and "[SECRET]" in run["arguments"]
-    await gw.aclose()
-    engine.close()
-    db.close()
+    await close()
+
+
+async def test_a_key_runs_only_the_app_tools_in_its_scope(tmp_path):
+    db_tool, web_tool = FakeTool("db", text="done"), FakeTool("web", text="page")
+    http, keys, _, _, close = await _gateway(tmp_path, tools=[db_tool, web_tool])
+    body = {"model": "helper", "messages": QUESTION}
+    none = {"Authorization": f"Bearer {keys.create('none', tools=[])[1]}"}
+    r = await http.post("/v1/chat/completions", headers=none, json=body)
+    assert r.status_code == 403 and "none of the tools" in r.json()["error"]["message"]
+    web_only = {"Authorization": f"Bearer {keys.create('web-only', tools=['web'])[1]}"}
+    r = await http.post("/v1/chat/completions", headers=web_only, json=body)
+    assert r.status_code == 200, r.text  # the model's call to db is not among the tools offered: it stays text
+    assert db_tool.calls == [] and r.json()["choices"][0]["message"]["tool_steps"] == []
+    both = {"Authorization": f"Bearer {keys.create('both', tools=['db', 'web'])[1]}"}
+    r = await http.post("/v1/chat/completions", headers=both, json=body)
+    assert r.status_code == 200 and db_tool.calls == [{"query": "rivers"}]
+    await close()
 
 
 async def test_an_app_queries_a_real_database_and_a_write_it_tries_is_refused(tmp_path):

@@ -64,7 +64,7 @@ def create(
     acl: Annotated[ListOpt, typer.Option(
         "--acl", help="ACL tag its retrieval may see; repeat for several; default: every chunk")] = None,
     tools: Annotated[ListOpt, typer.Option(
-        "--tools", help="tools it may list and run on /mcp and /v1/tools: [tools.*] entries, search, ask; "
+        "--tools", help="tools it may list and run (/mcp, /v1/tools, apps with tools): [tools.*] entries, search, ask; "
         "'' for none; default: all")] = None,
     rpm: Annotated[IntOpt, typer.Option("--rpm", help="requests per minute")] = None,
     tpm: Annotated[IntOpt, typer.Option("--tpm", help="tokens (prompt + completion) per minute")] = None,

@@ -100,10 +100,12 @@ class ToolLoop:
 
     def __init__(
         self, app: AppSettings, toolbox: Toolbox, engine: Engine, *, guard: Guard = no_guard,
-        call: Call | None = None, clock: Callable[[], float] = time.monotonic,
+        call: Call | None = None, clock: Callable[[], float] = time.monotonic, tools: list[str] | None = None,
     ) -> None:
+        """``tools``: the names of the tools offered (default: all the app's), e.g. those the caller's key may run."""
         self.app, self.toolbox, self.engine, self.guard, self.call, self.clock = app, toolbox, engine, guard, call, clock
-        self.specs: list[ToolSpec] = toolbox.specs(app.tools)
+        names = tools if tools is not None else toolbox.expand(app.tools)
+        self.specs: list[ToolSpec] = [toolbox.get(n).spec for n in names]
         self.steps: list[ToolStep] = []
         self._events: list[dict[str, Any]] = []
 

@@ -145,6 +145,13 @@ class OpenAIServing:
         if caller is not None and app.collection is not None and not caller.allows_collection(app.collection):
             raise Forbidden(f"the key '{caller.name}' may not use the collection '{app.collection}' of app "
                             f"'{req.model}'", param="model")
+        usable: list[str] = []  # the app's tools this key may run (a key's tool scope: see ApiKey.allows_tool)
+        if app.tools and not req.tools:
+            usable = [n for n in self._toolbox().expand(app.tools) if caller is None or caller.allows_tool(n)]
+            if not usable and app.collection is None:
+                assert caller is not None
+                raise Forbidden(f"the key '{caller.name}' may use none of the tools of app '{req.model}'",
+                                param="model")
         engine = self.pool.get(app.model or "")
         wanted = req.max_completion_tokens or req.max_tokens
         max_tokens = min(wanted, app.max_tokens) if wanted else app.max_tokens
@@ -156,7 +163,7 @@ class OpenAIServing:
             acl = caller.acl_filter() if caller is not None else None
             prepared = await self.rag.prepare(app, messages, engine, max_tokens=max_tokens, acl=acl)
         conversation = prepared.messages if prepared is not None else None
-        runs_tools = bool(app.tools) and not req.tools
+        runs_tools = bool(usable)
         if conversation is None and (req.tools or runs_tools):  # no sources (none configured, or none relevant)
             conversation = tool_conversation(app, messages)
         rag, loop = self.rag, None
@@ -175,7 +182,7 @@ class OpenAIServing:
         if req.tools and conversation is not None:
             gen, request_id = self._with_client_tools(req, engine, conversation, sampling)
         elif runs_tools and conversation is not None:
-            loop = ToolLoop(app, self._toolbox(), engine, guard=self.tool_guard, call=call)
+            loop = ToolLoop(app, self._toolbox(), engine, guard=self.tool_guard, call=call, tools=usable)
             gen = loop.deltas(conversation, sampling)
         else:
             assert prepared is not None
