@@ -63,3 +63,11 @@ def test_an_unknown_tool_or_a_missing_database_is_one_line(project):
     r = aifab("tools", "list", cwd=project)
     assert r.returncode == 1 and "no SQLite database" in r.stderr and r.stderr.count("\n") == 1
     assert not (project / "shop.db").exists()
+
+
+def test_up_with_a_tool_that_cannot_start_says_so_in_one_line(tmp_path):
+    (tmp_path / "aifab.toml").write_text('[tools.db]\nkind = "sql"\nurl = "sqlite:///missing.db"\ntables = ["t"]\n')
+    r = aifab("up", "--port", "0", "--data-dir", str(tmp_path / "data"), cwd=tmp_path)
+    assert r.returncode == 1
+    assert r.stderr.strip().splitlines()[-1].startswith("aifab: error: no SQLite database at missing.db")
+    assert "Traceback" not in r.stderr and not (tmp_path / "missing.db").exists()

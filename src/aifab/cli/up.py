@@ -158,6 +158,8 @@ def _run(settings: Settings, registry: Registry, store: VectorStore, sock: socke
 
     from aifab.serve.server import server_options
 
+    if settings.tools:
+        asyncio.run(_check_tools(settings))  # a tool that cannot start: one line, before any model loads
     pool = load_pool(settings, registry)
     try:
         corpus = Corpus(settings, registry, store, engines=pool.engines)  # one MiniLM for both
@@ -178,3 +180,12 @@ def _run(settings: Settings, registry: Registry, store: VectorStore, sock: socke
             raise typer.Exit(STARTUP_FAILURE)
     finally:
         pool.close()
+
+
+async def _check_tools(settings: Settings) -> None:
+    """Open and close every ``[tools.*]`` entry once: a missing database or an MCP server that does not start
+    is a one-line error here, rather than a traceback from the server's start-up (which opens them again, in
+    its own event loop)."""
+    from aifab.tools import Toolbox
+
+    await (await Toolbox.open(settings)).aclose()
