@@ -131,6 +131,10 @@ class AppSettings(_Section):
     model: str | None = Field(None, description="the chat model that answers; default: models.chat")
     tools: list[str] = Field(default_factory=list, description="names of [tools.*] the app may call")
     max_steps: int = Field(4, ge=1, le=32, description="model turns per request when it calls tools")
+    tool_choice: Literal["auto", "required"] = Field(
+        "auto", description="required: the first turn must call one of the tools, decoded under their grammar "
+        "(a small model that never writes a call on its own still uses them)",
+    )
     tool_budget_s: float = Field(60.0, gt=0, description="wall-clock bound on one request's tool loop")
     retrieval: RetrievalSettings | None = Field(None, description="default: the [rag] section")
     system_prompt: str | None = Field(None, description="replaces the default grounding instructions")

@@ -266,3 +266,47 @@ async def test_an_app_queries_a_real_database_and_a_write_it_tries_is_refused(tm
     assert read["status"] == "ok" and "Danube" in reply.choices[0].message.content
     assert "Rhine" not in reply.choices[0].message.content
     assert hashlib.sha256(path.read_bytes()).hexdigest() == before
+
+
+@pytest.mark.slow
+async def test_the_default_model_runs_an_apps_required_tool_streamed(tmp_path):
+    """SmolLM2-135M writes no tool call on its own; with ``tool_choice = "required"`` its first turn is
+    decoded under the tools' grammar, so the loop runs on the default model, end to end."""
+    import sqlite3
+
+    from aifab.engines import load_engine
+    from aifab.registry.defaults import DEFAULTS, locate
+    from aifab.registry.inspect import inspect_path
+
+    path = tmp_path / "geo.db"
+    with sqlite3.connect(path) as conn:
+        conn.execute("CREATE TABLE rivers (name TEXT, km INTEGER)")
+        conn.executemany("INSERT INTO rivers VALUES (?, ?)", [("Danube", 2850), ("Rhine", 1233)])
+    conn.close()
+    settings = load_settings(
+        data_dir=tmp_path / "data", engines={"max_batch": 2, "context_per_sequence": 4096},
+        tools={"rivers": {"kind": "sql", "url": f"sqlite:///{path}", "tables": ["rivers"]}},
+        apps={"geo": {"tools": ["rivers"], "tool_choice": "required", "model": "smollm2", "temperature": 0,
+                      "max_tokens": 200}},
+    )
+    db = Database(settings.effective_database_url)
+    db.upgrade()
+    corpus = Corpus(settings, Registry(db, tmp_path / "models"), MemoryStore(), embedder=FakeEmbedder())
+    engine = load_engine(inspect_path(locate(DEFAULTS[0]), "smollm2"), settings)
+    app = create_app(ModelPool({"smollm2": engine}), corpus=corpus)
+    app.state.serving.toolbox = await Toolbox.open(settings)
+    try:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as client:
+            stream = await sdk(client).chat.completions.create(
+                model="geo", messages=[{"role": "user", "content": "How long is the Danube river in km?"}], stream=True)
+            chunks = [c async for c in stream]
+    finally:
+        await app.state.serving.toolbox.aclose()
+        engine.close()
+        db.close()
+    steps = [c.model_extra["tool_step"] for c in chunks if (c.model_extra or {}).get("aifab") == "tool_step"]
+    assert steps[0]["phase"] == "call" and steps[0]["name"] == "rivers"
+    assert isinstance(json.loads(steps[0]["arguments"])["query"], str)  # the grammar's guarantee
+    assert steps[1]["phase"] == "result" and steps[1]["status"] in ("ok", "refused")  # a bad query goes back to it
+    reasons = [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason]
+    assert reasons in (["stop"], ["length"])

@@ -31,6 +31,7 @@ from aifab.api.events import Kind
 from aifab.config import AppSettings
 from aifab.engines.protocol import Delta, Engine, GenerationRequest, SamplingParams
 from aifab.engines.tools import ToolCall, assemble, parser_for
+from aifab.engines.tools.grammar import ConstrainedCall, call_schema
 from aifab.errors import AifabError, InvalidRequest
 from aifab.gateway.guards.pipeline import Guardrails
 from aifab.serve.toolcalls import parse_calls
@@ -126,11 +127,15 @@ class ToolLoop:
             last_turn = (turn == self.app.max_steps or self.clock() - start >= self.app.tool_budget_s
                          or (left is not None and left < 16))
             tools = None if last_turn or not offered else offered
-            request = GenerationRequest(self.engine.render_chat(history, tools),
-                                        replace(sampling, max_tokens=max(left, 1) if left is not None else None))
-            gen = self.engine.generate(request)
+            step = replace(sampling, max_tokens=max(left, 1) if left is not None else None)
+            forced = tools is not None and turn == 1 and self.app.tool_choice == "required"
+            if forced:  # one call, valid by construction, fitted to the token budget
+                step.max_tokens = step.max_tokens or self.engine.package.generation.max_tokens
+                step.json_schema = call_schema(offered, step.max_tokens)
+            gen = self.engine.generate(GenerationRequest(self.engine.render_chat(history, tools), step))
             if tools is not None:
-                gen = parse_calls(gen, parser_for(self.engine.package.chat_template, names), parallel=True)
+                parser = ConstrainedCall() if forced else parser_for(self.engine.package.chat_template, names)
+                gen = parse_calls(gen, parser, parallel=True)
             text: list[str] = []
             fragments = []
             last = Delta("")
