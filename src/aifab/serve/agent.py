@@ -35,7 +35,7 @@ from aifab.engines.tools.grammar import ConstrainedCall, call_schema
 from aifab.errors import AifabError, InvalidRequest
 from aifab.gateway.guards.pipeline import Guardrails
 from aifab.serve.toolcalls import parse_calls
-from aifab.tools import Toolbox, ToolSpec
+from aifab.tools import Toolbox, ToolRefused, ToolResult, ToolSpec
 
 Guard = Callable[[str], "tuple[str, str | None]"]
 """A tool's text -> (the text the model may read, why it was withheld or None): the input guardrails."""
@@ -82,6 +82,18 @@ def tool_conversation(app: AppSettings, messages: list[dict[str, Any]]) -> list[
 
 def no_guard(text: str) -> tuple[str, str | None]:
     return text, None
+
+
+def guarded(result: ToolResult, guard: Guard) -> ToolResult:
+    """A connector's result as ``/mcp`` and ``/v1/tools`` hand it out: its text through the input guardrails
+    (whoever reads it next is a model); withheld is a :class:`ToolRefused` naming the check. Where the
+    guardrails changed the text, the structured form (which they do not read) is left out."""
+    text, withheld = guard(result.text)
+    if withheld:
+        raise ToolRefused(f"the result was withheld by the guardrails ({withheld})")
+    if text == result.text:
+        return result
+    return replace(result, text=text, data=None, meta={**result.meta, "redacted": True})
 
 
 def input_guard(guardrails: Guardrails) -> Guard:

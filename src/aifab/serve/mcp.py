@@ -29,6 +29,7 @@ from aifab import __version__
 from aifab.errors import AifabError, ConfigError, error_response
 from aifab.gateway.upstreams import GATEWAY_SCOPE
 from aifab.identity import KEY_SCOPE, ApiKey
+from aifab.serve.agent import guarded
 from aifab.serve.deps import may_read
 from aifab.tools import BUILTIN_TOOLS, Toolbox, ToolFailed, ToolRefused, ToolResult, ToolSpec
 from aifab.tools.schema import check_arguments
@@ -124,7 +125,7 @@ class McpEndpoint:
             elif name == "ask":
                 result = await self._ask(scope, check_arguments(name, specs[name].parameters, arguments))
             else:
-                result = await self._toolbox().call(name, arguments)
+                result = guarded(await self._toolbox().call(name, arguments), self.state.serving.tool_guard)
         except AifabError as exc:  # refused, failed, forbidden, not found: the model reads why and may retry
             return mcp_types.CallToolResult(content=[mcp_types.TextContent(text=exc.message)], is_error=True)
         data = result.data if isinstance(result.data, dict) or result.data is None else {"result": result.data}

@@ -8,6 +8,7 @@ from typing import Any
 from fastapi import Request
 from pydantic import BaseModel, ConfigDict, Field
 
+from aifab.serve.agent import guarded
 from aifab.serve.deps import Caller, may_use_tool
 from aifab.serve.routing import api_router
 from aifab.tools import Toolbox
@@ -36,6 +37,6 @@ async def list_tools(request: Request, caller: Caller) -> dict[str, Any]:
 async def call_tool(name: str, body: ToolCall, request: Request, caller: Caller) -> dict[str, Any]:
     """Run one tool: its text (what a model would read), structured data, and whether the text was cut."""
     may_use_tool(caller, name)
-    result = await _toolbox(request).call(name, body.arguments)
+    result = guarded(await _toolbox(request).call(name, body.arguments), request.app.state.serving.tool_guard)
     return {"object": "tool.result", "name": name, "text": result.text, "data": result.data,
             "truncated": result.truncated, "meta": result.meta}
