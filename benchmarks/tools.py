@@ -142,17 +142,22 @@ async def run(engine: Engine, prompt: str, **sampling: Any) -> tuple[str, float,
 
 async def validity(engine: Engine, n: int) -> dict[str, Any]:
     tools, ok, failures, gate = varied_tools(n, seed=11), 0, [], asyncio.Semaphore(8)
+    refused: list[str] = []
 
     async def one(i: int, tool: dict[str, Any]) -> None:
         nonlocal ok
         offered = [tool, TOOLS[0]] if i % 2 else [tool]  # odd: "required" among two; even: named
         forced = [tool] if i % 2 == 0 else offered
+        schema = None
         for budget in (256, 512, 1024):
             try:
                 schema = call_schema(forced, budget)
                 break
-            except InvalidRequest:
-                continue
+            except InvalidRequest as exc:
+                reason = str(exc)
+        if schema is None:  # the server answers such a request with a 400 naming the tool
+            refused.append(reason)
+            return
         prompt = engine.render_chat([{"role": "user", "content": "Please call a tool with sensible arguments."}], offered)
         async with gate:
             text, _, reason = await run(engine, prompt, temperature=0.7, seed=i, max_tokens=budget, json_schema=schema)
@@ -167,7 +172,9 @@ async def validity(engine: Engine, n: int) -> dict[str, Any]:
             failures.append({"tool": tool["function"]["name"], "text": text[:300], "finish": reason})
 
     await asyncio.gather(*(one(i, t) for i, t in enumerate(tools)))
-    return {"calls": n, "valid": ok, "share": ok / n, "failures": failures[:5]}
+    made = n - len(refused)
+    return {"calls": made, "valid": ok, "share": ok / made if made else 0.0, "failures": failures[:5],
+            "schemas_refused": len(refused), "refusals": refused[:3]}
 
 
 async def ttft(engine: Engine, pairs: int) -> dict[str, Any]:
@@ -234,7 +241,8 @@ async def main() -> None:
             engine.close()
         print(f"\n== {kind} ({args.torch_model if kind == 'torch' else 'SmolLM2 GGUF'}) ==")
         v, t = r["validity"], r["ttft"]
-        print(f"forced calls valid        {v['valid']}/{v['calls']} = {v['share']:.1%}   (target 100%)")
+        print(f"forced calls valid        {v['valid']}/{v['calls']} = {v['share']:.1%}   (target 100%); "
+              f"schemas refused with a 400: {v['schemas_refused']}")
         print(f"TTFT free / warm / cold   {t['ttft_free_ms']:.0f} / {t['ttft_warm_ms']:.0f} / {t['ttft_cold_ms']:.0f} ms")
         print(f"TTFT ratio warm | cold    {t['warm_ratio']:.3f} | {t['cold_ratio']:.3f}   (target warm <= 1.10)")
         if "auto" in r:

@@ -122,7 +122,7 @@ class _Narrower:
         branches = schema.get("anyOf") or schema.get("oneOf")
         if branches:
             rest = {k: v for k, v in schema.items() if k not in ("anyOf", "oneOf")}
-            parts = [self.narrow({**rest, **b}, depth + 1) for b in branches]
+            parts = [self.narrow({**rest, **b}, depth) for b in branches]  # a choice, not a level: no deeper
             return {"anyOf": [p[0] for p in parts]}, max(p[1] for p in parts)
         kind = schema.get("type")
         if isinstance(kind, list):
