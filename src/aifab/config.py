@@ -215,6 +215,9 @@ class McpToolSettings(_ToolSettings):
         return self
 
 
+BUILTIN_TOOLS = ("search", "ask")
+"""The tools ``/mcp`` has of its own; no ``[tools.*]`` entry may take their names."""
+
 ToolSettings = Annotated[
     SqlToolSettings | WebToolSettings | OpenApiToolSettings | McpToolSettings, Field(discriminator="kind")
 ]
@@ -326,6 +329,9 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _apps_name_known_tools(self) -> Settings:
+        taken = [n for n in BUILTIN_TOOLS if n in self.tools]
+        if taken:
+            raise ValueError(f"a [tools.*] entry may not be named {', '.join(taken)}: /mcp has tools of that name")
         for name, app in self.apps.items():
             unknown = [t for t in app.tools if t not in self.tools]
             if unknown:

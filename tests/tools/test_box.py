@@ -59,5 +59,7 @@ def test_apps_need_a_collection_or_tools_and_name_known_tools(tmp_path):
     s = load_settings(data_dir=tmp_path, tools={"db": {"kind": "sql", "url": "sqlite:///x.db", "tables": ["t"]}},
                       apps={"a": {"tools": ["db"]}})
     assert s.apps["a"].collection is None and s.tools["db"].kind == "sql"
+    with pytest.raises(ConfigError, match="may not be named search"):
+        load_settings(data_dir=tmp_path, tools={"search": {"kind": "web"}})
     with pytest.raises(ConfigError, match="tables"):
         load_settings(data_dir=tmp_path, tools={"db": {"kind": "sql", "url": "sqlite:///x.db", "tables": []}})

@@ -17,6 +17,7 @@ The SDK is imported when the app starts (it takes about a second), not when the 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
@@ -31,7 +32,7 @@ from aifab.gateway.upstreams import GATEWAY_SCOPE
 from aifab.identity import KEY_SCOPE, ApiKey
 from aifab.serve.agent import guarded
 from aifab.serve.deps import may_read
-from aifab.tools import BUILTIN_TOOLS, Toolbox, ToolFailed, ToolRefused, ToolResult, ToolSpec
+from aifab.tools import Toolbox, ToolFailed, ToolRefused, ToolResult, ToolSpec
 from aifab.tools.schema import check_arguments
 
 if TYPE_CHECKING:
@@ -59,9 +60,7 @@ class McpEndpoint:
         from mcp.server.lowlevel import Server
         from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
 
-        taken = [n for n in BUILTIN_TOOLS if n in self._toolbox().tools]
-        if taken:
-            raise ConfigError(f"a [tools.*] entry may not be named {', '.join(taken)}: /mcp has tools of that name")
+        logging.getLogger("mcp.server.streamable_http_manager").setLevel(logging.WARNING)  # no start-up chatter
         server: Server[Any] = Server("aifab", version=__version__, instructions=INSTRUCTIONS,
                                      on_list_tools=self._list_tools, on_call_tool=self._call_tool)
         manager = StreamableHTTPSessionManager(app=server, json_response=True, stateless=True)
