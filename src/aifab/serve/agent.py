@@ -120,11 +120,10 @@ class ToolLoop:
         names = tools if tools is not None else toolbox.expand(app.tools)
         self.specs: list[ToolSpec] = [toolbox.get(n).spec for n in names]
         self.steps: list[ToolStep] = []
-        self._events: list[dict[str, Any]] = []
+        self._events: list[tuple[Kind, Any]] = []
 
     def events(self) -> list[tuple[Kind, Any]]:
-        out, self._events = self._events, []
-        return [("tool_step", e) for e in out]
+        return drain(self._events)
 
     async def deltas(self, messages: list[dict[str, Any]], sampling: SamplingParams) -> AsyncGenerator[Delta, None]:
         start = self.clock()
@@ -171,7 +170,7 @@ class ToolLoop:
                 {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}} for c in calls]})
             steps = [ToolStep(turn, c.id, c.name, c.arguments) for c in calls]
             self.steps += steps
-            self._events += [s.event("call") for s in steps]
+            self._events += [("tool_step", s.event("call")) for s in steps]
             yield Delta("", None, prompt_tokens, completion_tokens)  # lets a stream send the call events now
             results = await asyncio.gather(*(self._run(s, c) for s, c in zip(steps, calls, strict=True)))
             for c, result in zip(calls, results, strict=True):
@@ -199,10 +198,17 @@ class ToolLoop:
             step.status, step.summary = "failed", f"{type(exc).__name__}: {exc}"
             content = f"error: the tool failed ({type(exc).__name__})"
         step.latency_ms = (time.perf_counter() - began) * 1000
-        self._events.append(step.event("result"))
+        self._events.append(("tool_step", step.event("result")))
         if self.call is not None:
             self.call.report_tool_run(step.name, step.arguments, step.status, step.latency_ms)
         return _TAGS.sub(lambda m: f"&lt;{m.group(1)}{m.group(2)}", content)
+
+
+def drain(events: list[tuple[Kind, Any]]) -> list[tuple[Kind, Any]]:
+    """The aifab events gathered so far, handed over once (a stream sends them after its next chunk)."""
+    out = events[:]
+    events.clear()
+    return out
 
 
 def _summary(text: str) -> str:

@@ -22,7 +22,7 @@ from aifab.engines.protocol import Delta, Engine, GenerationRequest, SamplingPar
 from aifab.errors import EngineError, Forbidden, InvalidRequest
 from aifab.identity import ApiKey
 from aifab.registry.package import ModelPackage
-from aifab.serve.agent import Guard, ToolLoop, no_guard, tool_conversation
+from aifab.serve.agent import Guard, ToolLoop, drain, no_guard, tool_conversation
 from aifab.serve.metrics import Metrics
 from aifab.serve.pool import ModelPool
 from aifab.serve.toolcalls import call_json, fragment_json, parse_calls, plan_tools
@@ -191,7 +191,7 @@ class OpenAIServing:
         if req.stream and loop is None and prepared is not None and prepared.passages and not req.tools:
             cited: list[tuple[Kind, Any]] = []
             gen = _cite_as_it_goes(gen, self.rag.citer(prepared), cited)
-            events = partial(_drain, cited)
+            events = partial(drain, cited)
         return await self._generate(gen, req, request_id, CHAT, engine.package.fingerprint, call, extra, events)
 
     def _toolbox(self) -> Toolbox:
@@ -446,8 +446,3 @@ async def _cite_as_it_goes(gen: AsyncGenerator[Delta, None], citer: StreamCiter,
             ready.cancel()
         await gen.aclose()
 
-
-def _drain(events: list[tuple[Kind, Any]]) -> list[tuple[Kind, Any]]:
-    out = events[:]
-    events.clear()
-    return out
