@@ -138,12 +138,12 @@ class ToolLoop:
             last_turn = (turn == self.app.max_steps or self.clock() - start >= self.app.tool_budget_s
                          or (left is not None and left < 16))
             tools = None if last_turn or not offered else offered
-            step = replace(sampling, max_tokens=max(left, 1) if left is not None else None)
+            params = replace(sampling, max_tokens=max(left, 1) if left is not None else None)
             forced = tools is not None and turn == 1 and self.app.tool_choice == "required"
             if forced:  # one call, valid by construction, fitted to the token budget
-                step.max_tokens = step.max_tokens or self.engine.package.generation.max_tokens
-                step.json_schema = call_schema(offered, step.max_tokens)
-            gen = self.engine.generate(GenerationRequest(self.engine.render_chat(history, tools), step))
+                params.max_tokens = params.max_tokens or self.engine.package.generation.max_tokens
+                params.json_schema = call_schema(offered, params.max_tokens)
+            gen = self.engine.generate(GenerationRequest(self.engine.render_chat(history, tools), params))
             if tools is not None:
                 parser = ConstrainedCall() if forced else parser_for(self.engine.package.chat_template, names)
                 gen = parse_calls(gen, parser, parallel=True)
