@@ -77,6 +77,9 @@ class Gateway:
         # the secret of the data directory's token file: whoever can read that file is the machine's admin
         self.local_token = local_token.encode() if local_token else None
         self.open_admin = is_loopback(settings.serve.host)  # keyless admin only where only this machine connects
+        # with no key active, only a loopback server (or one told to) answers without a key: revoking the last
+        # key of a server that listens beyond this machine must not open it to everyone
+        self.open_keyless = self.open_admin or gs.allow_open
         self.app, self.settings, self.keys, self.limiter, self.db = app, gs, keys, limiter, db
         self.guardrails = guardrails if guardrails is not None and gs.guardrails.enabled else None
         # no output check: this process's own answers pass through as they are (see aifab.api.call)
@@ -175,7 +178,10 @@ class Gateway:
             return None
         required, key = self.keys.check(token)  # one freshness check of the key cache per request
         if not required:
-            return None
+            if self.open_keyless:
+                return None
+            raise Unauthorized("this server has no active API key and listens beyond loopback: create one with "
+                               "`aifab keys create --name admin --admin`")
         if not token:
             raise Unauthorized("this server needs an API key: send 'Authorization: Bearer <key>'")
         if key is None:
