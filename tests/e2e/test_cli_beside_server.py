@@ -5,7 +5,6 @@ with the same exit codes; a second server on the same data directory is refused,
 from __future__ import annotations
 
 import json
-import os
 import stat
 
 import httpx
