@@ -26,7 +26,7 @@ def collection_detail(corpus: Corpus, name: str) -> dict[str, Any]:
     documents = corpus.collections.documents(name) if info.live_version else []
     return {**info.to_dict(), "documents_list": [
         {"id": d.document_id, "source": d.source, "format": d.format, "title": d.title, "chunks": d.chunks,
-         "acl": d.acl, "updated_at": d.updated_at} for d in documents], "jobs": corpus.jobs.list(name, limit=5)}
+         "acl": d.acl, "content_hash": d.content_hash, "updated_at": d.updated_at} for d in documents], "jobs": corpus.jobs.list(name, limit=5)}
 
 
 def datasets_of(db: Database, data_dir: Path) -> DatasetStore:

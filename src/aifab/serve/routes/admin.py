@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from aifab.admin import state
 from aifab.admin.answers import Question, answer, resolve_app
-from aifab.admin.keys import NewKey, create_key, key_dict
+from aifab.admin.keys import KeyChange, NewKey, create_key, key_dict, update_key
 from aifab.corpus.service import Corpus
 from aifab.errors import AifabError, Forbidden, InvalidRequest, NotFound, error_event
 from aifab.gateway.keys import KeyStore
@@ -69,6 +69,13 @@ def create(request: Request, body: NewKey, gateway: Gateway) -> dict[str, Any]:
     corpus = _corpus(request)
     key, secret, first = create_key(_keys(request, gateway), corpus.settings, corpus.registry, body)
     return {**key_dict(key), "key": secret, "first": first}
+
+
+@router.patch("/admin/keys/{name_or_id}")
+def update(request: Request, name_or_id: str, body: KeyChange, gateway: Gateway) -> dict[str, Any]:
+    """Change an active key's scopes, limits or secret; a running gateway applies it from the next request."""
+    corpus = _corpus(request)
+    return key_dict(update_key(_keys(request, gateway), corpus.settings, corpus.registry, name_or_id, body))
 
 
 @router.delete("/admin/keys/{name_or_id}")
@@ -174,6 +181,8 @@ class PathIngest(BaseModel):
     paths: list[str] = Field(min_length=1, description="absolute paths of files or folders on the server's machine")
     acl: list[str] = Field(default_factory=list)
     prune: bool = False
+    chunk_tokens: int | None = Field(None, ge=16, description="default: corpus.chunk_tokens")
+    chunk_overlap: int | None = Field(None, ge=0, description="default: corpus.chunk_overlap")
 
 
 @router.post("/admin/ingest", status_code=202)
@@ -199,7 +208,10 @@ def _ingest(corpus: Corpus, body: PathIngest, paths: list[Path], job_id: str) ->
     """The worker's task. The ingest records its own outcome on the job once it starts; a failure before
     that (another ingest running, a full disk) is recorded here, where the client polling the job sees it."""
     try:
-        corpus.ingest_paths(body.collection, paths, acl=body.acl, prune=body.prune, job_id=job_id)
+        cfg = corpus.settings.corpus
+        chunking = (body.chunk_tokens or cfg.chunk_tokens,
+                    cfg.chunk_overlap if body.chunk_overlap is None else body.chunk_overlap)
+        corpus.ingest_paths(body.collection, paths, acl=body.acl, prune=body.prune, job_id=job_id, chunking=chunking)
     except Exception as exc:
         if corpus.jobs.get(job_id)["status"] == "queued":
             reason = exc.message if isinstance(exc, AifabError) else f"internal error: {type(exc).__name__}"
