@@ -43,8 +43,9 @@ def world(request, tmp_path):
     if request.param == "local":
         yield LocalTarget(corpus, keys), corpus, keys
     else:
-        app = Gateway(create_app(ModelPool({"echo": engine}), corpus=corpus), corpus.settings, keys=keys, db=db,
-                      local_token=TOKEN)
+        inner = create_app(ModelPool({"echo": engine}), corpus=corpus)
+        inner.state.load_settings = lambda: corpus.settings  # the server's config file, unchanged
+        app = Gateway(inner, corpus.settings, keys=keys, db=db, local_token=TOKEN)
         with TestClient(app, base_url="http://test", headers={"authorization": f"Bearer {TOKEN}"}) as http:
             server = Server("http://test", TOKEN)
             server.http = http
@@ -155,3 +156,41 @@ def test_the_cli_prints_the_plan_and_a_dry_run_changes_nothing(tmp_path):
     r = run_aifab("apply", cwd=tmp_path)
     assert r.returncode == 0 and "+ key ci: done (secret: afk-" in r.stdout and r.stdout.endswith("Apply complete.\n")
     assert run_aifab("apply", cwd=tmp_path).stdout == "No changes: the state matches the file.\n"
+
+
+def test_a_running_server_takes_the_files_apps_and_routes_without_a_restart(tmp_path):
+    db = Database(f"sqlite:///{tmp_path / 'aifab.db'}")
+    db.upgrade()
+    registry = Registry(db, tmp_path / "models")
+    registry.add(ModelPackage(name="echo", kind="chat", format="gguf", path="/m/echo.gguf", sha256="a" * 64))
+    corpus = Corpus(_settings(tmp_path), registry, MemoryStore(), embedder=FakeEmbedder())
+    corpus.collections.create("kb")
+    engine = FakeEngine("echo", FakeRuntime(None))
+    inner = create_app(ModelPool({"echo": engine}), corpus=corpus)
+    on_disk = {"settings": corpus.settings}
+    inner.state.load_settings = lambda: on_disk["settings"]
+    app = Gateway(inner, corpus.settings, db=db, local_token=TOKEN)
+    with TestClient(app, base_url="http://test", headers={"authorization": f"Bearer {TOKEN}"}) as http:
+        server = Server("http://test", TOKEN)
+        server.http = http
+        target = RemoteTarget(server)
+        on_disk["settings"] = _settings(tmp_path, apps={"helpdesk": {"collection": "kb"}},
+                                        gateway={"routes": {"assistant": {"aliases": ["bot"]}}},
+                                        engines={"max_batch": 4})
+        todo = plan(on_disk["settings"], tmp_path, target)
+        assert todo.render() == ["~ server config", "    + app helpdesk", "    + route assistant",
+                                 "  not in the file, kept (--prune removes them): collection kb",
+                                 "  changed, and read only when `aifab up` starts (restart it): engines",
+                                 "Plan: 0 to add, 1 to change, 0 to remove."]
+        assert "helpdesk" not in {m["id"] for m in http.get("/v1/models").json()["data"]}  # a dry run changed nothing
+        execute(todo, target, print)
+        served = {m["id"] for m in http.get("/v1/models").json()["data"]}
+        assert "helpdesk" in served
+        assert app.router.resolve("bot").name == "assistant"
+        assert plan(on_disk["settings"], tmp_path, target).changes == []
+        on_disk["settings"] = _settings(tmp_path, apps={"x": {"collection": "kb", "tools": ["db"]}},
+                                        tools={"db": {"kind": "sql", "url": "sqlite:///x.db", "tables": ["t"]}})
+        r = http.post("/v1/admin/reload")
+        assert r.status_code == 409 and "tools this server has not opened (db): restart it" in r.json()["error"]["message"]
+    engine.close()
+    db.close()

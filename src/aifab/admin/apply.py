@@ -43,6 +43,8 @@ class Target(Protocol):
 
     def delete_collection(self, name: str) -> None: ...
 
+    def reload(self, dry_run: bool) -> dict[str, Any] | None: ...  # a running server reads its config again
+
 
 @dataclass
 class Change:
@@ -62,11 +64,14 @@ class Change:
 class Plan:
     changes: list[Change]
     kept: list[str]  # things in the state the file does not declare, kept (no prune)
+    restart: list[str] = field(default_factory=list)  # sections a running server reads only at start
 
     def render(self) -> list[str]:
         out = [line for change in self.changes for line in change.render()]
         if self.kept:
             out.append(f"  not in the file, kept (--prune removes them): {', '.join(self.kept)}")
+        if self.restart:
+            out.append(f"  changed, and read only when `aifab up` starts (restart it): {', '.join(self.restart)}")
         counts = {sign: sum(c.sign == sign for c in self.changes) for sign in "+~-"}
         out.append(f"Plan: {counts['+']} to add, {counts['~']} to change, {counts['-']} to remove."
                    if self.changes else "No changes: the state matches the file.")
@@ -98,7 +103,15 @@ def plan(settings: Settings, base: Path, target: Target, *, prune: bool = False)
             changes.append(Change("-", "key", name, ["revoked"], run=_revoking(name)))
         else:
             kept.append(f"key {name}")
-    return Plan(changes, kept)
+    served = target.reload(True)
+    if served and served["changes"]:
+        changes.append(Change("~", "server", "config", served["changes"], run=_reloading))
+    return Plan(changes, kept, served["restart"] if served else [])
+
+
+def _reloading(target: Target) -> str:
+    target.reload(False)
+    return "apps and routes served from now on"
 
 
 def _deleting(name: str) -> Callable[[Target], None]:

@@ -44,3 +44,6 @@ class LocalTarget:
 
     def delete_collection(self, name: str) -> None:
         self.corpus.collections.delete(name)
+
+    def reload(self, dry_run: bool) -> dict[str, Any] | None:
+        return None  # no server runs: it reads the file when it starts

@@ -10,7 +10,8 @@ from typing import Any
 from sqlalchemy import func, select
 
 from aifab.corpus.service import Corpus
-from aifab.errors import InvalidRequest
+from aifab.config import Settings
+from aifab.errors import Conflict, InvalidRequest
 from aifab.finetune.datasets import DatasetStore, Lineage
 from aifab.gateway.rollouts import Rollout, RolloutStore
 from aifab.registry import Registry
@@ -95,3 +96,31 @@ def usage_series(db: Database, *, since: datetime, bucket_s: int, now: datetime 
     data = [{"key": key, "t": datetime.fromtimestamp(start + slot * bucket_s, UTC).isoformat(), "requests": r,
              "tokens": t} for (key, slot), (r, t) in sorted(buckets.items(), key=lambda kv: (kv[0][1], kv[0][0] or ""))]
     return {"object": "list", "bucket_s": bucket_s, "since": since.isoformat(), "data": data}
+
+
+RELOADABLE = ("apps", "rag")  # and gateway.routes: what a running server takes from its config file again
+
+
+def reload_plan(old: Settings, new: Settings) -> tuple[list[str], list[str]]:
+    """What reloading the config file changes in a running server (``+ app NAME``, ``~ route NAME``, ...), and
+    the sections that changed but are read only at start (a restart applies them)."""
+    lines: list[str] = []
+    for kind, before, after in (("app", old.apps, new.apps), ("route", old.gateway.routes, new.gateway.routes)):
+        for name in sorted(set(before) | set(after)):
+            if name not in before:
+                lines.append(f"+ {kind} {name}")
+            elif name not in after:
+                lines.append(f"- {kind} {name}")
+            elif before[name].model_dump() != after[name].model_dump():  # type: ignore[attr-defined]
+                lines.append(f"~ {kind} {name}")
+    if old.rag != new.rag:
+        lines.append("~ rag (retrieval defaults)")
+    restart = [name for name in type(new).model_fields
+               if name not in (*RELOADABLE, "gateway", "collections", "keys")
+               and getattr(old, name) != getattr(new, name)]
+    if old.gateway.model_copy(update={"routes": {}}) != new.gateway.model_copy(update={"routes": {}}):
+        restart.append("gateway")
+    missing = sorted({t for app in new.apps.values() for t in app.tools} - set(old.tools))
+    if missing:
+        raise Conflict(f"the apps use tools this server has not opened ({', '.join(missing)}): restart it")
+    return lines, restart

@@ -67,6 +67,9 @@ class RemoteTarget:
     def delete_collection(self, name: str) -> None:
         self.server.call("DELETE", f"/v1/collections/{quote(name, safe='')}")
 
+    def reload(self, dry_run: bool) -> dict[str, Any] | None:
+        return self.server.call("POST", "/v1/admin/reload", params={"dry_run": dry_run})
+
 
 def apply(
     config: Annotated[Path | None, typer.Argument(help="the config file [default: ./aifab.toml]")] = None,
@@ -77,15 +80,12 @@ def apply(
 ) -> None:
     """Make the state what the config file declares: its [collections.*] ingested from their sources (with their
     own chunking), its [keys.*] with their scopes and limits (secrets from secret_env or secret_file). Prints
-    the plan first; a second apply changes nothing. Apps, routes and tools are read from the same file when
-    `aifab up` starts."""
+    the plan first; a second apply changes nothing. A running server also serves the file's apps and routes
+    from then on (other sections need a restart, which the plan says)."""
     path = config or Path(DEFAULT_CONFIG_FILE)
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
     settings = settings_from(path, data_dir)
-    if not settings.collections and not settings.keys:
-        typer.echo(f"{path} declares no [collections.*] or [keys.*]: nothing to apply")
-        return
     with _target(settings) as target:
         todo = plan(settings, path.resolve().parent, target, prune=prune)
         for line in todo.render():

@@ -22,7 +22,7 @@ from aifab.admin import state
 from aifab.admin.answers import Question, answer, resolve_app
 from aifab.admin.keys import KeyChange, NewKey, create_key, key_dict, update_key
 from aifab.corpus.service import Corpus
-from aifab.errors import AifabError, Forbidden, InvalidRequest, NotFound, error_event
+from aifab.errors import AifabError, ConfigError, Forbidden, InvalidRequest, NotFound, error_event
 from aifab.gateway.keys import KeyStore
 from aifab.gateway.rollouts import RolloutStore
 from aifab.gateway.usage import parse_since
@@ -164,6 +164,32 @@ def get_dataset(request: Request, ref: str, head: Annotated[int, Query(ge=0, le=
     corpus = _corpus(request)
     version = state.datasets_of(corpus.registry.db, corpus.settings.data_dir).get(ref)
     return {**version.to_dict(), "head": version.head(head)}
+
+
+# --- the config file, read again ------------------------------------------------------------------------
+
+@router.post("/admin/reload")
+async def reload(request: Request, gateway: Gateway,
+                 dry_run: Annotated[bool, Query(description="say what would change, change nothing")] = False
+                 ) -> dict[str, Any]:
+    """Read the config file the server started with again and serve its apps, retrieval defaults and gateway
+    routes from the next request on (``aifab apply`` does this). Other sections are read only at start:
+    ``restart`` names those that changed."""
+    load = getattr(request.app.state, "load_settings", None)
+    rag = request.app.state.rag
+    if load is None or rag is None:
+        raise InvalidRequest("this server cannot read its configuration again (it was not started by `aifab up`)")
+    try:
+        new = await asyncio.to_thread(load)
+    except ConfigError as exc:
+        raise InvalidRequest(exc.message) from None
+    changes, restart = state.reload_plan(rag.settings, new)
+    if not dry_run and changes:
+        routes = rag.settings.gateway.model_copy(update={"routes": new.gateway.routes})
+        rag.settings = rag.settings.model_copy(update={"apps": new.apps, "rag": new.rag, "gateway": routes})
+        if gateway is not None:
+            await gateway.reload_routes(new.gateway)
+    return {"object": "reload", "changes": changes, "restart": restart, "applied": not dry_run and bool(changes)}
 
 
 # --- the corpus, for the CLI beside the server ---------------------------------------------------------
