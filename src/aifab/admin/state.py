@@ -9,8 +9,8 @@ from typing import Any
 
 from sqlalchemy import func, select
 
-from aifab.corpus.service import Corpus
 from aifab.config import Settings
+from aifab.corpus.service import Corpus
 from aifab.errors import Conflict, InvalidRequest
 from aifab.finetune.datasets import DatasetStore, Lineage
 from aifab.gateway.rollouts import Rollout, RolloutStore
