@@ -13,6 +13,7 @@ from aifab.cli import config_cmd, corpus, datasets, keys, models, rag, tools
 from aifab.cli.apply import apply
 from aifab.cli.common import SETTINGS, click_module, looked_in
 from aifab.cli.finetune import finetune
+from aifab.cli.init import init
 from aifab.cli.process import configure_openmp
 from aifab.cli.train import train
 from aifab.cli.up import up
@@ -57,6 +58,7 @@ app.command("usage")(keys.usage)
 app.add_typer(datasets.app, name="datasets")
 app.add_typer(tools.app, name="tools")
 app.command("apply")(apply)
+app.command("init")(init)
 
 
 def _print_version(value: bool) -> None:
