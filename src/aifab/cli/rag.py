@@ -89,8 +89,9 @@ def _echo(text: str) -> None:
     sys.stdout.flush()
 
 
-def progress_bar(total: int, label: str, enabled: bool) -> Progress:
-    bar = Progress(TextColumn(f"[bold]{label}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+def progress_bar(total: int | None, label: str, enabled: bool) -> Progress:
+    """A bar on stderr (where it is a terminal), one task labelled ``label``; gone when done."""
+    bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                    console=Console(stderr=True), disable=not enabled, transient=True)
     bar.add_task(label, total=total)
     return bar
