@@ -46,7 +46,7 @@ def verdicts(result):
 def test_values_on_their_limits_pass_and_unlimited_metrics_are_shown(write_suite):
     result = run(write_suite, GOOD)
     assert result.passed and not result.failures
-    assert verdicts(result) == {(R, "recall@5"): "pass", (R, "mrr@10"): "pass",  # no baseline: nothing to regress
+    assert verdicts(result) == {(R, "recall@5"): "pass", (R, "mrr@10"): "-",  # no baseline: nothing to regress
                                 (T, "loss"): "pass", (T, "exact_match"): "pass"}
     assert result.metrics == GOOD and result.baseline is None
 
@@ -83,7 +83,8 @@ def test_regressions_count_worsening_beyond_the_allowed_drop(write_suite):
 
 def test_a_baseline_without_the_check_leaves_its_regression_unjudged(write_suite):
     result = run(write_suite, GOOD, Baseline("other", {"retrieval:elsewhere": {"mrr@10": 1.0}}))
-    assert result.passed and verdicts(result)[(R, "mrr@10")] == "pass"
+    assert result.passed and verdicts(result)[(R, "mrr@10")] == "-"
+    assert next(r for r in result.verdicts if r.metric == "mrr@10").message == "no baseline to compare with"
 
 
 def test_a_harness_error_fails_its_check_and_the_others_still_run(write_suite):

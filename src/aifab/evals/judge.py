@@ -14,7 +14,7 @@ TOLERANCE = 1e-9  # float rounding: 3/5 computed one way may be 0.60000000000000
 @dataclass
 class Row:
     """One metric of one check: its value, limits, baseline and verdict (pass, fail, error, or "-" when
-    no limit names the metric)."""
+    nothing judges the metric: no limit names it, or only a regression limit and there is no baseline)."""
 
     check: str
     metric: str
@@ -62,8 +62,9 @@ def _row(check: Check, metric: str, value: float | None, base: float | None) -> 
     threshold, allowed = check.thresholds.get(metric), check.regression.get(metric)
     row = Row(check.id, metric, value, threshold, lower, base, None if value is None or base is None else value - base,
               allowed)
-    if threshold is None and allowed is None:
-        return row
+    if threshold is None and (allowed is None or base is None):
+        row.message = "" if allowed is None else "no baseline to compare with"
+        return row  # nothing to judge it by
     problems = []
     if value is None:
         problems.append(f"{metric} was not measured")
