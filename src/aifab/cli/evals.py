@@ -60,8 +60,8 @@ def run(
         runs.add(result)
     if junit is not None:
         junit.write_bytes(junit_xml(result))
-    if base is None and any(c.regression for c in suite.checks):
-        warn("regression limits were not checked: no --baseline given")
+    if baseline is None and any(c.regression for c in suite.checks):
+        warn("regression limits were not judged: no --baseline given (last, or a file --json wrote)")
     if as_json:
         print_json(result.to_dict())
     else:
