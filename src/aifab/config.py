@@ -407,13 +407,14 @@ def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings
     try:
         return cls(**_drop_none(overrides))
     except ValidationError as exc:
-        raise ConfigError(_describe(exc, cls)) from exc
+        raise ConfigError(describe_error(exc, cls)) from exc
     except (OSError, ValueError) as exc:  # tomllib.TOMLDecodeError is a ValueError
         raise ConfigError(f"cannot read {path}: {exc}") from exc
 
 
-def _describe(exc: ValidationError, root: type[BaseModel]) -> str:
-    """One line for the error a user should fix first. A misspelt key also makes pydantic report the key it
+def describe_error(exc: ValidationError, root: type[BaseModel], noun: str = "setting") -> str:
+    """One line for the error a user should fix first (in a file of ``root``'s shape, whose keys are
+    ``noun``s). A misspelt key also makes pydantic report the key it
     was meant to be as missing ("collection: Field required"), so an unknown key is named first, with the
     closest known key as a suggestion."""
     errors = exc.errors()
@@ -421,13 +422,13 @@ def _describe(exc: ValidationError, root: type[BaseModel]) -> str:
     first = (unknown or errors)[0]
     where = ".".join(str(p) for p in first["loc"])
     if not unknown:
-        return f"invalid setting {where}: {first['msg']}"
+        return f"invalid {noun} {where}: {first['msg']}"
     *parent, key = first["loc"]
     known = _known_keys(root, parent)
     close = difflib.get_close_matches(str(key), known, n=1, cutoff=0.6)
     if close:
-        return f"unknown setting {where}: did you mean '{close[0]}'?"
-    return f"unknown setting {where}: the known keys here are {', '.join(known) or 'none'}"
+        return f"unknown {noun} {where}: did you mean '{close[0]}'?"
+    return f"unknown {noun} {where}: the known keys here are {', '.join(known) or 'none'}"
 
 
 def _known_keys(root: type[BaseModel], path: Sequence[str | int]) -> list[str]:

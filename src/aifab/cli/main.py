@@ -9,7 +9,7 @@ import typer
 from typer.core import TyperGroup
 
 from aifab import __version__
-from aifab.cli import config_cmd, corpus, datasets, keys, models, rag, tools
+from aifab.cli import config_cmd, corpus, datasets, evals, keys, models, rag, tools
 from aifab.cli.apply import apply
 from aifab.cli.common import SETTINGS, click_module, looked_in
 from aifab.cli.finetune import finetune
@@ -50,6 +50,9 @@ app.add_typer(config_cmd.app, name="config")
 app.command("ingest")(corpus.ingest)
 app.add_typer(corpus.app, name="collections")
 app.command("ask")(rag.ask)
+rag.app.command("run")(evals.run)
+rag.app.command("runs")(evals.runs)
+rag.app.command("show")(evals.show)
 app.add_typer(rag.app, name="eval")
 app.command("train")(train)
 app.command("finetune")(finetune)

@@ -13,16 +13,21 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from aifab.admin.answers import Mode, Question, answer, resolve_app
+from aifab.admin.answers import Mode, Question
 from aifab.cli.common import ConfigOpt, DataDirOpt, JsonOpt, print_json, settings_from
 from aifab.cli.corpus import open_corpus
 from aifab.cli.remote import Server, server_error, server_for
-from aifab.config import AppSettings
-from aifab.engines import load_engine
-from aifab.engines.protocol import Engine
 from aifab.errors import UpstreamError
 from aifab.rag import Rag
-from aifab.rag.evaluate import evaluate_retrieval, judge_answer, load_qa, summarise_answers
+from aifab.rag.evaluate import load_qa
+from aifab.rag.harness import (
+    answer,
+    measure_answers,
+    measure_retrieval,
+    open_engine,
+    resolve_app,
+    retrieval_settings,
+)
 
 app = typer.Typer(help="Measure retrieval and answers on a question set (JSONL).", no_args_is_help=True)
 CollectionOpt = Annotated[str | None, typer.Option("--collection", "-C", help="answer from this collection")]
@@ -38,30 +43,6 @@ def open_rag(config: Path | None, data_dir: Path | None) -> Iterator[Rag]:
     settings = settings_from(config, data_dir, read_only=True)
     with open_corpus(settings) as corpus:
         yield Rag(settings, corpus)
-
-
-def _app(rag: Rag, app_name: str | None, collection: str | None, top_k: int | None, mode: Mode | None) -> AppSettings:
-    return resolve_app(rag, Question(question="", app=app_name, collection=collection, top_k=top_k, mode=mode))
-
-
-@contextmanager
-def _engine(rag: Rag, app: AppSettings) -> Iterator[Engine]:
-    package = rag.corpus.registry.get(app.model or "")
-    typer.echo(f"loading {package.name}...", err=True)
-    engine = load_engine(package, rag.settings)
-    try:
-        yield engine
-    finally:
-        engine.close()
-
-
-async def _answer(rag: Rag, app: AppSettings, engine: Engine, question: str, echo: bool) -> dict[str, Any]:
-    return await answer(rag, app, engine, question, on_text=_echo if echo else None)
-
-
-def _echo(text: str) -> None:
-    sys.stdout.write(text)
-    sys.stdout.flush()
 
 
 def _where(c: dict[str, Any]) -> str:
@@ -86,15 +67,15 @@ def ask(
     """Answer a question from a collection, streaming the answer, then list its numbered sources
     (* = cited by a [n] marker in the answer, ~ = attributed to an answer sentence after generation).
     Says it does not know when nothing relevant is found."""
-    q = Question(question=question, collection=collection, app=app_name, top_k=top_k, mode=mode)
     server = server_for(settings_from(config, data_dir, read_only=True))
     if server is not None:
+        q = Question(question=question, collection=collection, app=app_name, top_k=top_k, mode=mode)
         result = _ask_through(server, q, echo=not as_json)
     else:
         with open_rag(config, data_dir) as rag:
-            app = resolve_app(rag, q)
-            with _engine(rag, app) as engine:
-                result = asyncio.run(_answer(rag, app, engine, question, echo=not as_json))
+            app = resolve_app(rag, app_name, collection, top_k=top_k, mode=mode)
+            with open_engine(rag, app, _announce) as engine:
+                result = asyncio.run(answer(rag, app, engine, question, on_text=None if as_json else _echo))
     if as_json:
         print_json(result)
         return
@@ -120,8 +101,18 @@ def _ask_through(server: Server, q: Question, echo: bool) -> dict[str, Any]:
     return result
 
 
-def _progress(total: int, label: str, enabled: bool) -> Progress:
-    bar = Progress(TextColumn(f"[bold]{label}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+def _announce(message: str) -> None:
+    typer.echo(message, err=True)
+
+
+def _echo(text: str) -> None:
+    sys.stdout.write(text)
+    sys.stdout.flush()
+
+
+def progress_bar(total: int | None, label: str, enabled: bool) -> Progress:
+    """A bar on stderr (where it is a terminal), one task labelled ``label``; gone when done."""
+    bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                    console=Console(stderr=True), disable=not enabled, transient=True)
     bar.add_task(label, total=total)
     return bar
@@ -148,14 +139,10 @@ def eval_retrieval(
     """recall@1/5/10, MRR@10 and nDCG@10 of retrieval over a question set with gold passages."""
     qas = load_qa(qa)[:limit]
     with open_rag(config, data_dir) as rag:
-        overrides = {k: v for k, v in {"mode": mode, "reranker": reranker, "mmr": mmr}.items() if v is not None}
-        settings = rag.settings.rag.model_copy(update=overrides)
-        rag.corpus.collections.version(collection)
-        with _progress(len(qas), "retrieval", not as_json and sys.stderr.isatty()) as bar:
-            metrics, rows = evaluate_retrieval(
-                lambda q: [(p.text, p.metadata) for p in rag.retrieve(collection, q, settings=settings, top_k=10)],
-                qas, on_progress=lambda n: bar.update(bar.task_ids[0], completed=n),
-            )
+        settings = retrieval_settings(rag, mode=mode, reranker=reranker, mmr=mmr)
+        with progress_bar(len(qas), "retrieval", not as_json and sys.stderr.isatty()) as bar:
+            metrics, rows = measure_retrieval(rag, collection, qas, settings,
+                                              on_progress=lambda n: bar.update(bar.task_ids[0], completed=n))
     if as_json:
         print_json({"collection": collection, "settings": settings.model_dump(), "metrics": metrics, "questions": rows})
     else:
@@ -177,14 +164,11 @@ def eval_answers(
     [n] markers cite, share grounded in any source given, share abstained."""
     qas = load_qa(qa)[:limit]
     with open_rag(config, data_dir) as rag:
-        app = _app(rag, app_name, collection, None, None)
-        with _engine(rag, app) as engine, _progress(len(qas), "answers", not as_json and sys.stderr.isatty()) as bar:
-            rows = []
-            for i, item in enumerate(qas):
-                result = asyncio.run(_answer(rag, app, engine, item.question, echo=False))
-                rows.append(judge_answer(item, result["answer"], result["citations"]))
-                bar.update(bar.task_ids[0], completed=i + 1)
-    metrics = summarise_answers(rows)
+        app = resolve_app(rag, app_name, collection)
+        with open_engine(rag, app, _announce) as engine, \
+                progress_bar(len(qas), "answers", not as_json and sys.stderr.isatty()) as bar:
+            metrics, rows = measure_answers(rag, app, engine, qas,
+                                            on_progress=lambda n: bar.update(bar.task_ids[0], completed=n))
     if as_json:
         print_json({"app": app.model_dump(), "metrics": metrics, "questions": rows})
     else:

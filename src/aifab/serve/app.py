@@ -14,6 +14,7 @@ from fastapi import FastAPI
 from aifab import __version__
 from aifab.corpus.service import Corpus
 from aifab.errors import out_of_space
+from aifab.evals import EvalRuns
 from aifab.finetune.service import MAX_FILE_BYTES, FinetuneService
 from aifab.gateway.guards.pipeline import Guardrails
 from aifab.rag import Rag
@@ -23,7 +24,7 @@ from aifab.serve.mcp import McpEndpoint
 from aifab.serve.metrics import Metrics
 from aifab.serve.middleware import BodyLimit, RequestCounter
 from aifab.serve.pool import ModelPool
-from aifab.serve.routes import admin, collections, finetuning, openai, ops, rag, reports, tools
+from aifab.serve.routes import admin, collections, evals, finetuning, openai, ops, rag, reports, tools
 from aifab.serve.service import OpenAIServing
 from aifab.tools import Toolbox
 
@@ -60,6 +61,8 @@ def create_app(
     app.add_route("/mcp", app.state.mcp, include_in_schema=False)
     app.include_router(tools.router)
     app.include_router(admin.router)
+    app.state.evals = EvalRuns(corpus.registry.db) if corpus is not None else None
+    app.include_router(evals.router)
     uploads = {UPLOADS: corpus.settings.corpus.max_file_bytes * 4} if corpus is not None else {}
     if finetune is not None:
         uploads[FILES] = MAX_FILE_BYTES

@@ -272,3 +272,22 @@ class RolloutRow(Base):
     percent: Mapped[float] = mapped_column(Float, default=0.0)
     previous: Mapped[str | None] = mapped_column(String(200), nullable=True)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class EvalRunRow(Base):
+    """One run of an eval suite (``aifab eval run``): the parsed suite, the sha256 of every file it read
+    and what it measured, the metrics per check and each metric's verdict."""
+
+    __tablename__ = "eval_runs"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    suite: Mapped[str] = mapped_column(String(128), index=True)
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    passed: Mapped[bool] = mapped_column(Boolean)
+    baseline: Mapped[str | None] = mapped_column(String(4096), nullable=True)  # "run ID" or a file path
+    config: Mapped[dict] = mapped_column(JSON)
+    hashes: Mapped[dict] = mapped_column(JSON)
+    metrics: Mapped[dict] = mapped_column(JSON)  # check id -> metric -> value
+    verdicts: Mapped[list] = mapped_column(JSON)  # one row per check and metric
+    seconds: Mapped[dict] = mapped_column(JSON)  # check id -> wall time

@@ -5,6 +5,7 @@ Imported by tests only, never by aifab itself.
 
 from aifab.testing.conformance import EngineConformance
 from aifab.testing.embedders import FakeEmbedder
+from aifab.testing.evals import FakeHarnesses
 from aifab.testing.fakes import FakeEngine, FakeRuntime
 from aifab.testing.faults import DiskFull, FillingStore
 from aifab.testing.memory_store import MemoryStorage, MemoryStore
@@ -17,6 +18,7 @@ __all__ = [
     "EngineConformance",
     "FakeEmbedder",
     "FakeEngine",
+    "FakeHarnesses",
     "FakeRuntime",
     "FakeUpstream",
     "FillingStore",

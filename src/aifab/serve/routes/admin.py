@@ -19,13 +19,14 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from aifab.admin import state
-from aifab.admin.answers import Question, answer, resolve_app
+from aifab.admin.answers import Question
 from aifab.admin.keys import KeyChange, NewKey, create_key, key_dict, update_key
 from aifab.corpus.service import Corpus
 from aifab.errors import AifabError, ConfigError, Forbidden, InvalidRequest, NotFound, error_event
 from aifab.gateway.keys import KeyStore
 from aifab.gateway.rollouts import RolloutStore
 from aifab.gateway.usage import parse_since
+from aifab.rag.harness import answer, resolve_app
 from aifab.serve.deps import Caller, Gateway, Pool
 from aifab.serve.routing import api_router
 
@@ -253,7 +254,7 @@ async def ask(request: Request, body: Question, pool: Pool) -> StreamingResponse
     rag = request.app.state.rag
     if rag is None:
         raise NotFound("this server has no corpus configured")
-    app = resolve_app(rag, body)
+    app = resolve_app(rag, body.app, body.collection, top_k=body.top_k, mode=body.mode)
     engine = pool.get(app.model or "")
     queue: asyncio.Queue[bytes | None] = asyncio.Queue()
 
