@@ -34,7 +34,8 @@ def _sources(answer: dict) -> list[tuple[int, str]]:
 READS = [("collections", "list", "--json"), ("collections", "show", "handbook", "--json"),
          ("collections", "versions", "handbook", "--json"), ("keys", "list", "--all", "--json"),
          ("models", "list", "--json"), ("models", "show", "smollm2-135m-instruct", "--json"),
-         ("models", "rollouts", "--json"), ("datasets", "list", "--json")]
+         ("models", "rollouts", "--json"), ("datasets", "list", "--json"),
+         ("eval", "retrieval", "--collection", "handbook", "--qa", "QA", "--json")]
 ERRORS = [("collections", "show", "nope"), ("ask", "x", "--collection", "nope"), ("keys", "revoke", "nobody"),
           ("models", "show", "nope"), ("datasets", "show", "nope")]
 
@@ -42,6 +43,11 @@ ERRORS = [("collections", "show", "nope"), ("ask", "x", "--collection", "nope"),
 def test_the_cli_goes_through_a_running_server_and_prints_what_it_prints_offline(tmp_path):
     data, docs = tmp_path / "data", tmp_path / "docs"
     docs.mkdir()
+    qa = tmp_path / "qa.jsonl"
+    qa.write_text(json.dumps({"question": QUESTION, "gold": "The Danube flows through Vienna and Budapest."}) + "\n")
+    suite = tmp_path / "suite.toml"
+    suite.write_text('name = "rivers"\n[[retrieval]]\ncollection = "handbook"\nqa = "qa.jsonl"\n'
+                     'thresholds = { "recall@5" = 1.0 }\n')
     (docs / "rivers.md").write_text("# Rivers\n\nThe Danube flows through Vienna and Budapest. It is the second "
                                     "longest river in Europe.\n\nThe Rhine flows through Basel and Cologne.\n")
     with RemoteAifabServer(data) as server:
@@ -66,7 +72,9 @@ def test_the_cli_goes_through_a_running_server_and_prints_what_it_prints_offline
         assert httpx.get(f"{server.url}/v1/models",
                          headers={"authorization": f"Bearer {made['key']}"}).status_code == 401
 
-        online = {args: _aifab(data, *args) for args in READS + ERRORS}
+        gate = _aifab(data, "eval", "run", str(suite), "--gate")
+        assert gate.returncode == 0, gate.stdout + gate.stderr
+        online = {args: _aifab(data, *(str(qa) if a == "QA" else a for a in args)) for args in READS + ERRORS}
         held = f"is in use by `aifab up` at {server.url} (pid {server.proc.pid})"
         r = _aifab(data, "up", "--port", "0")  # a second server: refused before it loads a model
         assert r.returncode == 1 and held in r.stderr.splitlines()[-1] and "loading" not in r.stderr
@@ -75,6 +83,6 @@ def test_the_cli_goes_through_a_running_server_and_prints_what_it_prints_offline
     offline_answer = _json(_aifab(data, "ask", QUESTION, "--collection", "handbook", "--json"))
     assert (offline_answer["query"], _sources(offline_answer)) == (online_answer["query"], _sources(online_answer))
     for args, through in online.items():
-        here = _aifab(data, *args)
+        here = _aifab(data, *(str(qa) if a == "QA" else a for a in args))
         assert (through.returncode, through.stdout, through.stderr) == (here.returncode, here.stdout, here.stderr), args
     assert all(online[args].returncode == 1 and online[args].stderr.count("\n") == 1 for args in ERRORS)

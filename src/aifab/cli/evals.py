@@ -23,6 +23,7 @@ from aifab.cli.common import (
 )
 from aifab.cli.corpus import open_corpus
 from aifab.cli.rag import progress_bar
+from aifab.cli.remote import RemoteHarnesses, server_for
 from aifab.evals import Baseline, EvalRun, EvalRuns, Row, load_suite, run_suite
 from aifab.evals.junit import junit_xml
 from aifab.evals.local import LocalHarnesses
@@ -51,8 +52,9 @@ def run(
         stack.callback(registry.db.close)
         runs = EvalRuns(registry.db)
         base = _baseline(baseline, runs, suite.name)
-        harnesses = LocalHarnesses(settings, registry=lambda: registry,
-                                   rag=lambda: Rag(settings, stack.enter_context(open_corpus(settings))))
+        server = server_for(settings)
+        harnesses = RemoteHarnesses(server) if server is not None else LocalHarnesses(
+            settings, registry=lambda: registry, rag=lambda: Rag(settings, stack.enter_context(open_corpus(settings))))
         with progress_bar(None, suite.name, not as_json and sys.stderr.isatty()) as bar:
             task = bar.task_ids[0]
             result = run_suite(suite, sha256, harnesses, baseline=base, on_progress=lambda check, done, total:

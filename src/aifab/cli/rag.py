@@ -16,8 +16,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from aifab.admin.answers import Mode, Question
 from aifab.cli.common import ConfigOpt, DataDirOpt, JsonOpt, print_json, settings_from
 from aifab.cli.corpus import open_corpus
-from aifab.cli.remote import Server, server_error, server_for
+from aifab.cli.remote import RemoteHarnesses, Server, server_error, server_for
 from aifab.errors import UpstreamError
+from aifab.evals.suite import AnswersCheck, RetrievalCheck
 from aifab.rag import Rag
 from aifab.rag.evaluate import load_qa
 from aifab.rag.harness import (
@@ -101,6 +102,10 @@ def _ask_through(server: Server, q: Question, echo: bool) -> dict[str, Any]:
     return result
 
 
+def _quiet(done: int, total: int | None) -> None:
+    """No progress: a server measures without telling how far it got."""
+
+
 def _announce(message: str) -> None:
     typer.echo(message, err=True)
 
@@ -138,15 +143,22 @@ def eval_retrieval(
 ) -> None:
     """recall@1/5/10, MRR@10 and nDCG@10 of retrieval over a question set with gold passages."""
     qas = load_qa(qa)[:limit]
-    with open_rag(config, data_dir) as rag:
-        settings = retrieval_settings(rag, mode=mode, reranker=reranker, mmr=mmr)
-        with progress_bar(len(qas), "retrieval", not as_json and sys.stderr.isatty()) as bar:
-            metrics, rows = measure_retrieval(rag, collection, qas, settings,
-                                              on_progress=lambda n: bar.update(bar.task_ids[0], completed=n))
-    if as_json:
-        print_json({"collection": collection, "settings": settings.model_dump(), "metrics": metrics, "questions": rows})
+    server = server_for(settings_from(config, data_dir, read_only=True))
+    if server is not None:  # the server that holds the store measures it, on the same question set
+        check = RetrievalCheck(collection=collection, qa=qa.resolve(), mode=mode, reranker=reranker, mmr=mmr, limit=limit)
+        measured = RemoteHarnesses(server).retrieval(check, _quiet)
+        metrics, rows, settings = measured.metrics, measured.rows, measured.inputs["settings"]
     else:
-        _print_metrics(f"retrieval on {collection} ({settings.mode}, reranker {settings.reranker})", metrics)
+        with open_rag(config, data_dir) as rag:
+            used = retrieval_settings(rag, mode=mode, reranker=reranker, mmr=mmr)
+            with progress_bar(len(qas), "retrieval", not as_json and sys.stderr.isatty()) as bar:
+                metrics, rows = measure_retrieval(rag, collection, qas, used,
+                                                  on_progress=lambda n: bar.update(bar.task_ids[0], completed=n))
+            settings = used.model_dump()
+    if as_json:
+        print_json({"collection": collection, "settings": settings, "metrics": metrics, "questions": rows})
+    else:
+        _print_metrics(f"retrieval on {collection} ({settings['mode']}, reranker {settings['reranker']})", metrics)
 
 
 @app.command("answers")
@@ -163,13 +175,20 @@ def eval_answers(
     match / F1 against gold answers (when given), share of answer sentences supported by the text their own
     [n] markers cite, share grounded in any source given, share abstained."""
     qas = load_qa(qa)[:limit]
-    with open_rag(config, data_dir) as rag:
-        app = resolve_app(rag, app_name, collection)
-        with open_engine(rag, app, _announce) as engine, \
-                progress_bar(len(qas), "answers", not as_json and sys.stderr.isatty()) as bar:
-            metrics, rows = measure_answers(rag, app, engine, qas,
-                                            on_progress=lambda n: bar.update(bar.task_ids[0], completed=n))
-    if as_json:
-        print_json({"app": app.model_dump(), "metrics": metrics, "questions": rows})
+    server = server_for(settings_from(config, data_dir, read_only=True))
+    if server is not None:
+        check = AnswersCheck(app=app_name, collection=collection, qa=qa.resolve(), limit=limit)
+        measured = RemoteHarnesses(server).answers(check, _quiet)
+        metrics, rows, used = measured.metrics, measured.rows, measured.inputs["app"]
     else:
-        _print_metrics(f"answers from {app.collection} by {app.model}", metrics)
+        with open_rag(config, data_dir) as rag:
+            app = resolve_app(rag, app_name, collection)
+            with open_engine(rag, app, _announce) as engine, \
+                    progress_bar(len(qas), "answers", not as_json and sys.stderr.isatty()) as bar:
+                metrics, rows = measure_answers(rag, app, engine, qas,
+                                                on_progress=lambda n: bar.update(bar.task_ids[0], completed=n))
+            used = app.model_dump(mode="json")
+    if as_json:
+        print_json({"app": used, "metrics": metrics, "questions": rows})
+    else:
+        _print_metrics(f"answers from {used['collection']} by {used['model']}", metrics)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -23,6 +24,8 @@ from aifab.errors import (
     Unauthorized,
     UpstreamError,
 )
+from aifab.evals.protocol import Measured, Progress
+from aifab.evals.suite import AnswersCheck, Check, RetrievalCheck, TaskCheck
 
 _BY_STATUS: dict[int, type[AifabError]] = {400: InvalidRequest, 401: Unauthorized, 403: Forbidden, 404: NotFound,
                                            409: Conflict}
@@ -70,6 +73,27 @@ class Server:
 
     def close(self) -> None:
         self.http.close()
+
+
+class RemoteHarnesses:
+    """An eval suite's checks measured by the server that holds the data directory (``aifab.evals`` seam)."""
+
+    def __init__(self, server: Server) -> None:
+        self.server = server
+
+    def measure(self, kind: str, check: Check) -> Measured:
+        body = {"kind": kind, "check": check.model_dump(mode="json"), "root": str(check.file(Path(".")).resolve())}
+        data = self.server.call("POST", "/v1/admin/evals/measure", json=body)
+        return Measured(data["metrics"], data["inputs"], data["rows"])
+
+    def retrieval(self, check: RetrievalCheck, progress: Progress) -> Measured:
+        return self.measure("retrieval", check)
+
+    def answers(self, check: AnswersCheck, progress: Progress) -> Measured:
+        return self.measure("answers", check)
+
+    def task(self, check: TaskCheck, progress: Progress) -> Measured:
+        return self.measure("task", check)
 
 
 def server_for(settings: Settings) -> Server | None:

@@ -35,19 +35,20 @@ class LocalHarnesses:
         rag = self.rag()
         qas = load_qa(check.file(check.qa))[: check.limit]
         settings = retrieval_settings(rag, mode=check.mode, reranker=check.reranker, mmr=check.mmr)
-        metrics, _rows = measure_retrieval(rag, check.collection, qas, settings,
-                                           on_progress=lambda n: progress(n, len(qas)))
-        return Measured(metrics, {"collection": _version(rag, check.collection), "settings": settings.model_dump()})
+        metrics, rows = measure_retrieval(rag, check.collection, qas, settings,
+                                          on_progress=lambda n: progress(n, len(qas)))
+        return Measured(metrics, {"collection": _version(rag, check.collection), "settings": settings.model_dump()},
+                        rows)
 
     def answers(self, check: AnswersCheck, progress: Progress) -> Measured:
         rag = self.rag()
         qas = load_qa(check.file(check.qa))[: check.limit]
         app = resolve_app(rag, check.app, check.collection, top_k=check.top_k, mode=check.mode)
         with open_engine(rag, app) as engine:
-            metrics, _rows = measure_answers(rag, app, engine, qas, on_progress=lambda n: progress(n, len(qas)))
+            metrics, rows = measure_answers(rag, app, engine, qas, on_progress=lambda n: progress(n, len(qas)))
         return Measured(metrics, {"collection": _version(rag, app.collection or ""),
                                   "model": _model(rag.corpus.registry.get(app.model or "")),
-                                  "app": app.model_dump(mode="json")})
+                                  "app": app.model_dump(mode="json")}, rows)
 
     def task(self, check: TaskCheck, progress: Progress) -> Measured:
         from aifab.finetune.data import load_dataset_dir, resolve_dataset

@@ -21,6 +21,7 @@ class Measured:
 
     metrics: dict[str, float]
     inputs: dict[str, Any] = field(default_factory=dict)
+    rows: list[dict[str, Any]] = field(default_factory=list)  # one per question, where the harness has them
 
 
 class Harnesses(Protocol):

@@ -10,6 +10,7 @@ from fastapi import Depends, Request
 
 from aifab.api import CALL_SCOPE, Call
 from aifab.errors import Forbidden
+from aifab.gateway.front import LOCAL_ADMIN
 from aifab.gateway.front import Gateway as GatewayApp
 from aifab.gateway.upstreams import GATEWAY_SCOPE
 from aifab.identity import KEY_SCOPE, ApiKey
@@ -66,6 +67,13 @@ def may_write(caller: ApiKey | None, collection: str) -> None:
     """Changing a collection needs an admin key or one that names the collection in its scope."""
     if caller is not None and not (caller.admin or (caller.collections and collection in caller.collections)):
         raise Forbidden(f"the key '{caller.name}' may not change the collection '{collection}'", param="collection")
+
+
+def may_read_server_files(caller: ApiKey | None, what: str) -> None:
+    """Work that reads files of the server's own machine (a path to ingest, a question set) is for the holder
+    of the data directory's token file alone: an admin key over the network must not read the server's disk."""
+    if caller is None or caller.id != LOCAL_ADMIN.id:
+        raise Forbidden(f"{what} reads files of the server's machine: it needs the data directory's token file")
 
 
 def may_use_tool(caller: ApiKey | None, name: str) -> None:

@@ -22,16 +22,15 @@ from aifab.admin import state
 from aifab.admin.answers import Question
 from aifab.admin.keys import KeyChange, NewKey, create_key, key_dict, update_key
 from aifab.corpus.service import Corpus
-from aifab.errors import AifabError, ConfigError, Forbidden, InvalidRequest, NotFound, error_event
+from aifab.errors import AifabError, ConfigError, InvalidRequest, NotFound, error_event
 from aifab.gateway.keys import KeyStore
 from aifab.gateway.rollouts import RolloutStore
 from aifab.gateway.usage import parse_since
 from aifab.rag.harness import answer, resolve_app
-from aifab.serve.deps import Caller, Gateway, Pool
+from aifab.serve.deps import Caller, Gateway, Pool, may_read_server_files
 from aifab.serve.routing import api_router
 
 router = api_router("/v1")
-LOCAL = "local"  # the id of the token file's identity (aifab.gateway.front.LOCAL_ADMIN)
 
 
 def _corpus(request: Request) -> Corpus:
@@ -217,9 +216,7 @@ async def ingest_paths(request: Request, body: PathIngest, caller: Caller) -> di
     """Ingest files of the server's own machine, as ``aifab ingest`` beside a running server does. Only the
     holder of the data directory's token file may (a network key must not read the server's files); the
     job is followed at ``/v1/ingest/jobs/{id}``."""
-    if caller is None or caller.id != LOCAL:
-        raise Forbidden("ingesting server paths needs the data directory's token file (upload files instead: "
-                        "POST /v1/collections/{name}/documents)")
+    may_read_server_files(caller, "an ingest of paths (upload files instead: POST /v1/collections/{name}/documents)")
     paths = [Path(p) for p in body.paths]
     relative = [str(p) for p in paths if not p.is_absolute()]
     if relative:

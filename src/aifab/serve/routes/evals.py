@@ -4,17 +4,23 @@ any other key too, so this app stays closed when it is reached some other way.""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from pathlib import Path
+from typing import Annotated, Any, Literal
 
 from fastapi import Query, Request
+from pydantic import BaseModel, ConfigDict, ValidationError
 
-from aifab.errors import Forbidden, NotFound
+from aifab.errors import Forbidden, InvalidRequest, NotFound
 from aifab.evals import EvalRuns
+from aifab.evals.local import LocalHarnesses
+from aifab.evals.suite import AnswersCheck, RetrievalCheck, TaskCheck
 from aifab.identity import ApiKey
-from aifab.serve.deps import Caller
+from aifab.serve.deps import Caller, may_read_server_files
 from aifab.serve.routing import api_router
 
 router = api_router("/v1/admin")
+CHECKS: dict[str, type[RetrievalCheck | AnswersCheck | TaskCheck]] = {
+    "retrieval": RetrievalCheck, "answers": AnswersCheck, "task": TaskCheck}
 
 
 def _runs(request: Request, caller: ApiKey | None) -> EvalRuns:
@@ -40,3 +46,32 @@ def list_runs(
 def get_run(request: Request, run_id: str, caller: Caller) -> dict[str, Any]:
     """One eval run: config, hashes, metrics and verdicts."""
     return _runs(request, caller).get(run_id).to_dict()
+
+
+class Measure(BaseModel):
+    """One check of a suite, as ``aifab eval run`` beside this server sends it: its fields, and the folder its
+    relative paths start from (the suite's, on this machine)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: Literal["retrieval", "answers", "task"]
+    check: dict[str, Any]
+    root: str
+
+
+@router.post("/evals/measure")
+def measure(request: Request, body: Measure, caller: Caller) -> dict[str, Any]:
+    """Run one check's harness in this server, which holds the data directory's store. It reads the question
+    set or dataset from this machine's files, so only the holder of the data directory's token file may."""
+    may_read_server_files(caller, "measuring a check")
+    rag, corpus = request.app.state.rag, request.app.state.corpus
+    if rag is None:
+        raise NotFound("this server has no corpus configured")
+    try:
+        check = CHECKS[body.kind].model_validate(body.check)
+    except ValidationError as exc:
+        raise InvalidRequest(f"bad {body.kind} check: {exc.errors()[0]['msg']}") from None
+    check._root = Path(body.root)
+    harnesses = LocalHarnesses(corpus.settings, rag=lambda: rag, registry=lambda: corpus.registry)
+    measured = getattr(harnesses, body.kind)(check, lambda done, total: None)
+    return {"object": "eval.measured", "metrics": measured.metrics, "inputs": measured.inputs, "rows": measured.rows}
