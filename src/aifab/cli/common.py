@@ -5,9 +5,11 @@ from __future__ import annotations
 import importlib
 import json
 import os
+import secrets
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import date, datetime
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
@@ -28,6 +30,7 @@ ConfigOpt = Annotated[
 DataDirOpt = Annotated[Path | None, typer.Option("--data-dir", help="where aifab keeps its state [default: ./.aifab]")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="print machine-readable JSON")]
 SERVER_FILE = "server.json"  # in the data directory while `aifab up` runs on it: its address and pid
+TOKEN_FILE = "server.token"  # beside it, readable by its owner only: the secret that makes a local CLI admin
 SETTINGS = "aifab.settings"  # in the click context's meta: the command's settings, for its error messages
 
 
@@ -105,14 +108,23 @@ def open_store_of(settings: Settings) -> VectorStore:
 
 
 @contextmanager
-def announce_server(data_dir: Path, url: str) -> Iterator[None]:
-    """While the block runs, ``<data_dir>/server.json`` says which server uses the data directory."""
+def announce_server(data_dir: Path, url: str) -> Iterator[str]:
+    """While the block runs, ``<data_dir>/server.json`` says which server uses the data directory, and
+    ``<data_dir>/server.token`` (mode 0600, as Jupyter's and Docker's) holds a fresh secret that the server
+    admits as an admin: the local CLI's way in. Yields the secret."""
+    token = secrets.token_urlsafe(32)
+    token_path = data_dir / TOKEN_FILE
+    token_path.unlink(missing_ok=True)  # a stale one (a crashed server): a new file, so its mode is ours
+    fd = os.open(token_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(token)
     path = data_dir / SERVER_FILE
     path.write_text(json.dumps({"url": url, "pid": os.getpid()}))
     try:
-        yield
+        yield token
     finally:
         path.unlink(missing_ok=True)
+        token_path.unlink(missing_ok=True)
 
 
 def running_server(data_dir: Path) -> dict[str, Any] | None:
@@ -142,4 +154,10 @@ def warn(message: str) -> None:
 
 
 def print_json(data: Any) -> None:
-    typer.echo(json.dumps(data, indent=2, default=str))
+    """JSON as the admin API writes it (times in ISO 8601), so a command prints the same through a running
+    server as offline."""
+    typer.echo(json.dumps(data, indent=2, default=_jsonable))
+
+
+def _jsonable(value: Any) -> Any:
+    return value.isoformat() if isinstance(value, datetime | date) else str(value)

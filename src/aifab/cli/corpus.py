@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import fields
+from datetime import datetime
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
+from urllib.parse import quote
 
 import typer
 from rich.console import Console
@@ -20,6 +24,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from aifab.admin.state import collection_detail
 from aifab.cli.common import (
     ConfigOpt,
     DataDirOpt,
@@ -30,11 +35,12 @@ from aifab.cli.common import (
     settings_from,
     warn,
 )
+from aifab.cli.remote import Server, server_for
 from aifab.config import Settings
 from aifab.corpus.ingest import IngestReport
 from aifab.corpus.service import Corpus
 from aifab.corpus.sources import discover
-from aifab.errors import InvalidRequest
+from aifab.errors import AifabError, InvalidRequest
 
 app = typer.Typer(help="List, inspect, version and delete document collections.", no_args_is_help=True)
 CollectionArg = Annotated[str, typer.Argument(help="collection name")]
@@ -77,25 +83,52 @@ def ingest(
         warn(f"no files to ingest in {', '.join(map(str, paths))} (hidden files are skipped); nothing was created")
         return
     show_bar = not as_json and sys.stderr.isatty()
-    with open_corpus(settings_from(config, data_dir)) as corpus:
-        with Progress(
-            TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-            TimeRemainingColumn(), TextColumn("{task.fields[file]}", style="dim"),
-            console=Console(stderr=True), disable=not show_bar, transient=True,
-        ) as bar:
-            task = bar.add_task("loading model", total=None, file="")
-
+    settings = settings_from(config, data_dir)
+    server = server_for(settings)
+    with Progress(
+        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        TimeRemainingColumn(), TextColumn("{task.fields[file]}", style="dim"),
+        console=Console(stderr=True), disable=not show_bar, transient=True,
+    ) as bar:
+        task = bar.add_task("loading model", total=None, file="")
+        if server is not None:
+            report = _ingest_through(server, collection, paths, acl or [], prune,
+                                     lambda job: bar.update(task, description=f"ingest {collection} v{job['version']}",
+                                                            total=job["files_total"], completed=job["files_done"]))
+        else:
             def progress(report: IngestReport, source: str) -> None:
                 bar.update(task, description=f"ingest {collection} v{report.version}", total=report.files_total,
                            completed=report.files_done, file=Path(source).name[-40:])
 
-            report = corpus.ingest_paths(collection, paths, acl=acl or (), prune=prune, on_progress=progress)
+            with open_corpus(settings) as corpus:
+                report = corpus.ingest_paths(collection, paths, acl=acl or (), prune=prune, on_progress=progress)
     if as_json:
         print_json(report.to_dict())
     else:
         _print_report(report)
     if report.errors:
         raise typer.Exit(2)
+
+
+POLL_S = 0.5  # how often the CLI looks at a server's ingest job
+
+
+def _ingest_through(server: Server, collection: str, paths: list[Path], acl: list[str], prune: bool,
+                    on_progress: Callable[[dict[str, Any]], None], sleep: Callable[[float], None] = time.sleep
+                    ) -> IngestReport:
+    """Ingest by the server that holds the data directory (the same files: it runs on this machine) and
+    follow its job to the end; the report is the one the ingest would have printed here."""
+    body = {"collection": collection, "paths": [str(p.resolve()) for p in paths], "acl": acl, "prune": prune}
+    job = server.call("POST", "/v1/admin/ingest", json=body)
+    while job["status"] in ("queued", "running"):
+        on_progress(job)
+        sleep(POLL_S)
+        job = server.call("GET", f"/v1/ingest/jobs/{job['id']}")
+    summary = job["summary"] or {}
+    if "error" in summary and "collection" not in summary:  # it never started: the error that stopped it
+        raise AifabError(summary["error"])
+    known = {f.name for f in fields(IngestReport)}
+    return IngestReport(**{k: v for k, v in summary.items() if k in known})
 
 
 def _print_report(r: IngestReport) -> None:
@@ -125,57 +158,70 @@ def _print_report(r: IngestReport) -> None:
 @app.command("list")
 def list_collections(config: ConfigOpt = None, data_dir: DataDirOpt = None, as_json: JsonOpt = False) -> None:
     """List collections with their live version and size."""
-    with open_corpus(settings_from(config, data_dir, read_only=True)) as corpus:
-        infos = corpus.collections.list()
+    settings = settings_from(config, data_dir, read_only=True)
+    server = server_for(settings)
+    if server is not None:
+        infos = [_unwrapped(c) for c in server.call("GET", "/v1/collections")["data"]]
+    else:
+        with open_corpus(settings) as corpus:
+            infos = [i.to_dict() for i in corpus.collections.list()]
     if as_json:
-        print_json([i.to_dict() for i in infos])
+        print_json(infos)
         return
     table = Table("name", "live version", "versions", "documents", "chunks")
-    for i in infos:
-        d = i.to_dict()
-        table.add_row(i.name, str(i.live_version or "-"), str(len(i.versions)), str(d["documents"]), str(d["chunks"]))
+    for d in infos:
+        table.add_row(d["name"], str(d["live_version"] or "-"), str(len(d["versions"])), str(d["documents"]),
+                      str(d["chunks"]))
     _console().print(table)
+
+
+def _unwrapped(api_object: dict[str, Any]) -> dict[str, Any]:
+    """An API object without its ``object`` and ``id`` members: what the CLI prints offline."""
+    return {k: v for k, v in api_object.items() if k not in ("object", "id")}
+
+
+def _detail(settings: Settings, name: str) -> dict[str, Any]:
+    server = server_for(settings)
+    if server is not None:
+        return server.call("GET", f"/v1/admin/collections/{quote(name, safe='')}")
+    with open_corpus(settings) as corpus:
+        return collection_detail(corpus, name)
 
 
 @app.command("show")
 def show(name: CollectionArg, config: ConfigOpt = None, data_dir: DataDirOpt = None, as_json: JsonOpt = False) -> None:
     """Show one collection: versions, documents, last ingest jobs."""
-    with open_corpus(settings_from(config, data_dir, read_only=True)) as corpus:
-        info = corpus.collections.get(name)
-        documents = corpus.collections.documents(name) if info.live_version else []
-        jobs = corpus.jobs.list(name, limit=5)
+    detail = _detail(settings_from(config, data_dir, read_only=True), name)
     if as_json:
-        print_json({**info.to_dict(), "documents_list": [
-            {"id": d.document_id, "source": d.source, "format": d.format, "title": d.title, "chunks": d.chunks,
-             "acl": d.acl, "updated_at": d.updated_at} for d in documents], "jobs": jobs})
+        print_json(detail)
         return
-    _print_versions(info)
+    _print_versions(name, detail["versions"])
     table = Table("document", "format", "chunks", "acl", "source", title="documents (live version)")
-    for d in documents:
-        table.add_row(d.document_id[:12], d.format, str(d.chunks), ",".join(d.acl) or "-", d.source)
+    for d in detail["documents_list"]:
+        table.add_row(d["id"][:12], d["format"], str(d["chunks"]), ",".join(d["acl"]) or "-", d["source"])
     _console().print(table)
 
 
-def _print_versions(info) -> None:  # type: ignore[no-untyped-def]
-    table = Table("version", "live", "documents", "chunks", "embedder", "chunking", "created", title=info.name)
-    for v in info.versions:
-        chunker = v.pipeline.get("chunker", {})
-        table.add_row(str(v.version), "yes" if v.live else "", str(v.documents), str(v.chunks),
-                      str(v.pipeline.get("embedder")),
+def _print_versions(name: str, versions: list[dict[str, Any]]) -> None:
+    table = Table("version", "live", "documents", "chunks", "embedder", "chunking", "created", title=name)
+    for v in versions:
+        chunker = v["pipeline"].get("chunker", {})
+        created = v["created_at"]
+        table.add_row(str(v["version"]), "yes" if v["live"] else "", str(v["documents"]), str(v["chunks"]),
+                      str(v["pipeline"].get("embedder")),
                       f"{chunker.get('chunk_tokens')}/{chunker.get('overlap_tokens')} tokens",
-                      str(v.created_at)[:19])
+                      (created.isoformat(" ") if isinstance(created, datetime) else str(created).replace("T", " "))[:19])
     _console().print(table)
 
 
 @app.command("versions")
 def versions(name: CollectionArg, config: ConfigOpt = None, data_dir: DataDirOpt = None, as_json: JsonOpt = False) -> None:
     """List a collection's versions (one per pipeline: chunking settings and embedding model)."""
-    with open_corpus(settings_from(config, data_dir, read_only=True)) as corpus:
-        info = corpus.collections.get(name)
+    detail = _detail(settings_from(config, data_dir, read_only=True), name)
     if as_json:
-        print_json([v.to_dict() for v in info.versions])
+        print_json(detail["versions"])
     else:
-        _print_versions(info)
+        _print_versions(name, detail["versions"])
 
 
 @app.command("promote")
@@ -187,19 +233,30 @@ def promote(
     as_json: JsonOpt = False,
 ) -> None:
     """Make VERSION the live version (atomic; the previous one stays for rollback)."""
-    with open_corpus(settings_from(config, data_dir)) as corpus:
-        v = corpus.collections.promote(name, version)
-    if as_json:
-        print_json(v.to_dict())
+    settings = settings_from(config, data_dir)
+    server = server_for(settings)
+    if server is not None:
+        info = server.call("POST", f"/v1/collections/{quote(name, safe='')}/promote", params={"version": version})
+        v = next(v for v in info["versions"] if v["version"] == version)
     else:
-        typer.echo(f"{name}: version {v.version} is live ({v.documents} documents, {v.chunks} chunks)")
+        with open_corpus(settings) as corpus:
+            v = corpus.collections.promote(name, version).to_dict()
+    if as_json:
+        print_json(v)
+    else:
+        typer.echo(f"{name}: version {v['version']} is live ({v['documents']} documents, {v['chunks']} chunks)")
 
 
 @app.command("delete")
 def delete(name: CollectionArg, config: ConfigOpt = None, data_dir: DataDirOpt = None, as_json: JsonOpt = False) -> None:
     """Delete a collection, all its versions and their chunks."""
-    with open_corpus(settings_from(config, data_dir)) as corpus:
-        corpus.collections.delete(name)
+    settings = settings_from(config, data_dir)
+    server = server_for(settings)
+    if server is not None:
+        server.call("DELETE", f"/v1/collections/{quote(name, safe='')}")
+    else:
+        with open_corpus(settings) as corpus:
+            corpus.collections.delete(name)
     if as_json:
         print_json({"name": name, "deleted": True})
     else:

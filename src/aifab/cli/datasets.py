@@ -13,7 +13,7 @@ from rich.table import Table
 
 from aifab.cli.common import ConfigOpt, DataDirOpt, JsonOpt, open_database, print_json, settings_from
 from aifab.errors import InvalidRequest
-from aifab.finetune.datasets import DatasetStore, DatasetVersion, Saved, build_from_logs, import_jsonl
+from aifab.finetune.datasets import DatasetStore, Saved, build_from_logs, import_jsonl
 from aifab.finetune.datasets.store import MIN_EXAMPLES
 from aifab.gateway.usage import parse_since
 
@@ -104,7 +104,7 @@ def show(
 ) -> None:
     """Show one dataset version: counts, hash, source and its first examples."""
     version = open_datasets(config, data_dir, read_only=True).get(ref)
-    first = _head(version, head)
+    first = version.head(head)
     if as_json:
         print_json({**version.to_dict(), "head": first})
         return
@@ -187,15 +187,6 @@ def _report(saved: Saved, as_json: bool) -> None:
         typer.echo(f"unchanged: {v.ref} has the same content (sha256 {v.sha256[:12]}); no new version")
     if c.get("dropped"):
         typer.echo(f"dropped: {_dropped(c['dropped'])}")
-
-
-def _head(version: DatasetVersion, n: int) -> list[dict[str, Any]]:
-    out: list[dict[str, Any]] = []
-    for example in version.examples("train"):
-        if len(out) >= n:
-            break
-        out.append(example)
-    return out
 
 
 def _dropped(dropped: dict[str, int]) -> str:

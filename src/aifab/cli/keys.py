@@ -5,11 +5,13 @@ from __future__ import annotations
 import sys
 from datetime import datetime
 from typing import Annotated, Any
+from urllib.parse import quote
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
+from aifab.admin.keys import NewKey, create_key, key_dict
 from aifab.cli.common import (
     ConfigOpt,
     DataDirOpt,
@@ -20,14 +22,9 @@ from aifab.cli.common import (
     settings_from,
     warn,
 )
-from aifab.config import Settings
-from aifab.errors import InvalidRequest
+from aifab.cli.remote import server_for
 from aifab.gateway.keys import KeyStore
 from aifab.gateway.usage import parse_since, usage_report
-from aifab.identity import ApiKey
-from aifab.registry import Registry
-from aifab.state import Database
-from aifab.tools import BUILTIN_TOOLS
 
 app = typer.Typer(
     help="Create, list and revoke the gateway's API keys (a running server sees changes at once).",
@@ -37,10 +34,6 @@ ListOpt = list[str] | None
 IntOpt = int | None
 
 
-def _open(config: Any, data_dir: Any, *, read_only: bool = False) -> Database:
-    return open_database(settings_from(config, data_dir, read_only=read_only))
-
-
 def _split(values: ListOpt) -> list[str] | None:
     """``--models a,b`` and ``--models a --models b`` alike; not given = unrestricted."""
     return None if not values else [v for value in values for v in value.split(",") if v.strip()]
@@ -48,10 +41,6 @@ def _split(values: ListOpt) -> list[str] | None:
 
 def _console() -> Console:
     return Console(width=None if sys.stdout.isatty() else 160)
-
-
-def key_dict(key: ApiKey) -> dict[str, Any]:
-    return {f: getattr(key, f) for f in key.__dataclass_fields__}
 
 
 @app.command("create")
@@ -85,56 +74,27 @@ def create(
 
     The first key ends keyless access: from then on every request needs a key, local ones too."""
     settings = settings_from(config, data_dir)
-    registry = open_registry(settings)
-    scope = _split(models)
-    if scope:
-        _check_models(scope, settings, registry)
-    tool_scope = _split(tools)
-    if tool_scope:
-        _check_tools(tool_scope, settings)
-    store = KeyStore(registry.db)
-    first = not store.list()
-    key, secret = store.create(
-        name, models=scope, collections=_split(collections), acl=_split(acl), tools=tool_scope, rpm=rpm, tpm=tpm,
-        budget_tokens=budget_tokens, max_tokens=max_tokens, admin=admin, log_content=log_content,
-        allow_training=allow_training,
-    )
+    new = NewKey(name=name, models=_split(models), collections=_split(collections), acl=_split(acl),
+                 tools=_split(tools), rpm=rpm, tpm=tpm, budget_tokens=budget_tokens, max_tokens=max_tokens,
+                 admin=admin, log_content=log_content, allow_training=allow_training)
+    server = server_for(settings)
+    if server is not None:
+        made = server.call("POST", "/v1/admin/keys", json=new.model_dump())
+    else:
+        registry = open_registry(settings)
+        key, secret, first = create_key(KeyStore(registry.db), settings, registry, new)
+        made = {**key_dict(key), "key": secret, "first": first}
+    secret, first = made.pop("key"), made.pop("first")
     if first:
         warn("this is the first API key: from now on every request needs one, local ones included "
              "(a UI or script that calls without a key gets 401 from now on)")
     if as_json:
-        print_json({**key_dict(key), "key": secret})
+        print_json({**made, "key": secret})
         return
-    typer.echo(f"created key {key.name} (id {key.id})")
+    typer.echo(f"created key {made['name']} (id {made['id']})")
     typer.echo(secret)
     typer.echo("Store this secret now: it will not be shown again. Send it as the header "
                f"'Authorization: Bearer {secret}', or set OPENAI_API_KEY={secret} for OpenAI clients.", err=True)
-
-
-def callable_models(settings: Settings, registry: Registry) -> set[str]:
-    """Every model name a client can call: registered models, RAG apps, and gateway routes with their
-    aliases."""
-    routes = settings.gateway.routes
-    return ({p.name for p in registry.list()} | set(settings.apps) | set(routes)
-            | {alias for route in routes.values() for alias in route.aliases})
-
-
-def _check_models(scope: list[str], settings: Settings, registry: Registry) -> None:
-    """A scope naming a model that does not exist is almost always a typo: refuse it."""
-    known = callable_models(settings, registry)
-    unknown = [m for m in scope if m not in known]
-    if unknown:
-        raise InvalidRequest(f"--models names {', '.join(map(repr, unknown))}, which is neither a registered model, "
-                             f"an app nor a route (known: {', '.join(sorted(known))})", param="models")
-
-
-def _check_tools(scope: list[str], settings: Settings) -> None:
-    """As for models: a tool scope names configured ``[tools.*]`` entries or the built-in tools of ``/mcp``."""
-    known = set(settings.tools) | set(BUILTIN_TOOLS)
-    unknown = [t for t in scope if t not in known]
-    if unknown:
-        raise InvalidRequest(f"--tools names {', '.join(map(repr, unknown))}, which is neither a [tools.*] entry "
-                             f"nor a built-in tool (known: {', '.join(sorted(known))})", param="tools")
 
 
 @app.command("list")
@@ -145,14 +105,19 @@ def list_keys(
     as_json: JsonOpt = False,
 ) -> None:
     """List API keys (never their secrets): scopes, limits, when created and revoked."""
-    keys = KeyStore(_open(config, data_dir, read_only=True)).list(include_revoked=include_revoked)
+    settings = settings_from(config, data_dir, read_only=True)
+    server = server_for(settings)
+    if server is not None:
+        keys = server.call("GET", "/v1/admin/keys", params={"all": include_revoked})["data"]
+    else:
+        keys = [key_dict(k) for k in KeyStore(open_database(settings)).list(include_revoked=include_revoked)]
     if as_json:
-        print_json([key_dict(k) for k in keys])
+        print_json(keys)
         return
     table = Table("name", "id", "prefix", "scopes", "limits", "created", "revoked")
     for k in keys:
-        table.add_row(k.name, k.id, k.prefix + "…", _scopes(k), _limits(k), _when(k.created_at),
-                      _when(k.revoked_at))
+        table.add_row(k["name"], k["id"], k["prefix"] + "…", _scopes(k), _limits(k), _when(k["created_at"]),
+                      _when(k["revoked_at"]))
     _console().print(table)
 
 
@@ -164,11 +129,16 @@ def revoke(
     as_json: JsonOpt = False,
 ) -> None:
     """Revoke an API key for good; a running gateway refuses it from its next request."""
-    key = KeyStore(_open(config, data_dir)).revoke(name_or_id)
-    if as_json:
-        print_json(key_dict(key))
+    settings = settings_from(config, data_dir)
+    server = server_for(settings)
+    if server is not None:
+        key = server.call("DELETE", f"/v1/admin/keys/{quote(name_or_id, safe='')}")
     else:
-        typer.echo(f"revoked {key.name} (id {key.id})")
+        key = key_dict(KeyStore(open_database(settings)).revoke(name_or_id))
+    if as_json:
+        print_json(key)
+    else:
+        typer.echo(f"revoked {key['name']} (id {key['id']})")
 
 
 def usage(
@@ -180,9 +150,14 @@ def usage(
     as_json: JsonOpt = False,
 ) -> None:
     """Requests, errors, tokens and latency per key and model (from the audit log), and budgets left."""
-    db = _open(config, data_dir, read_only=True)
-    report = usage_report(db, key=KeyStore(db).get(key) if key else None,
-                          since=parse_since(since) if since else None)
+    settings = settings_from(config, data_dir, read_only=True)
+    server = server_for(settings)
+    if server is not None:
+        report = server.call("GET", "/v1/usage", params={k: v for k, v in (("key", key), ("since", since)) if v})
+    else:
+        db = open_database(settings)
+        report = usage_report(db, key=KeyStore(db).get(key) if key else None,
+                              since=parse_since(since) if since else None)
     if as_json:
         print_json(report)
         return
@@ -202,20 +177,21 @@ def usage(
     _console().print(table)
 
 
-def _scopes(k: ApiKey) -> str:
-    parts = ["admin"] if k.admin else [f"{label}={','.join(v) or 'none'}" for label, v in
-                                       (("models", k.models), ("collections", k.collections), ("acl", k.acl),
-                                        ("tools", k.tools))
-                                       if v is not None] or ["all"]
-    flags = [flag for flag, on in (("log-content", k.log_content), ("training", k.allow_training)) if on]
+def _scopes(k: dict[str, Any]) -> str:
+    parts = ["admin"] if k["admin"] else [f"{label}={','.join(k[label]) or 'none'}"
+                                          for label in ("models", "collections", "acl", "tools")
+                                          if k[label] is not None] or ["all"]
+    flags = [flag for flag, field in (("log-content", "log_content"), ("training", "allow_training")) if k[field]]
     return " ".join(parts + flags)
 
 
-def _limits(k: ApiKey) -> str:
-    parts = [f"{label}={v}" for label, v in (("rpm", k.rpm), ("tpm", k.tpm), ("budget", k.budget_tokens),
-                                             ("max_tokens", k.max_tokens)) if v is not None]
+def _limits(k: dict[str, Any]) -> str:
+    parts = [f"{label}={k[field]}" for label, field in (("rpm", "rpm"), ("tpm", "tpm"), ("budget", "budget_tokens"),
+                                                        ("max_tokens", "max_tokens")) if k[field] is not None]
     return " ".join(parts) or "-"
 
 
-def _when(ts: datetime | None) -> str:
+def _when(ts: datetime | str | None) -> str:
+    if isinstance(ts, str):  # through the server: ISO text
+        ts = datetime.fromisoformat(ts)
     return ts.strftime("%Y-%m-%d %H:%M") if ts else "-"

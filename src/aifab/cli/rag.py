@@ -7,23 +7,24 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from aifab.admin.answers import Mode, Question, answer, resolve_app
 from aifab.cli.common import ConfigOpt, DataDirOpt, JsonOpt, print_json, settings_from
 from aifab.cli.corpus import open_corpus
+from aifab.cli.remote import Server, server_error, server_for
 from aifab.config import AppSettings
 from aifab.engines import load_engine
-from aifab.engines.protocol import Engine, SamplingParams
-from aifab.errors import InvalidRequest
+from aifab.engines.protocol import Engine
+from aifab.errors import UpstreamError
 from aifab.rag import Rag
 from aifab.rag.evaluate import evaluate_retrieval, judge_answer, load_qa, summarise_answers
 
 app = typer.Typer(help="Measure retrieval and answers on a question set (JSONL).", no_args_is_help=True)
-Mode = Literal["hybrid", "dense", "lexical"]
 CollectionOpt = Annotated[str | None, typer.Option("--collection", "-C", help="answer from this collection")]
 AppOpt = Annotated[str | None, typer.Option("--app", help="an app of the config (its \\[apps.NAME] section: collection, model, prompt)")]
 TopKOpt = Annotated[int | None, typer.Option("--top-k", min=1, max=100, help="passages to retrieve [default: rag.top_k]")]
@@ -40,16 +41,7 @@ def open_rag(config: Path | None, data_dir: Path | None) -> Iterator[Rag]:
 
 
 def _app(rag: Rag, app_name: str | None, collection: str | None, top_k: int | None, mode: Mode | None) -> AppSettings:
-    if (app_name is None) == (collection is None):
-        raise InvalidRequest("give either --collection NAME or --app NAME")
-    app = rag.app(app_name) if app_name else rag.app_for_collection(collection or "")
-    overrides = {k: v for k, v in {"top_k": top_k, "mode": mode}.items() if v is not None}
-    if overrides:
-        app = app.model_copy(update={"retrieval": app.retrieval.model_copy(update=overrides)})  # type: ignore[union-attr]
-    if app.collection is None:
-        raise InvalidRequest(f"the app '{app_name}' has no collection to search")
-    rag.corpus.collections.version(app.collection)  # unknown collection: one line, before a model loads
-    return app
+    return resolve_app(rag, Question(question="", app=app_name, collection=collection, top_k=top_k, mode=mode))
 
 
 @contextmanager
@@ -64,17 +56,12 @@ def _engine(rag: Rag, app: AppSettings) -> Iterator[Engine]:
 
 
 async def _answer(rag: Rag, app: AppSettings, engine: Engine, question: str, echo: bool) -> dict[str, Any]:
-    prepared = await rag.prepare(app, [{"role": "user", "content": question}], engine, max_tokens=app.max_tokens)
-    sampling = SamplingParams(temperature=app.temperature, max_tokens=app.max_tokens)
-    parts = []
-    async for delta in rag.generate(prepared, engine, sampling):
-        parts.append(delta.text)
-        if echo:
-            sys.stdout.write(delta.text)
-            sys.stdout.flush()
-    answer = "".join(parts)
-    return {"question": question, "query": prepared.query, "answer": answer,
-            "citations": rag.cite(prepared, answer)}
+    return await answer(rag, app, engine, question, on_text=_echo if echo else None)
+
+
+def _echo(text: str) -> None:
+    sys.stdout.write(text)
+    sys.stdout.flush()
 
 
 def _where(c: dict[str, Any]) -> str:
@@ -99,10 +86,15 @@ def ask(
     """Answer a question from a collection, streaming the answer, then list its numbered sources
     (* = cited by a [n] marker in the answer, ~ = attributed to an answer sentence after generation).
     Says it does not know when nothing relevant is found."""
-    with open_rag(config, data_dir) as rag:
-        app = _app(rag, app_name, collection, top_k, mode)
-        with _engine(rag, app) as engine:
-            result = asyncio.run(_answer(rag, app, engine, question, echo=not as_json))
+    q = Question(question=question, collection=collection, app=app_name, top_k=top_k, mode=mode)
+    server = server_for(settings_from(config, data_dir, read_only=True))
+    if server is not None:
+        result = _ask_through(server, q, echo=not as_json)
+    else:
+        with open_rag(config, data_dir) as rag:
+            app = resolve_app(rag, q)
+            with _engine(rag, app) as engine:
+                result = asyncio.run(_answer(rag, app, engine, question, echo=not as_json))
     if as_json:
         print_json(result)
         return
@@ -112,6 +104,20 @@ def ask(
     for c in result["citations"]:
         mark = {"marker": "*", "attributed": "~"}.get(c.get("found") or "", " ")
         typer.echo(f"{mark}[{c['index']}] {_where(c)}")
+
+
+def _ask_through(server: Server, q: Question, echo: bool) -> dict[str, Any]:
+    """The answer of the server that holds the data directory, streamed as offline."""
+    result: dict[str, Any] | None = None
+    for event in server.events("/v1/admin/ask", q.model_dump(exclude_none=True)):
+        if "error" in event:
+            raise server_error(event)
+        if "text" in event and echo:
+            _echo(event["text"])
+        result = event.get("result", result)
+    if result is None:
+        raise UpstreamError(f"the server at {server.url} ended the answer early")
+    return result
 
 
 def _progress(total: int, label: str, enabled: bool) -> Progress:

@@ -146,14 +146,14 @@ def up(
     with sock:
         store = open_store_of(settings)  # the embedded store is this process's from here, before the models load
         try:
-            with announce_server(settings.data_dir, url):
-                _run(settings, registry, store, sock, url, config)
+            with announce_server(settings.data_dir, url) as token:
+                _run(settings, registry, store, sock, url, config, token)
         finally:
             store.close()
 
 
 def _run(settings: Settings, registry: Registry, store: VectorStore, sock: socket.socket, url: str,
-         config: Path | None) -> None:
+         config: Path | None, token: str) -> None:
     import uvicorn
 
     from aifab.serve.server import server_options
@@ -167,7 +167,7 @@ def _run(settings: Settings, registry: Registry, store: VectorStore, sock: socke
         inner = create_app(pool, max_body_bytes=settings.serve.max_body_bytes, corpus=corpus, finetune=finetune)
         for line in inner.state.rag.unready_apps():
             typer.echo(f"warning: {line}", err=True)
-        app = build_gateway(inner, settings, registry.db, inner.state.metrics.registry)
+        app = build_gateway(inner, settings, registry.db, inner.state.metrics.registry, local_token=token)
         names = ", ".join([name for name, _ in pool.items()] + app.router.public_names())
         banner = f"aifab listening on {url}/v1  (models: {names}; data: {Path(settings.data_dir).resolve()})"
         gc.collect()

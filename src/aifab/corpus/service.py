@@ -73,11 +73,12 @@ class Corpus:
             return self._ingestor
 
     def ingest_paths(self, collection: str, paths: Sequence[Path], *, acl: Iterable[str] = (),
-                     prune: bool = False, on_progress: ProgressFn | None = None) -> IngestReport:
+                     prune: bool = False, on_progress: ProgressFn | None = None,
+                     job_id: str | None = None) -> IngestReport:
         sources, errors = discover(paths)
         return self.ingest(collection, sources, acl=acl, errors=errors,
                            prune_roots=[p for p in paths if Path(p).exists()] if prune else None,
-                           on_progress=on_progress)
+                           on_progress=on_progress, job_id=job_id)
 
     def ingest(self, collection: str, sources: Sequence[Source], **kwargs) -> IngestReport:  # type: ignore[no-untyped-def]
         self.collections.create(collection, exist_ok=True)  # validates the name before the model loads

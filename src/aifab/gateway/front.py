@@ -4,6 +4,7 @@ admit against quotas, route with failover, guard and meter the output, record th
 from __future__ import annotations
 
 import asyncio
+import hmac
 import logging
 import time
 import uuid
@@ -41,6 +42,7 @@ from aifab.gateway.audit import AuditLog
 from aifab.gateway.exchange import Exchange
 from aifab.gateway.guards import Guardrails
 from aifab.gateway.health import Breaker, HealthChecker, RetryBudget
+from aifab.gateway.hosts import is_loopback
 from aifab.gateway.metrics import GatewayMetrics
 from aifab.gateway.protocol import Limiter
 from aifab.gateway.proxy import Answer, Forwarder
@@ -59,15 +61,22 @@ MODEL_PATHS: dict[str, tuple[str, str, str | None, bool, type[ModelRequest]]] = 
     "/v1/completions": ("completions", "/completions", "cmpl-", False, CompletionRequest),
     "/v1/embeddings": ("embeddings", "/embeddings", None, False, EmbeddingRequest),
 }
-OPEN_PATHS = frozenset({"/healthz", "/readyz"})
+OPEN_PATHS = frozenset({"/healthz", "/readyz", "/"})  # "/": the web UI's page, which asks for a key itself
+UI_ASSETS = "/ui/"  # the web UI's static files: no key needed to load them, nothing behind them
+ADMIN_PATHS = "/v1/admin/"
+LOCAL_ADMIN = ApiKey(id="local", name="local", prefix="", admin=True)  # the server's own token file's holder
 VERSION_HEADER = b"x-aifab-model-version"
 CHARGE_EVERY = 16  # streamed completion tokens charged to the key's tokens/min in batches of this
 
 
 class Gateway:
     def __init__(self, app: ASGIApp, settings: Settings, *, keys: Any = None, limiter: Limiter | None = None,
-                 guardrails: Any = None, db: Any = None, registry: CollectorRegistry | None = None) -> None:
+                 guardrails: Any = None, db: Any = None, registry: CollectorRegistry | None = None,
+                 local_token: str | None = None) -> None:
         gs = settings.gateway
+        # the secret of the data directory's token file: whoever can read that file is the machine's admin
+        self.local_token = local_token.encode() if local_token else None
+        self.open_admin = is_loopback(settings.serve.host)  # keyless admin only where only this machine connects
         self.app, self.settings, self.keys, self.limiter, self.db = app, gs, keys, limiter, db
         self.guardrails = guardrails if guardrails is not None and gs.guardrails.enabled else None
         # no output check: this process's own answers pass through as they are (see aifab.api.call)
@@ -97,7 +106,7 @@ class Gateway:
             return
         self._start()
         path = scope["path"]
-        if path in OPEN_PATHS:
+        if path in OPEN_PATHS or path.startswith(UI_ASSETS):
             await self.app(scope, receive, send)
             return
         try:
@@ -110,6 +119,9 @@ class Gateway:
             await self._model_request(scope, receive, send, key, *MODEL_PATHS[path])
         elif path == "/metrics" and key is not None and not key.admin:
             await _error(send, Forbidden("metrics need an admin key"))
+        elif path.startswith(ADMIN_PATHS) and not (key.admin if key is not None else self.open_admin):
+            await _error(send, Forbidden("the admin API needs an admin key" if key is not None else
+                                         "the admin API needs an admin key (this server listens beyond loopback)"))
         else:
             await self.app({**scope, KEY_SCOPE: key, GATEWAY_SCOPE: self}, receive, send)
 
@@ -156,9 +168,11 @@ class Gateway:
 
     def _authenticate(self, scope: Scope) -> ApiKey | None:
         """None = no key needed (no key exists: a loopback-only server). Otherwise a valid, unrevoked key."""
+        token = _token(scope["headers"])
+        if self.local_token is not None and token and hmac.compare_digest(token.encode(), self.local_token):
+            return LOCAL_ADMIN
         if self.keys is None:
             return None
-        token = _token(scope["headers"])
         required, key = self.keys.check(token)  # one freshness check of the key cache per request
         if not required:
             return None

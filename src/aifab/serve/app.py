@@ -23,7 +23,7 @@ from aifab.serve.mcp import McpEndpoint
 from aifab.serve.metrics import Metrics
 from aifab.serve.middleware import BodyLimit, RequestCounter
 from aifab.serve.pool import ModelPool
-from aifab.serve.routes import collections, finetuning, openai, ops, rag, reports, tools
+from aifab.serve.routes import admin, collections, finetuning, openai, ops, rag, reports, tools
 from aifab.serve.service import OpenAIServing
 from aifab.tools import Toolbox
 from aifab.web import install as install_web_ui
@@ -60,6 +60,7 @@ def create_app(
     app.state.mcp = McpEndpoint(app, app.state)
     app.add_route("/mcp", app.state.mcp, include_in_schema=False)
     app.include_router(tools.router)
+    app.include_router(admin.router)
     install_web_ui(app)  # "/" and "/ui/*": the web UI's page and files (no OpenAPI entries)
     uploads = {UPLOADS: corpus.settings.corpus.max_file_bytes * 4} if corpus is not None else {}
     if finetune is not None:

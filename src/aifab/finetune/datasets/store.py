@@ -13,6 +13,7 @@ build and an example never moves between train and eval as the dataset grows.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import os
 import re
@@ -66,6 +67,10 @@ class DatasetVersion:
             for line in f:
                 if line.strip():
                     yield json.loads(line)
+
+    def head(self, n: int) -> list[dict[str, Any]]:
+        """The first ``n`` train examples."""
+        return list(itertools.islice(self.examples("train"), n))
 
     def to_dict(self) -> dict[str, Any]:
         return {"object": "dataset", "name": self.name, "version": self.version, "ref": self.ref,

@@ -1,0 +1,97 @@
+"""The CLI beside a running server: while ``aifab up`` holds a data directory, a command that touches its
+state asks that server through the admin API instead of failing on the store's lock. The server's address is
+in ``server.json`` and its secret in ``server.token`` (mode 0600: whoever can read it is that machine's
+admin, as with Jupyter's and Docker's sockets). An error from the server ends the command as the same error
+would offline: one line, exit code 1."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+
+from aifab.cli.common import TOKEN_FILE, running_server, shown_path
+from aifab.config import Settings
+from aifab.errors import (
+    AifabError,
+    Conflict,
+    Forbidden,
+    InvalidRequest,
+    NotFound,
+    Unauthorized,
+    UpstreamError,
+)
+
+_BY_STATUS: dict[int, type[AifabError]] = {400: InvalidRequest, 401: Unauthorized, 403: Forbidden, 404: NotFound,
+                                           409: Conflict}
+TIMEOUT = httpx.Timeout(30.0, read=600.0)  # an eval or an ingest answers when done
+
+
+class Server:
+    """The admin API of the server that holds a data directory."""
+
+    def __init__(self, url: str, token: str, *, transport: httpx.BaseTransport | None = None) -> None:
+        self.url = url
+        self.http = httpx.Client(base_url=url, headers={"authorization": f"Bearer {token}"}, timeout=TIMEOUT,
+                                 transport=transport)
+
+    def call(self, method: str, path: str, **kwargs: Any) -> Any:
+        """The JSON answer of one request; an error answer is raised as the aifab error it stands for."""
+        try:
+            r = self.http.request(method, path, **kwargs)
+        except httpx.HTTPError as exc:
+            raise UpstreamError(f"the server at {self.url} did not answer: {exc}") from None
+        if r.status_code >= 400:
+            raise _error(r.status_code, r.content)
+        return r.json()
+
+    def events(self, path: str, body: dict[str, Any]) -> Iterator[dict[str, Any]]:
+        """The ``data:`` events of a streamed answer, parsed."""
+        try:
+            with self.http.stream("POST", path, json=body) as r:
+                if r.status_code >= 400:
+                    raise _error(r.status_code, r.read())
+                for line in r.iter_lines():
+                    if line.startswith("data: ") and line != "data: [DONE]":
+                        yield json.loads(line[6:])
+        except httpx.HTTPError as exc:
+            raise UpstreamError(f"the server at {self.url} did not answer: {exc}") from None
+
+    def close(self) -> None:
+        self.http.close()
+
+
+def server_for(settings: Settings) -> Server | None:
+    """The running server that holds ``settings``' data directory, or None when none does (the command then
+    opens the state itself)."""
+    if settings.database_url is None and not settings.data_dir.exists():
+        return None
+    found = running_server(settings.data_dir)
+    if found is None:
+        return None
+    try:
+        token = (settings.data_dir / TOKEN_FILE).read_text().strip()
+    except OSError as exc:
+        raise Conflict(
+            f"the data directory {shown_path(settings.data_dir)} is in use by `aifab up` at {found['url']} (pid "
+            f"{found['pid']}), and its token file cannot be read ({exc.strerror or exc}): run the command as the "
+            "user who started the server, or stop that server first"
+        ) from None
+    return Server(str(found["url"]), token)
+
+
+def server_error(event: dict[str, Any]) -> AifabError:
+    """The error a stream ended with (OpenAI's mid-stream error event), as the aifab error it stands for."""
+    error = event.get("error") or {}
+    status = {"invalid_request_error": 400, "not_found_error": 404}.get(error.get("type", ""), 500)
+    return _BY_STATUS.get(status, UpstreamError)(str(error.get("message") or "the server failed"))
+
+
+def _error(status: int, body: bytes) -> AifabError:
+    try:
+        message = json.loads(body)["error"]["message"]
+    except (ValueError, KeyError, TypeError):
+        message = body[:300].decode(errors="replace") or f"HTTP {status}"
+    return _BY_STATUS.get(status, UpstreamError)(message)
