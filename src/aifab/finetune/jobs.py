@@ -89,7 +89,7 @@ class JobStore:
         """One ``metrics`` event per line of the trainer's ``metrics.jsonl`` (``step`` there counts from 0)."""
         events = []
         for r in rows:
-            data = {"step": r["step"] + 1, "train_loss": r["loss"],
+            data: dict[str, Any] = {"step": r["step"] + 1, "train_loss": r["loss"],
                     **{k: r[k] for k in ("lr", "tokens") if k in r}}
             events.append(_event(f"step {data['step']}: training loss {r['loss']:.4f}", data=data, type_="metrics"))
         if events:

@@ -171,6 +171,7 @@ function answerView(m, dialog) {
   const chips = h("div", { class: "chips", role: "list", "aria-label": "Sources" });
   const actions = h("div", { class: "actions" });
   const el = h("article", { class: "msg assistant" }, body, steps, chips, actions);
+  m.steps = m.steps || [];
   body.addEventListener("click", (event) => {
     const cite = event.target.closest("button.cite");
     if (cite) showSource(dialog, m, Number(cite.dataset.cite));
@@ -186,13 +187,16 @@ function answerView(m, dialog) {
         h("summary", {}, `${step.phase === "result" ? "Result of" : "Calling"} ${step.name || "a tool"}`),
         h("pre", {}, JSON.stringify(step, null, 2))));
     }
-    const numbers = m.citations ? m.citations.filter((c) => c.cited).map((c) => c.index)
+    // while streaming: the sources cited so far; at the end: every source the model was given, cited ones first
+    const numbers = m.citations ? [...m.citations].sort((a, b) => Number(b.cited) - Number(a.cited)).map((c) => c.index)
       : Object.keys(m.cited || {}).map(Number);
     chips.replaceChildren(...numbers.map((n) => {
       const c = m.citations && m.citations.find((x) => x.index === n);
+      const cited = c ? c.cited : true;
       const name = c && c.source ? c.source.split("/").pop() : "";
-      return h("span", { role: "listitem" }, h("button", { type: "button", class: "chip", onclick: () => showSource(dialog, m, n) },
-        `[${n}]${name ? ` ${name}` : ""}`));
+      return h("span", { role: "listitem" }, h("button", { type: "button", class: cited ? "chip cited" : "chip",
+        title: cited ? "cited by the answer" : "given to the model, not cited", onclick: () => showSource(dialog, m, n) },
+      `[${n}]${name ? ` ${name}` : ""}`));
     }));
     if (m.done && m.id && !actions.childElementCount) actions.append(feedback(m));
     if (m.id) el.dataset.responseId = m.id;

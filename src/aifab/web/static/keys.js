@@ -1,6 +1,6 @@
 // Keys and usage (admin): list, create (the secret shown once), revoke; usage per key and over time.
 
-import { api } from "./api.js";
+import { api, key } from "./api.js";
 import { barChart } from "./charts.js";
 import { attempt, field, h, table, when } from "./ui.js";
 
@@ -30,16 +30,28 @@ export async function render(view) {
       if (list(collections.value).length) body.collections = list(collections.value);
       if (rpm.value) body.rpm = Number(rpm.value);
       const k = await api("/v1/admin/keys", { body });
+      // the first key ends keyless access, this tab's included: an admin key becomes this tab's key
+      const adopt = k.first && !key.get() && k.admin;
+      const locked = k.first && !key.get() && !k.admin;
+      if (adopt) {
+        key.set(k.key);
+        document.getElementById("signout").hidden = false;
+      }
       const value = h("code", { class: "secret" }, k.key);
       const copied = h("span", { role: "status", class: "muted" });
       secret.replaceChildren(h("div", { class: "card notice" },
         h("p", {}, `The key for '${k.name}' is shown this once: copy it now.`
-          + (k.first ? " It is the server's first key: from now on every call needs a key." : "")),
+          + (k.first ? " It is the server's first key: from now on every call needs a key." : "")
+          + (adopt ? " This tab now signs in with it." : "")),
         h("div", { class: "row wrap" }, value, h("button", { type: "button", onclick: () => attempt(async () => {
           await navigator.clipboard.writeText(k.key);
           copied.textContent = "copied";
         }) }, "Copy"), copied)));
       create.reset();
+      if (locked) {
+        keys.replaceChildren(h("button", { type: "button", onclick: () => location.reload() }, "Sign in with an admin key"));
+        return;
+      }
       await drawKeys();
     });
   });
