@@ -49,8 +49,10 @@ export async function attempt(fn) {
   }
 }
 
-/** A labelled form field: `<label>text <input ...></label>`. */
+/** A labelled form field: `<label>text <input ...></label>`. The control also gets the text as its
+ *  accessible name: a wrapping label would otherwise add a select's current option to it. */
 export function field(label, control) {
+  if (!control.hasAttribute("aria-label")) control.setAttribute("aria-label", label);
   return h("label", { class: "field" }, h("span", {}, label), control);
 }
 
