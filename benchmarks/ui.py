@@ -118,7 +118,7 @@ def screenshots(browser: Any, url: str, out: Path) -> dict[str, int]:
     shot("documents")
     httpx.post(f"{url}/v1/admin/rollouts", json={"name": CANARY, "canary": 10, "as": MODEL}, timeout=30).raise_for_status()
     page.goto(f"{url}/#/models")
-    page.get_by_role("button", name=CANARY).click()
+    page.get_by_role("button", name=CANARY, exact=True).click()
     page.get_by_role("region", name="Lineage").wait_for()
     shot("models")
     httpx.post(f"{url}/v1/admin/rollouts/{MODEL}/rollback", timeout=30).raise_for_status()

@@ -10,6 +10,8 @@ from typing import Any
 import httpx
 import pytest
 
+from aifab.web import STATIC
+
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
 CHAT_MODEL = "smollm2-135m-instruct"
 ADMIN: dict[str, str] = {}  # the admin key the key tests create, for the ones after them
@@ -45,7 +47,7 @@ def test_an_app_answers_streamed_with_citations_and_takes_a_rating(page, server)
     lineage = httpx.get(f"{server.url}/v1/admin/responses/{response_id}/lineage", timeout=30).json()
     assert [f["rating"] for f in lineage["feedback"]] == ["up"]
     page.reload()  # the conversation is kept in the browser
-    expect(page.get_by_role("button", name="What causes the tides?")).to_be_visible()
+    expect(page.get_by_role("button", name="What causes the tides?", exact=True)).to_be_visible()
     expect(page.locator("article.msg.assistant")).to_have_count(1)
 
 
@@ -117,8 +119,21 @@ def test_a_canary_is_promoted_and_rolled_back(page, server, canary):
 
 def test_the_lineage_of_a_model_is_shown(page, server, canary):
     page.goto("/#/models")
-    page.get_by_role("button", name=canary).click()
+    page.get_by_role("button", name=canary, exact=True).click()
     expect(page.get_by_role("region", name="Lineage")).to_contain_text(f"Lineage of {canary}")
+
+
+def test_every_page_module_loads(page, server):
+    page.goto("/")
+    names = sorted(p.name for p in STATIC.glob("*.js") if p.name != "app.js")  # app.js: the page runs it already
+    errors = page.evaluate("""async (names) => {
+        const out = [];
+        for (const name of names) {
+            try { await import(`/ui/${name}`); } catch (err) { out.push(`${name}: ${err.message}`); }
+        }
+        return out;
+    }""", names)
+    assert len(names) >= 8 and errors == []
 
 
 ATTACKS = [

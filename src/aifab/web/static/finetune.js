@@ -33,7 +33,7 @@ export async function render(view) {
     datasets.replaceChildren(table(["Dataset", "Kind", "Train", "Eval", "Source", "Created"], list.map((d) => h("tr", {},
       h("td", {}, `${d.name}@v${d.version}`), h("td", {}, d.kind), h("td", {}, d.counts ? d.counts.train ?? "" : ""),
       h("td", {}, d.counts ? d.counts.eval ?? "" : ""), h("td", {}, d.source ? d.source.kind || d.source.from || "" : ""),
-      h("td", {}, when(d.created_at))))), "Datasets (every version)"));
+      h("td", {}, when(d.created_at)))), "Datasets (every version)"));
   }
 
   async function drawJobs() {
@@ -41,7 +41,7 @@ export async function render(view) {
     jobs.replaceChildren(table(["Job", "Base", "Status", "New model", "Gate", "Created"], list.map((j) => h("tr", { dataset: { job: j.id } },
       h("td", {}, h("button", { type: "button", class: "link", onclick: () => show(j.id) }, j.id)),
       h("td", {}, j.model), h("td", {}, j.status), h("td", {}, j.fine_tuned_model || "—"),
-      h("td", {}, j.aifab && j.aifab.gate ? gateText(j.aifab.gate) : "—"), h("td", {}, when(j.created_at))))), "Jobs"));
+      h("td", {}, j.aifab && j.aifab.gate ? gateText(j.aifab.gate) : "—"), h("td", {}, when(j.created_at)))), "Jobs"));
     return list;
   }
 

@@ -68,7 +68,7 @@ export async function render(view) {
       "aria-label": `Revoke ${k.name}`, onclick: () => confirm(`Revoke the key '${k.name}'? Clients using it stop working.`) && attempt(async () => {
         await api(`/v1/admin/keys/${enc(k.id || k.name)}`, { method: "DELETE" });
         await drawKeys();
-      }) }, "Revoke"))))), "API keys"));
+      }) }, "Revoke")))), "API keys"));
   }
 
   async function drawUsage() {
@@ -77,7 +77,7 @@ export async function render(view) {
     usage.replaceChildren(table(["Key", "Requests", "Prompt tokens", "Completion tokens", "Errors"], (report.keys || []).map((u) => h("tr", {},
       h("td", {}, `${u.key ?? "(no key)"}${u.revoked ? " (revoked)" : ""}`), h("td", {}, u.requests),
       h("td", {}, u.prompt_tokens), h("td", {}, u.completion_tokens),
-      h("td", {}, u.errors ? (u.errors["4xx"] || 0) + (u.errors["5xx"] || 0) : 0)))), `Usage per key, last ${since.value}`));
+      h("td", {}, u.errors ? (u.errors["4xx"] || 0) + (u.errors["5xx"] || 0) : 0))), `Usage per key, last ${since.value}`));
     const byTime = new Map();
     for (const p of series.data) byTime.set(p.t, (byTime.get(p.t) || 0) + p.requests);
     const bars = [...byTime.entries()].sort(([a], [b]) => (a < b ? -1 : 1)).map(([t, n]) => {

@@ -52,7 +52,7 @@ export async function render(view) {
           } finally {
             await drawRegistry();
           }
-        }) }, "Load"))))), "Registered models"));
+        }) }, "Load")))), "Registered models"));
   }
 
   async function showLineage(name) {
@@ -80,7 +80,7 @@ export async function render(view) {
         onclick: () => attempt(async () => {
           await api(`/v1/admin/rollouts/${enc(r.model)}/rollback`, { method: "POST" });
           await drawRollouts();
-        }) }, "Roll back") : "")))), "Rollouts"));
+        }) }, "Roll back") : ""))), "Rollouts"));
   }
 
   view.append(h("h1", {}, "Models"), registry, lineage, h("h2", {}, "Rollouts"), promote, rollouts);
