@@ -15,6 +15,7 @@ const ADMIN_ONLY = new Set(["models", "finetune", "keys"]);
 const view = document.getElementById("view");
 let ctx = null;
 let cleanup = null;
+let turns = 0;
 
 async function identify() {
   try {
@@ -76,13 +77,21 @@ async function route() {
   if (cleanup) cleanup();
   cleanup = null;
   clearError();
+  const turn = ++turns; // a page still loading when the next is opened draws into a box no longer shown
   try {
     const page = await PAGES[name]();
-    view.replaceChildren();
-    cleanup = (await page.render(view, ctx)) || null;
+    if (turn !== turns) return;
+    const box = h("div");
+    view.replaceChildren(box);
+    const done = (await page.render(box, ctx)) || null;
+    if (turn !== turns) {
+      if (done) done();
+      return;
+    }
+    cleanup = done;
     document.title = `aifab · ${name}`;
   } catch (err) {
-    showError(err);
+    if (turn === turns) showError(err);
   }
 }
 
