@@ -11,8 +11,8 @@ import sys
 import zipfile
 from pathlib import Path
 
-import httpx
 import pytest
+from fastapi.testclient import TestClient
 
 from aifab.serve import ModelPool, create_app
 from aifab.testing import FakeEngine, FakeRuntime
@@ -22,16 +22,16 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
-async def client():
+def client():
+    """Synchronous (a thread of its own for the app): the browser tests' session keeps an event loop running."""
     engine = FakeEngine(runtime=FakeRuntime("hi"))
-    app = create_app(ModelPool({"fake": engine}))
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as c:
+    with TestClient(create_app(ModelPool({"fake": engine}))) as c:
         yield c
     engine.close()
 
 
-async def test_the_page_is_html_naming_its_assets_by_build(client):
-    r = await client.get("/", headers={"accept-encoding": "identity"})
+def test_the_page_is_html_naming_its_assets_by_build(client):
+    r = client.get("/", headers={"accept-encoding": "identity"})
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")
     assert r.headers["cache-control"] == "no-cache" and r.headers["etag"]
     assert "script-src 'self'" in r.headers["content-security-policy"]
@@ -40,10 +40,10 @@ async def test_the_page_is_html_naming_its_assets_by_build(client):
     assert "{{build}}" not in r.text
 
 
-async def test_versioned_assets_are_cached_for_good_and_gzipped(client):
-    page = (await client.get("/")).text
+def test_versioned_assets_are_cached_for_good_and_gzipped(client):
+    page = (client.get("/")).text
     version = re.search(r"/ui/(v-[0-9a-f]{12})/app\.js", page).group(1)
-    r = await client.get(f"/ui/{version}/app.js", headers={"accept-encoding": "gzip"})
+    r = client.get(f"/ui/{version}/app.js", headers={"accept-encoding": "gzip"})
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/javascript")
     assert r.headers["content-encoding"] == "gzip" and "immutable" in r.headers["cache-control"]
     assert r.headers["vary"] == "Accept-Encoding"
@@ -52,38 +52,38 @@ async def test_versioned_assets_are_cached_for_good_and_gzipped(client):
     assert int(r.headers["content-length"]) < len(raw) and len(gzip.compress(raw)) >= int(r.headers["content-length"]) - 32
 
 
-async def test_an_unversioned_or_stale_asset_is_revalidated_by_etag(client):
-    r = await client.get("/ui/app.css", headers={"accept-encoding": "identity"})
+def test_an_unversioned_or_stale_asset_is_revalidated_by_etag(client):
+    r = client.get("/ui/app.css", headers={"accept-encoding": "identity"})
     assert r.status_code == 200 and r.headers["cache-control"] == "no-cache" and "content-encoding" not in r.headers
     assert r.content == (STATIC / "app.css").read_bytes()
-    again = await client.get("/ui/app.css", headers={"accept-encoding": "identity", "if-none-match": r.headers["etag"]})
+    again = client.get("/ui/app.css", headers={"accept-encoding": "identity", "if-none-match": r.headers["etag"]})
     assert again.status_code == 304 and not again.content
-    zipped = await client.get("/ui/app.css", headers={"accept-encoding": "gzip", "if-none-match": r.headers["etag"]})
+    zipped = client.get("/ui/app.css", headers={"accept-encoding": "gzip", "if-none-match": r.headers["etag"]})
     assert zipped.status_code == 200 and zipped.headers["etag"] != r.headers["etag"]  # another representation
-    stale = await client.get("/ui/v-000000000000/app.css")
+    stale = client.get("/ui/v-000000000000/app.css")
     assert stale.status_code == 200 and stale.headers["cache-control"] == "no-cache"
 
 
-async def test_gzip_refused_by_q0_is_not_sent(client):
-    r = await client.get("/ui/app.js", headers={"accept-encoding": "gzip;q=0, identity"})
+def test_gzip_refused_by_q0_is_not_sent(client):
+    r = client.get("/ui/app.js", headers={"accept-encoding": "gzip;q=0, identity"})
     assert "content-encoding" not in r.headers
 
 
-async def test_an_unknown_asset_is_a_404_envelope(client):
-    r = await client.get("/ui/nope.js")
+def test_an_unknown_asset_is_a_404_envelope(client):
+    r = client.get("/ui/nope.js")
     assert r.status_code == 404
     assert r.json()["error"]["code"] == "not_found" and "nope.js" in r.json()["error"]["message"]
 
 
 @pytest.mark.parametrize("path", ["/ui/..%2f__init__.py", "/ui/%2e%2e/__init__.py", "/ui/v-x/../../__init__.py",
                                   "/ui/static/app.js", "/ui//etc/passwd", "/ui/index.html"])
-async def test_nothing_outside_the_static_files_is_served(client, path):
-    r = await client.get(path)
+def test_nothing_outside_the_static_files_is_served(client, path):
+    r = client.get(path)
     assert r.status_code == 404 and "error" in r.json()
 
 
-async def test_the_ui_is_not_in_the_openapi_schema(client):
-    paths = (await client.get("/openapi.json")).json()["paths"]
+def test_the_ui_is_not_in_the_openapi_schema(client):
+    paths = (client.get("/openapi.json")).json()["paths"]
     assert not [p for p in paths if p == "/" or p.startswith("/ui")]
 
 
