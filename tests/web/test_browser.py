@@ -136,6 +136,14 @@ def test_every_page_module_loads(page, server):
     assert len(names) >= 8 and errors == []
 
 
+@pytest.mark.parametrize("where", ["/#/chat", "/#/documents", "/#/models", "/#/keys"])
+def test_every_page_fits_a_phone(page, server, where):
+    page.set_viewport_size({"width": 375, "height": 740})
+    page.goto(where)
+    expect(page.locator("main h1, main .chat").first).to_be_visible()
+    assert page.evaluate("document.documentElement.scrollWidth") <= 375  # no sideways scrolling
+
+
 ATTACKS = [
     "<script>alert(1)</script>", "<img src=x onerror=alert(1)>", "[x](javascript:alert(1))",
     '[x](http://a.b/"onmouseover="alert(1))', "**<b>bold</b>**", "`<i>code</i>`", "```\n<script>x</script>\n```",

@@ -224,8 +224,8 @@ function feedback(m) {
     rate("down", correction.value.trim());
   });
   return h("div", { class: "feedback" },
-    h("button", { type: "button", class: "icon", "aria-label": "Good answer", title: "Good answer", onclick: () => rate("up") }, "👍"),
-    h("button", { type: "button", class: "icon", "aria-label": "Bad answer", title: "Bad answer", onclick: () => rate("down") }, "👎"),
+    h("button", { type: "button", class: "secondary", onclick: () => rate("up") }, "Good answer"),
+    h("button", { type: "button", class: "secondary", onclick: () => rate("down") }, "Bad answer"),
     h("button", { type: "button", class: "link", onclick: () => { form.hidden = !form.hidden; if (!form.hidden) correction.focus(); } },
       "Correct this answer"),
     status, form);

@@ -36,6 +36,7 @@ export async function render(view) {
       if (adopt) {
         key.set(k.key);
         document.getElementById("signout").hidden = false;
+        document.getElementById("who").textContent = `${k.name} · admin`;
       }
       const value = h("code", { class: "secret" }, k.key);
       const copied = h("span", { role: "status", class: "muted" });

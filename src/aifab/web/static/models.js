@@ -39,9 +39,10 @@ export async function render(view) {
   async function drawRegistry() {
     const models = (await api("/v1/admin/models")).data;
     candidate.replaceChildren(...models.filter((m) => m.kind !== "embedding").map((m) => h("option", { value: m.name }, m.name)));
-    registry.replaceChildren(table(["Model", "Kind", "Format", "Size", "Context", "Loaded", ""], models.map((m) => h("tr", {},
+    const sized = models.some((m) => m.size_bytes !== undefined); // a registry that reports weight sizes
+    registry.replaceChildren(table(["Model", "Kind", "Format", ...(sized ? ["Size"] : []), "Context", "Loaded", ""], models.map((m) => h("tr", {},
       h("td", {}, h("button", { type: "button", class: "link", onclick: () => attempt(() => showLineage(m.name)) }, m.name)),
-      h("td", {}, m.kind), h("td", {}, m.format), h("td", {}, bytes(m.size_bytes ?? m.size)),
+      h("td", {}, m.kind), h("td", {}, m.format), sized ? h("td", {}, bytes(m.size_bytes)) : null,
       h("td", {}, m.context_length ?? ""), h("td", {}, m.loaded ? "yes" : "no"),
       h("td", {}, m.loaded ? "" : h("button", { type: "button", "aria-label": `Load ${m.name}`,
         onclick: (event) => attempt(async () => {
