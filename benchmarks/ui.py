@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import shutil
 import statistics
 import subprocess
@@ -96,7 +97,24 @@ def first_paint(browser: Any, url: str, loads: int) -> tuple[list[float], int]:
     return times, transferred
 
 
+def start_fine_tune(url: str) -> str:
+    """A short LoRA fine-tune of the chat model through the OpenAI fine-tuning API: the fine-tuning page's
+    screenshot then has a job with its loss curve and gate verdict."""
+    rows = [{"messages": [{"role": "user", "content": f"What is the code word for item {i}?"},
+                          {"role": "assistant", "content": f"The code word for item {i} is blue-{i % 3}."}]}
+            for i in range(24)]
+    jsonl = "".join(json.dumps(r) + "\n" for r in rows).encode()
+    f = httpx.post(f"{url}/v1/files", files={"file": ("codes.jsonl", jsonl)}, data={"purpose": "fine-tune"}, timeout=60)
+    f.raise_for_status()
+    job = httpx.post(f"{url}/v1/fine_tuning/jobs", timeout=60, json={
+        "model": MODEL, "training_file": f.json()["id"], "suffix": "codes",
+        "hyperparameters": {"max_steps": 16, "batch_size": 4, "lr": 2e-3}})
+    job.raise_for_status()
+    return str(job.json()["id"])
+
+
 def screenshots(browser: Any, url: str, out: Path) -> dict[str, int]:
+    job = start_fine_tune(url)
     context = browser.new_context(viewport={"width": 1280, "height": 800})
     page = context.new_page()
     page.set_default_timeout(120_000)
@@ -126,7 +144,8 @@ def screenshots(browser: Any, url: str, out: Path) -> dict[str, int]:
     shot("models")
     httpx.post(f"{url}/v1/admin/rollouts/{MODEL}/rollback", timeout=30).raise_for_status()
     page.goto(f"{url}/#/finetune")
-    page.get_by_role("heading", name="Jobs").wait_for()
+    page.locator(f'tr[data-job="{job}"]').wait_for()
+    page.get_by_text(re.compile(r"^Evaluation gate: (passed|failed|none recorded)")).wait_for(timeout=900_000)
     shot("finetune")
     page.goto(f"{url}/#/keys")  # last: the first key ends keyless access
     page.get_by_label("Name").fill("admin")

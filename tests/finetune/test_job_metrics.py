@@ -56,3 +56,25 @@ def test_the_runner_turns_the_childs_metrics_into_events(state_db, tmp_path):
     assert all(e["object"] == "fine_tuning.job.event" and e["level"] == "info" for e in metrics)
     assert store.last_step(job["id"]) == 3
     assert any(e["type"] == "message" and e["message"] == "step 0" for e in store.events(job["id"], limit=100))
+
+
+def test_the_loop_writes_each_steps_metrics_before_the_next_step(tmp_path):
+    """Not only at checkpoints: a job runner following the file draws the loss while training runs."""
+    import torch
+
+    from aifab.finetune.config import FinetuneConfig
+    from aifab.finetune.loop import Loop, StepStats
+
+    model = torch.nn.Linear(2, 1)
+    seen: list[int] = []
+
+    def step(batch: list[int]) -> StepStats:
+        seen.append(len((tmp_path / "metrics.jsonl").read_text().splitlines()))  # lines on disk so far
+        loss = model(torch.ones(1, 2)).pow(2).sum()
+        loss.backward()
+        return StepStats(loss=loss.detach().item(), tokens=2, targets=1)
+
+    cfg = FinetuneConfig(checkpoint_every=50, lr=0.01)
+    Loop(model, [[0], [1], [2], [3]], step, cfg, tmp_path, "fp").run()
+    assert seen == [0, 1, 2, 3]
+    assert [r["step"] for r in MetricsTail(tmp_path / "metrics.jsonl").read()] == [0, 1, 2, 3]
