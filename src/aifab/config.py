@@ -303,6 +303,37 @@ class GatewaySettings(_Section):
     guardrails: GuardrailSettings = GuardrailSettings()
 
 
+class CollectionSettings(_Section):
+    """``[collections.NAME]``: a collection declared as code; ``aifab apply`` ingests its sources and keeps it
+    in sync with them."""
+
+    sources: list[str] = Field(min_length=1, description="files or folders, relative to the config file")
+    acl: list[str] = Field(default_factory=list, description="ACL tags on every chunk")
+    prune: bool = Field(True, description="remove documents whose files are gone from the sources")
+    chunk_tokens: int | None = Field(None, ge=16, description="default: corpus.chunk_tokens")
+    chunk_overlap: int | None = Field(None, ge=0, description="default: corpus.chunk_overlap")
+
+
+class KeySettings(_Section):
+    """``[keys.NAME]``: an API key declared as code: its scopes and limits. The secret never sits in the
+    file: ``secret_env`` or ``secret_file`` names where it is, else ``aifab apply`` makes one and prints it
+    once."""
+
+    models: list[str] | None = Field(None, description="models it may call; default: all")
+    collections: list[str] | None = Field(None, description="collections it may read; default: all")
+    acl: list[str] | None = Field(None, description="ACL tags its retrieval may see; default: every chunk")
+    tools: list[str] | None = Field(None, description="tools it may list and run; default: all")
+    rpm: int | None = Field(None, ge=1)
+    tpm: int | None = Field(None, ge=1)
+    budget_tokens: int | None = Field(None, ge=1)
+    max_tokens: int | None = Field(None, ge=1)
+    admin: bool = False
+    log_content: bool = False
+    allow_training: bool = False
+    secret_env: str | None = Field(None, description="environment variable holding the key's secret")
+    secret_file: Path | None = Field(None, description="file holding the key's secret (relative to the config file)")
+
+
 class Settings(BaseSettings):
     """The effective aifab configuration."""
 
@@ -326,6 +357,9 @@ class Settings(BaseSettings):
     apps: dict[str, AppSettings] = Field(default_factory=dict, description="RAG apps, called as models")
     tools: dict[str, ToolSettings] = Field(default_factory=dict, description="connectors apps and /mcp expose")
     gateway: GatewaySettings = GatewaySettings()
+    collections: dict[str, CollectionSettings] = Field(
+        default_factory=dict, description="collections `aifab apply` keeps in sync with their sources")
+    keys: dict[str, KeySettings] = Field(default_factory=dict, description="API keys `aifab apply` keeps as declared")
 
     @model_validator(mode="after")
     def _apps_name_known_tools(self) -> Settings:

@@ -51,8 +51,12 @@ def test_a_store_held_by_a_running_server_names_its_address(tmp_path):
         with announce_server(data, "http://127.0.0.1:8123"):
             r = aifab("collections", "list", "--data-dir", str(data))
         assert r.returncode == 1 and r.stderr.count("\n") == 1, r.stderr
+        # nothing listens at that address: a server still loading its models (the CLI goes through a server
+        # that answers: tests/e2e/test_cli_beside_server.py)
         assert r.stderr == (f"aifab: error: the data directory {data} is in use by `aifab up` at http://127.0.0.1:8123 "
-                            f"(pid {os.getpid()}): stop that server first (Ctrl-C where it runs, or kill {os.getpid()})\n")
+                            f"(pid {os.getpid()}), which does not answer yet (still loading its models?): wait for its "
+                            f"banner, or stop it (Ctrl-C where it runs, or kill {os.getpid()})\n")
         assert not (data / "server.json").exists()  # gone with the server
+        assert not (data / "server.token").exists()
     finally:
         store.close()

@@ -32,6 +32,26 @@ class NewKey(BaseModel):
     admin: bool = False
     log_content: bool = False
     allow_training: bool = False
+    secret: str | None = Field(None, description="a secret chosen elsewhere (32+ characters); default: a fresh one")
+
+
+class KeyChange(BaseModel):
+    """New scopes, limits or secret of an active key: only the fields given change (null = unrestricted)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    models: list[str] | None = None
+    collections: list[str] | None = None
+    acl: list[str] | None = None
+    tools: list[str] | None = None
+    rpm: int | None = None
+    tpm: int | None = None
+    budget_tokens: int | None = None
+    max_tokens: int | None = None
+    admin: bool | None = None
+    log_content: bool | None = None
+    allow_training: bool | None = None
+    secret: str | None = None
 
 
 def key_dict(key: ApiKey) -> dict[str, Any]:
@@ -48,6 +68,18 @@ def create_key(store: KeyStore, settings: Settings, registry: Registry, new: New
     first = not store.list()
     key, secret = store.create(**new.model_dump())
     return key, secret, first
+
+
+def update_key(store: KeyStore, settings: Settings, registry: Registry, name: str, change: KeyChange) -> ApiKey:
+    fields = change.model_dump(exclude_unset=True)
+    if fields.get("models"):
+        _check_models(fields["models"], settings, registry)
+    if fields.get("tools"):
+        _check_tools(fields["tools"], settings)
+    for flag in ("admin", "log_content", "allow_training"):
+        if flag in fields and fields[flag] is None:
+            fields[flag] = False
+    return store.update(name, **fields)
 
 
 def callable_models(settings: Settings, registry: Registry) -> set[str]:

@@ -9,8 +9,9 @@ from typing import Any
 
 from sqlalchemy import func, select
 
+from aifab.config import Settings
 from aifab.corpus.service import Corpus
-from aifab.errors import InvalidRequest
+from aifab.errors import Conflict, InvalidRequest
 from aifab.finetune.datasets import DatasetStore, Lineage
 from aifab.gateway.rollouts import Rollout, RolloutStore
 from aifab.registry import Registry
@@ -26,7 +27,7 @@ def collection_detail(corpus: Corpus, name: str) -> dict[str, Any]:
     documents = corpus.collections.documents(name) if info.live_version else []
     return {**info.to_dict(), "documents_list": [
         {"id": d.document_id, "source": d.source, "format": d.format, "title": d.title, "chunks": d.chunks,
-         "acl": d.acl, "updated_at": d.updated_at} for d in documents], "jobs": corpus.jobs.list(name, limit=5)}
+         "acl": d.acl, "content_hash": d.content_hash, "updated_at": d.updated_at} for d in documents], "jobs": corpus.jobs.list(name, limit=5)}
 
 
 def datasets_of(db: Database, data_dir: Path) -> DatasetStore:
@@ -49,9 +50,6 @@ def promote(registry: Registry, name: str, *, canary: float | None, full: bool, 
     whose evaluation gate failed is refused unless ``force``."""
     if (canary is None) == (not full):
         raise InvalidRequest("say how much traffic: --canary PERCENT or --full")
-    if canary is not None and not 0 < canary <= 100:
-        raise InvalidRequest(f"the canary share must be above 0 and at most 100 percent, not {canary:g}",
-                             param="canary")
     pkg = registry.get(name)
     gate = pkg.lineage.get("gate") or {}
     if gate.get("passed") is False and not force:
@@ -98,3 +96,31 @@ def usage_series(db: Database, *, since: datetime, bucket_s: int, now: datetime 
     data = [{"key": key, "t": datetime.fromtimestamp(start + slot * bucket_s, UTC).isoformat(), "requests": r,
              "tokens": t} for (key, slot), (r, t) in sorted(buckets.items(), key=lambda kv: (kv[0][1], kv[0][0] or ""))]
     return {"object": "list", "bucket_s": bucket_s, "since": since.isoformat(), "data": data}
+
+
+RELOADABLE = ("apps", "rag")  # and gateway.routes: what a running server takes from its config file again
+
+
+def reload_plan(old: Settings, new: Settings) -> tuple[list[str], list[str]]:
+    """What reloading the config file changes in a running server (``+ app NAME``, ``~ route NAME``, ...), and
+    the sections that changed but are read only at start (a restart applies them)."""
+    lines: list[str] = []
+    for kind, before, after in (("app", old.apps, new.apps), ("route", old.gateway.routes, new.gateway.routes)):
+        for name in sorted(set(before) | set(after)):
+            if name not in before:
+                lines.append(f"+ {kind} {name}")
+            elif name not in after:
+                lines.append(f"- {kind} {name}")
+            elif before[name].model_dump() != after[name].model_dump():  # type: ignore[attr-defined]
+                lines.append(f"~ {kind} {name}")
+    if old.rag != new.rag:
+        lines.append("~ rag (retrieval defaults)")
+    restart = [name for name in type(new).model_fields
+               if name not in (*RELOADABLE, "gateway", "collections", "keys")
+               and getattr(old, name) != getattr(new, name)]
+    if old.gateway.model_copy(update={"routes": {}}) != new.gateway.model_copy(update={"routes": {}}):
+        restart.append("gateway")
+    missing = sorted({t for app in new.apps.values() for t in app.tools} - set(old.tools))
+    if missing:
+        raise Conflict(f"the apps use tools this server has not opened ({', '.join(missing)}): restart it")
+    return lines, restart

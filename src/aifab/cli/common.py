@@ -9,11 +9,11 @@ import secrets
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import date, datetime
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
 import typer
+from pydantic_core import PydanticSerializationError, to_jsonable_python
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
@@ -154,10 +154,13 @@ def warn(message: str) -> None:
 
 
 def print_json(data: Any) -> None:
-    """JSON as the admin API writes it (times in ISO 8601), so a command prints the same through a running
-    server as offline."""
+    """JSON as the admin API writes it (pydantic's encoding: times in ISO 8601, UTC as ``Z``), so a command
+    prints the same through a running server as offline."""
     typer.echo(json.dumps(data, indent=2, default=_jsonable))
 
 
 def _jsonable(value: Any) -> Any:
-    return value.isoformat() if isinstance(value, datetime | date) else str(value)
+    try:
+        return to_jsonable_python(value)
+    except PydanticSerializationError:
+        return str(value)

@@ -6,12 +6,14 @@ import json
 import sys
 from pathlib import Path
 from typing import Annotated, Any
+from urllib.parse import quote
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from aifab.cli.common import ConfigOpt, DataDirOpt, JsonOpt, open_database, print_json, settings_from
+from aifab.cli.remote import server_for
 from aifab.errors import InvalidRequest
 from aifab.finetune.datasets import DatasetStore, Saved, build_from_logs, import_jsonl
 from aifab.finetune.datasets.store import MIN_EXAMPLES
@@ -83,14 +85,18 @@ def list_datasets(
     as_json: JsonOpt = False,
 ) -> None:
     """List dataset versions."""
-    versions = open_datasets(config, data_dir, read_only=True).list(name)
+    server = server_for(settings_from(config, data_dir, read_only=True))
+    if server is not None:
+        versions = server.call("GET", "/v1/admin/datasets", params={"name": name} if name else None)["data"]
+    else:
+        versions = [v.to_dict() for v in open_datasets(config, data_dir, read_only=True).list(name)]
     if as_json:
-        print_json([v.to_dict() for v in versions])
+        print_json(versions)
         return
     table = Table("dataset", "kind", "train", "eval", "sha256", "source", "created")
     for v in versions:
-        table.add_row(v.ref, v.kind, str(v.counts.get("train")), str(v.counts.get("eval")), v.sha256[:12],
-                      source_line(v.source), v.created_at.strftime("%Y-%m-%d %H:%M") if v.created_at else "-")
+        table.add_row(v["ref"], v["kind"], str(v["counts"].get("train")), str(v["counts"].get("eval")), v["sha256"][:12],
+                      source_line(v["source"]), v["created"][:16].replace("T", " ") if v["created"] else "-")
     Console(width=None if sys.stdout.isatty() else 160).print(table)
 
 
@@ -103,20 +109,24 @@ def show(
     as_json: JsonOpt = False,
 ) -> None:
     """Show one dataset version: counts, hash, source and its first examples."""
-    version = open_datasets(config, data_dir, read_only=True).get(ref)
-    first = version.head(head)
+    server = server_for(settings_from(config, data_dir, read_only=True))
+    if server is not None:
+        data = server.call("GET", f"/v1/admin/datasets/{quote(ref, safe='')}", params={"head": head})
+    else:
+        version = open_datasets(config, data_dir, read_only=True).get(ref)
+        data = {**version.to_dict(), "head": version.head(head)}
     if as_json:
-        print_json({**version.to_dict(), "head": first})
+        print_json(data)
         return
-    counts = version.counts
-    typer.echo(f"{version.ref}  ({version.kind})")
-    typer.echo(f"  sha256    {version.sha256}")
-    typer.echo(f"  path      {version.path}")
+    counts = data["counts"]
+    typer.echo(f"{data['ref']}  ({data['kind']})")
+    typer.echo(f"  sha256    {data['sha256']}")
+    typer.echo(f"  path      {data['path']}")
     typer.echo(f"  examples  {counts.get('train')} train, {counts.get('eval')} eval")
     if counts.get("dropped"):
         typer.echo(f"  dropped   {_dropped(counts['dropped'])}")
-    typer.echo(f"  source    {source_line(version.source)}")
-    for example in first:
+    typer.echo(f"  source    {source_line(data['source'])}")
+    for example in data["head"]:
         typer.echo(json.dumps(example, ensure_ascii=False)[:400])
 
 

@@ -10,8 +10,10 @@ from typer.core import TyperGroup
 
 from aifab import __version__
 from aifab.cli import config_cmd, corpus, datasets, keys, models, rag, tools
+from aifab.cli.apply import apply
 from aifab.cli.common import SETTINGS, click_module, looked_in
 from aifab.cli.finetune import finetune
+from aifab.cli.init import init
 from aifab.cli.process import configure_openmp
 from aifab.cli.train import train
 from aifab.cli.up import up
@@ -55,6 +57,8 @@ app.add_typer(keys.app, name="keys")
 app.command("usage")(keys.usage)
 app.add_typer(datasets.app, name="datasets")
 app.add_typer(tools.app, name="tools")
+app.command("apply")(apply)
+app.command("init")(init)
 
 
 def _print_version(value: bool) -> None:

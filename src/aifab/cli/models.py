@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
+from urllib.parse import quote
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
+from aifab.admin.state import lineage_of
 from aifab.cli import rollouts
 from aifab.cli.common import (
     ConfigOpt,
@@ -21,8 +23,8 @@ from aifab.cli.common import (
     settings_from,
 )
 from aifab.cli.datasets import lineage_lines
+from aifab.cli.remote import server_for
 from aifab.errors import InvalidRequest
-from aifab.finetune.datasets import DatasetStore, Lineage
 from aifab.registry import Registry
 
 app = typer.Typer(help="List, inspect, import and remove model packages; promote and roll back versions.",
@@ -35,21 +37,30 @@ app.command("rollouts")(rollouts.rollouts)
 @app.command("list")
 def list_models(config: ConfigOpt = None, data_dir: DataDirOpt = None, as_json: JsonOpt = False) -> None:
     """List registered models."""
-    packages = open_registry(settings_from(config, data_dir, read_only=True)).list()
+    settings = settings_from(config, data_dir, read_only=True)
+    server = server_for(settings)
+    if server is not None:
+        packages = [_offline(p) for p in server.call("GET", "/v1/admin/models")["data"]]
+    else:
+        packages = [p.to_dict() for p in open_registry(settings).list()]
     if as_json:
-        print_json([p.to_dict() for p in packages])
+        print_json(packages)
         return
     table = Table("name", "kind", "format", "context", "license", "sha256")
     for p in packages:
-        table.add_row(p.name, p.kind, p.format, str(p.context_length), p.license or "-", p.sha256[:12])
+        table.add_row(p["name"], p["kind"], p["format"], str(p["context_length"]), p["license"] or "-", p["sha256"][:12])
     Console(width=None if sys.stdout.isatty() else 160).print(table)
 
 
 @app.command("show")
 def show(name: str, config: ConfigOpt = None, data_dir: DataDirOpt = None, as_json: JsonOpt = False) -> None:
     """Show one model package: files, template, special tokens, defaults, lineage."""
-    pkg = open_registry(settings_from(config, data_dir, read_only=True)).get(name)
-    data = pkg.to_dict()
+    settings = settings_from(config, data_dir, read_only=True)
+    server = server_for(settings)
+    if server is not None:
+        data = _offline(server.call("GET", f"/v1/admin/models/{quote(name, safe='')}"))
+    else:
+        data = open_registry(settings).get(name).to_dict()
     if as_json:
         print_json(data)
         return
@@ -57,6 +68,11 @@ def show(name: str, config: ConfigOpt = None, data_dir: DataDirOpt = None, as_js
         if key == "chat_template" and value:
             value = f"<{len(value)} characters>"
         typer.echo(f"{key:22} {value}")
+
+
+def _offline(package: dict[str, Any]) -> dict[str, Any]:
+    """A package as the admin API gives it, less what only a server knows (whether it is loaded)."""
+    return {k: v for k, v in package.items() if k != "loaded"}
 
 
 @app.command("import")
@@ -117,10 +133,14 @@ def lineage(
     if (name is None) == (response is None):
         raise InvalidRequest("give a model NAME or --response RESPONSE_ID, not both or neither")
     settings = settings_from(config, data_dir, read_only=True)
-    db = open_database(settings)  # read-only: no registering of the default models on the way
-    chain = Lineage(registry=Registry(db, settings.data_dir / "models"),
-                    datasets=DatasetStore(db, settings.data_dir / "datasets"))
-    data = chain.of_response(response) if response is not None else chain.of_model(name or "")
+    server = server_for(settings)
+    if server is not None:
+        path = (f"/v1/admin/responses/{quote(response, safe='')}/lineage" if response is not None
+                else f"/v1/admin/models/{quote(name or '', safe='')}/lineage")
+        data = server.call("GET", path)
+    else:
+        db = open_database(settings)  # read-only: no registering of the default models on the way
+        data = lineage_of(Registry(db, settings.data_dir / "models"), settings.data_dir, model=name, response=response)
     if as_json:
         print_json(data)
         return

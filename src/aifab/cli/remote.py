@@ -32,8 +32,9 @@ TIMEOUT = httpx.Timeout(30.0, read=600.0)  # an eval or an ingest answers when d
 class Server:
     """The admin API of the server that holds a data directory."""
 
-    def __init__(self, url: str, token: str, *, transport: httpx.BaseTransport | None = None) -> None:
-        self.url = url
+    def __init__(self, url: str, token: str, *, pid: int | None = None, data_dir: str = "",
+                 transport: httpx.BaseTransport | None = None) -> None:
+        self.url, self.pid, self.data_dir = url, pid, data_dir
         self.http = httpx.Client(base_url=url, headers={"authorization": f"Bearer {token}"}, timeout=TIMEOUT,
                                  transport=transport)
 
@@ -42,7 +43,7 @@ class Server:
         try:
             r = self.http.request(method, path, **kwargs)
         except httpx.HTTPError as exc:
-            raise UpstreamError(f"the server at {self.url} did not answer: {exc}") from None
+            raise self._silent(exc) from None
         if r.status_code >= 400:
             raise _error(r.status_code, r.content)
         return r.json()
@@ -57,7 +58,15 @@ class Server:
                     if line.startswith("data: ") and line != "data: [DONE]":
                         yield json.loads(line[6:])
         except httpx.HTTPError as exc:
-            raise UpstreamError(f"the server at {self.url} did not answer: {exc}") from None
+            raise self._silent(exc) from None
+
+    def _silent(self, exc: httpx.HTTPError) -> AifabError:
+        """A server that holds the data directory but does not answer (still loading its models, or hung)."""
+        if isinstance(exc, httpx.ConnectError):
+            return Conflict(f"the data directory {self.data_dir} is in use by `aifab up` at {self.url} (pid {self.pid}), "
+                            f"which does not answer yet (still loading its models?): wait for its banner, or stop it "
+                            f"(Ctrl-C where it runs, or kill {self.pid})")
+        return UpstreamError(f"the server at {self.url} did not answer: {exc}")
 
     def close(self) -> None:
         self.http.close()
@@ -79,7 +88,7 @@ def server_for(settings: Settings) -> Server | None:
             f"{found['pid']}), and its token file cannot be read ({exc.strerror or exc}): run the command as the "
             "user who started the server, or stop that server first"
         ) from None
-    return Server(str(found["url"]), token)
+    return Server(str(found["url"]), token, pid=found["pid"], data_dir=shown_path(settings.data_dir))
 
 
 def server_error(event: dict[str, Any]) -> AifabError:

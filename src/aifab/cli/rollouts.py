@@ -3,13 +3,16 @@ the gateway, a canary share first; a running server follows within a second."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
+from urllib.parse import quote
 
 import typer
 
+from aifab.admin import state
 from aifab.cli.common import ConfigOpt, DataDirOpt, JsonOpt, open_registry, print_json, settings_from
+from aifab.cli.remote import server_for
 from aifab.errors import InvalidRequest
-from aifab.gateway.rollouts import Rollout, RolloutStore
+from aifab.gateway.rollouts import RolloutStore
 
 
 def promote(
@@ -24,18 +27,14 @@ def promote(
     """Promote NAME: --canary 10 sends 10% of the served name's traffic to it, --full all of it."""
     if (canary is None) == (not full):
         raise InvalidRequest("say how much traffic: --canary PERCENT or --full")
-    registry = open_registry(settings_from(config, data_dir))
-    pkg = registry.get(name)
-    gate = pkg.lineage.get("gate") or {}
-    if gate.get("passed") is False and not force:
-        raise InvalidRequest(f"'{name}' did not pass its evaluation gate ({gate.get('reason', 'no reason recorded')}); "
-                             "--force to promote it anyway")
-    public = serves or pkg.lineage.get("serves") or pkg.lineage.get("base")
-    if not public:
-        raise InvalidRequest(f"which model name does '{name}' serve? give --as NAME")
-    store = RolloutStore(registry.db)
-    rollout = store.canary(public, name, canary) if canary is not None else store.full(public, name)
-    _show(rollout, as_json)
+    settings = settings_from(config, data_dir)
+    server = server_for(settings)
+    if server is not None:
+        body = {"name": name, "canary": canary, "full": full, "as": serves, "force": force}
+        _show(server.call("POST", "/v1/admin/rollouts", json=body), as_json)
+    else:
+        rollout = state.promote(open_registry(settings), name, canary=canary, full=full, serves=serves, force=force)
+        _show(rollout.to_dict(), as_json)
 
 
 def rollback(
@@ -43,16 +42,24 @@ def rollback(
     config: ConfigOpt = None, data_dir: DataDirOpt = None, as_json: JsonOpt = False,
 ) -> None:
     """Stop MODEL's canary, or return a full promotion to the version before it."""
-    registry = open_registry(settings_from(config, data_dir))
-    _show(RolloutStore(registry.db).rollback(model), as_json)
+    settings = settings_from(config, data_dir)
+    server = server_for(settings)
+    if server is not None:
+        _show(server.call("POST", f"/v1/admin/rollouts/{quote(model, safe='')}/rollback"), as_json)
+    else:
+        _show(RolloutStore(open_registry(settings).db).rollback(model).to_dict(), as_json)
 
 
 def rollouts(config: ConfigOpt = None, data_dir: DataDirOpt = None, as_json: JsonOpt = False) -> None:
     """List the served names whose traffic is being moved, or was."""
-    registry = open_registry(settings_from(config, data_dir, read_only=True))
-    items = list(RolloutStore(registry.db).all().values())
+    settings = settings_from(config, data_dir, read_only=True)
+    server = server_for(settings)
+    if server is not None:
+        items = [{k: v for k, v in r.items() if k != "traffic"} for r in server.call("GET", "/v1/admin/rollouts")["data"]]
+    else:
+        items = [r.to_dict() for r in RolloutStore(open_registry(settings).db).all().values()]
     if as_json:
-        print_json([r.to_dict() for r in items])
+        print_json(items)
         return
     for r in items:
         _show(r, False)
@@ -60,10 +67,11 @@ def rollouts(config: ConfigOpt = None, data_dir: DataDirOpt = None, as_json: Jso
         typer.echo("no rollouts")
 
 
-def _show(r: Rollout, as_json: bool) -> None:
+def _show(r: dict[str, Any], as_json: bool) -> None:
     if as_json:
-        print_json(r.to_dict())
+        print_json(r)
         return
-    split = f"{100 - r.percent:g}% {r.current}, {r.percent:g}% {r.candidate}" if r.candidate else f"100% {r.current}"
-    back = f"; rollback returns to {r.previous}" if r.previous else ""
-    typer.echo(f"{r.model}: {split}{back}")
+    split = (f"{100 - r['percent']:g}% {r['current']}, {r['percent']:g}% {r['candidate']}" if r["candidate"]
+             else f"100% {r['current']}")
+    back = f"; rollback returns to {r['previous']}" if r["previous"] else ""
+    typer.echo(f"{r['model']}: {split}{back}")

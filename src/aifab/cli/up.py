@@ -26,7 +26,7 @@ from aifab.cli.common import (
     settings_from,
 )
 from aifab.cli.process import quiet_libraries
-from aifab.config import Settings
+from aifab.config import Settings, load_settings
 from aifab.corpus.service import Corpus
 from aifab.engines import load_engine
 from aifab.engines.adapters import AdapterView, adapter_of
@@ -165,6 +165,9 @@ def _run(settings: Settings, registry: Registry, store: VectorStore, sock: socke
         corpus = Corpus(settings, registry, store, engines=pool.engines)  # one MiniLM for both
         finetune = FinetuneService(registry.db, settings.data_dir, config=config)
         inner = create_app(pool, max_body_bytes=settings.serve.max_body_bytes, corpus=corpus, finetune=finetune)
+        # the config file read again (POST /v1/admin/reload), with what this start overrode kept
+        inner.state.load_settings = lambda: load_settings(config, data_dir=settings.data_dir,
+                                                          serve={"host": settings.serve.host, "port": settings.serve.port})
         for line in inner.state.rag.unready_apps():
             typer.echo(f"warning: {line}", err=True)
         app = build_gateway(inner, settings, registry.db, inner.state.metrics.registry, local_token=token)

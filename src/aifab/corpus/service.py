@@ -41,7 +41,7 @@ class Corpus:
         self.jobs = Jobs(registry.db)
         self._embedder = embedder
         self._engines = engines
-        self._ingestor: Ingestor | None = None
+        self._ingestors: dict[tuple[int, int], Ingestor] = {}  # by (chunk tokens, overlap)
         self._lock = threading.Lock()
 
     def embedder(self) -> Embedder:
@@ -53,36 +53,38 @@ class Corpus:
                 self._embedder = load_embedder(self.settings, self.registry, self._engines() if self._engines else ())
             return self._embedder
 
-    def ingestor(self) -> Ingestor:
+    def ingestor(self, chunking: tuple[int, int] | None = None) -> Ingestor:
+        """The ingest pipeline; ``chunking`` (chunk tokens, overlap) other than ``[corpus]``'s is a collection's
+        own (``[collections.NAME]``), and builds a version of its own."""
         embedder = self.embedder()
+        cfg = self.settings.corpus
+        chunking = chunking or (cfg.chunk_tokens, cfg.chunk_overlap)
         with self._lock:
-            if self._ingestor is None:
+            if chunking not in self._ingestors:
                 from aifab.corpus.chunking import StructuredChunker
                 from aifab.corpus.loaders import load_document
 
-                cfg = self.settings.corpus
-                chunker = StructuredChunker.for_embedder(
-                    embedder, chunk_tokens=cfg.chunk_tokens, overlap_tokens=cfg.chunk_overlap
-                )
-                self._ingestor = Ingestor(
+                chunker = StructuredChunker.for_embedder(embedder, chunk_tokens=chunking[0], overlap_tokens=chunking[1])
+                self._ingestors[chunking] = Ingestor(
                     self.collections, self.jobs, embedder, chunker,
                     lambda data, source: load_document(data, source, max_bytes=cfg.max_file_bytes),
                     max_file_bytes=cfg.max_file_bytes, flush_chunks=cfg.embed_batch * 4,
                     token_vectors=cfg.token_vectors,
                 )
-            return self._ingestor
+            return self._ingestors[chunking]
 
     def ingest_paths(self, collection: str, paths: Sequence[Path], *, acl: Iterable[str] = (),
                      prune: bool = False, on_progress: ProgressFn | None = None,
-                     job_id: str | None = None) -> IngestReport:
+                     job_id: str | None = None, chunking: tuple[int, int] | None = None) -> IngestReport:
         sources, errors = discover(paths)
         return self.ingest(collection, sources, acl=acl, errors=errors,
                            prune_roots=[p for p in paths if Path(p).exists()] if prune else None,
-                           on_progress=on_progress, job_id=job_id)
+                           on_progress=on_progress, job_id=job_id, chunking=chunking)
 
-    def ingest(self, collection: str, sources: Sequence[Source], **kwargs) -> IngestReport:  # type: ignore[no-untyped-def]
+    def ingest(self, collection: str, sources: Sequence[Source], *, chunking: tuple[int, int] | None = None,
+               **kwargs) -> IngestReport:  # type: ignore[no-untyped-def]
         self.collections.create(collection, exist_ok=True)  # validates the name before the model loads
-        return self.ingestor().run(collection, sources, **kwargs)
+        return self.ingestor(chunking).run(collection, sources, **kwargs)
 
     # -- failures and recovery ------------------------------------------------------------------------
 

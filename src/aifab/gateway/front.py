@@ -26,7 +26,7 @@ from aifab.api import (
 )
 from aifab.api.body import ClientGone
 from aifab.api.requests import SamplingRequest
-from aifab.config import Settings
+from aifab.config import GatewaySettings, Settings
 from aifab.errors import (
     AifabError,
     Forbidden,
@@ -66,6 +66,7 @@ UI_ASSETS = "/ui/"  # the web UI's static files: no key needed to load them, not
 ADMIN_PATHS = "/v1/admin/"
 LOCAL_ADMIN = ApiKey(id="local", name="local", prefix="", admin=True)  # the server's own token file's holder
 VERSION_HEADER = b"x-aifab-model-version"
+DRAIN_S = 120.0  # a reload closes the old routes' connections this long after, when their requests are done
 CHARGE_EVERY = 16  # streamed completion tokens charged to the key's tokens/min in batches of this
 
 
@@ -77,6 +78,9 @@ class Gateway:
         # the secret of the data directory's token file: whoever can read that file is the machine's admin
         self.local_token = local_token.encode() if local_token else None
         self.open_admin = is_loopback(settings.serve.host)  # keyless admin only where only this machine connects
+        # with no key active, only a loopback server (or one told to) answers without a key: revoking the last
+        # key of a server that listens beyond this machine must not open it to everyone
+        self.open_keyless = self.open_admin or gs.allow_open
         self.app, self.settings, self.keys, self.limiter, self.db = app, gs, keys, limiter, db
         self.guardrails = guardrails if guardrails is not None and gs.guardrails.enabled else None
         # no output check: this process's own answers pass through as they are (see aifab.api.call)
@@ -86,7 +90,7 @@ class Gateway:
         self.max_body = settings.serve.max_body_bytes
         self.started = int(time.time())  # a configured route is as new as this configuration
         self.router = Router(gs, app)
-        self.metrics = GatewayMetrics(registry or CollectorRegistry(), self.router.remote_upstreams)
+        self.metrics = GatewayMetrics(registry or CollectorRegistry(), lambda: self.router.remote_upstreams())
         self.breaker = Breaker(gs.eject_after, gs.eject_seconds,
                                on_eject=lambda u: self.metrics.ejections.labels(u.name).inc())
         self.health = HealthChecker(self.router.remote_upstreams(), self.breaker, gs.health_interval)
@@ -94,6 +98,7 @@ class Gateway:
         self.audit = AuditLog(db) if db is not None and gs.audit else None
         self.tracing = Tracing(gs.otel_endpoint) if gs.otel_endpoint else None
         self.rollouts = RolloutWatcher(RolloutStore(db), self._apply_rollouts, self._load_local) if db else None
+        self._replaced: list[Router] = []  # routers a reload replaced, closed once their requests are done
 
     # --- ASGI ------------------------------------------------------------------------------------
 
@@ -152,7 +157,29 @@ class Gateway:
         if status != 200:
             raise UpstreamError(f"cannot load '{name}': {body[:300].decode(errors='replace')}")
 
+    async def reload_routes(self, settings: GatewaySettings) -> None:
+        """Serve ``settings.routes`` from the next request on (``aifab apply``, without a restart). Requests
+        under way finish on the routes they started on; the old routes' connections are closed after
+        ``DRAIN_S``."""
+        old = self.router
+        new = Router(settings, self.app)
+        new.rollouts = old.rollouts
+        self.router = self.forwarder.router = new
+        self.settings = self.settings.model_copy(update={"routes": settings.routes})
+        await self.health.stop()
+        self.health = HealthChecker(new.remote_upstreams(), self.breaker, self.settings.health_interval)
+        self.health.start()
+        self._replaced.append(old)
+        asyncio.get_running_loop().call_later(DRAIN_S, lambda: asyncio.ensure_future(self._close_replaced(old)))
+
+    async def _close_replaced(self, router: Router) -> None:
+        if router in self._replaced:
+            self._replaced.remove(router)
+            await router.close()
+
     async def aclose(self) -> None:
+        for router in list(self._replaced):
+            await self._close_replaced(router)
         await self.health.stop()
         if self.rollouts is not None:
             await self.rollouts.stop()
@@ -175,7 +202,10 @@ class Gateway:
             return None
         required, key = self.keys.check(token)  # one freshness check of the key cache per request
         if not required:
-            return None
+            if self.open_keyless:
+                return None
+            raise Unauthorized("this server has no active API key and listens beyond loopback: create one with "
+                               "`aifab keys create --name admin --admin`")
         if not token:
             raise Unauthorized("this server needs an API key: send 'Authorization: Bearer <key>'")
         if key is None:

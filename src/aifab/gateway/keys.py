@@ -15,7 +15,7 @@ import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Protocol
 
@@ -33,6 +33,9 @@ CHANNEL = "aifab_keys"  # PostgreSQL NOTIFY channel of key changes
 SAFETY_S = 5.0  # a change made behind KeyStore's back (plain SQL) is seen within this long
 _NAME = re.compile(r"[A-Za-z0-9._-]{1,128}")
 _LIMITS = ("rpm", "tpm", "budget_tokens", "max_tokens")
+_SCOPES = ("models", "collections", "acl", "tools")
+SCOPE_FIELDS = (*_SCOPES, *_LIMITS, "admin", "log_content", "allow_training")  # what a key may do
+MIN_SECRET = 32
 
 
 def hash_secret(secret: str) -> str:
@@ -64,15 +67,17 @@ class KeyStore:
         admin: bool = False,
         log_content: bool = False,
         allow_training: bool = False,
+        secret: str | None = None,
     ) -> tuple[ApiKey, str]:
-        """Create a key; returns it and its secret, which exists nowhere else afterwards."""
+        """Create a key; returns it and its secret, which exists nowhere else afterwards. ``secret``: one
+        chosen elsewhere (config as code keeps it in a CI secret store), else a fresh random one."""
         if not _NAME.fullmatch(name):
             raise InvalidRequest(f"bad key name {name!r}: 1-128 characters of A-Z a-z 0-9 . _ -", param="name")
         limits = {"rpm": rpm, "tpm": tpm, "budget_tokens": budget_tokens, "max_tokens": max_tokens}
-        for field, value in limits.items():
-            if value is not None and value < 1:
-                raise InvalidRequest(f"{field} must be a positive number, not {value}", param=field)
-        secret = SECRET_PREFIX + secrets.token_urlsafe(32)
+        _check_limits(limits)
+        if secret is not None:
+            check_secret(secret)
+        secret = secret or SECRET_PREFIX + secrets.token_urlsafe(32)
         row = ApiKeyRow(
             id=uuid.uuid4().hex, name=name, prefix=secret[:10], secret_hash=hash_secret(secret),
             models=_scope(models), collections=_scope(collections), acl=_scope(acl), tools=_scope(tools), **limits,
@@ -89,6 +94,25 @@ class KeyStore:
         except IntegrityError:  # created by someone else between the check and the insert
             raise Conflict(f"a key named {name!r} exists") from None
         return to_key(row), secret
+
+    def update(self, name: str, secret: str | None = None, **fields: object) -> ApiKey:
+        """Change an active key's scopes and limits (``fields`` as in ``create``) and, given, its secret."""
+        unknown = set(fields) - set(SCOPE_FIELDS)
+        if unknown:
+            raise InvalidRequest(f"a key has no field {', '.join(sorted(unknown))}")
+        _check_limits({k: v for k, v in fields.items() if k in _LIMITS})
+        with self.db.session() as s:
+            row = self._row(s, name)
+            if row.revoked_at is not None:
+                raise Conflict(f"the key {row.name!r} is revoked: create a new one")
+            for field, value in fields.items():
+                setattr(row, field, _scope(value) if field in _SCOPES else value)  # type: ignore[arg-type]
+            if secret is not None:
+                check_secret(secret)
+                row.secret_hash, row.prefix = hash_secret(secret), secret[:10]
+            s.flush()
+            self._notify(s)
+            return to_key(row)
 
     def list(self, include_revoked: bool = False) -> list[ApiKey]:
         query = select(ApiKeyRow).order_by(ApiKeyRow.created_at, ApiKeyRow.name)
@@ -169,6 +193,19 @@ class KeyStore:
         else:  # this transaction holds the write lock already, so read-and-bump is atomic
             stamp = s.execute(text("PRAGMA user_version")).scalar_one()
             s.execute(text(f"PRAGMA user_version = {int(stamp) + 1}"))
+
+
+def check_secret(secret: str) -> None:
+    """A secret chosen outside aifab must be as hard to guess as one aifab makes."""
+    if len(secret) < MIN_SECRET or not secret.isprintable() or secret != secret.strip():
+        raise InvalidRequest(f"a key secret must be at least {MIN_SECRET} printable characters without surrounding "
+                             "spaces (e.g. `openssl rand -hex 32`)", param="secret")
+
+
+def _check_limits(limits: Mapping[str, object]) -> None:
+    for field, value in limits.items():
+        if value is not None and (not isinstance(value, int) or value < 1):
+            raise InvalidRequest(f"{field} must be a positive number, not {value}", param=field)
 
 
 def to_key(row: ApiKeyRow) -> ApiKey:

@@ -20,9 +20,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from aifab.admin import state
 from aifab.admin.answers import Question, answer, resolve_app
-from aifab.admin.keys import NewKey, create_key, key_dict
+from aifab.admin.keys import KeyChange, NewKey, create_key, key_dict, update_key
 from aifab.corpus.service import Corpus
-from aifab.errors import AifabError, Forbidden, InvalidRequest, NotFound, error_event
+from aifab.errors import AifabError, ConfigError, Forbidden, InvalidRequest, NotFound, error_event
 from aifab.gateway.keys import KeyStore
 from aifab.gateway.rollouts import RolloutStore
 from aifab.gateway.usage import parse_since
@@ -69,6 +69,13 @@ def create(request: Request, body: NewKey, gateway: Gateway) -> dict[str, Any]:
     corpus = _corpus(request)
     key, secret, first = create_key(_keys(request, gateway), corpus.settings, corpus.registry, body)
     return {**key_dict(key), "key": secret, "first": first}
+
+
+@router.patch("/admin/keys/{name_or_id}")
+def update(request: Request, name_or_id: str, body: KeyChange, gateway: Gateway) -> dict[str, Any]:
+    """Change an active key's scopes, limits or secret; a running gateway applies it from the next request."""
+    corpus = _corpus(request)
+    return key_dict(update_key(_keys(request, gateway), corpus.settings, corpus.registry, name_or_id, body))
 
 
 @router.delete("/admin/keys/{name_or_id}")
@@ -159,6 +166,32 @@ def get_dataset(request: Request, ref: str, head: Annotated[int, Query(ge=0, le=
     return {**version.to_dict(), "head": version.head(head)}
 
 
+# --- the config file, read again ------------------------------------------------------------------------
+
+@router.post("/admin/reload")
+async def reload(request: Request, gateway: Gateway,
+                 dry_run: Annotated[bool, Query(description="say what would change, change nothing")] = False
+                 ) -> dict[str, Any]:
+    """Read the config file the server started with again and serve its apps, retrieval defaults and gateway
+    routes from the next request on (``aifab apply`` does this). Other sections are read only at start:
+    ``restart`` names those that changed."""
+    load = getattr(request.app.state, "load_settings", None)
+    rag = request.app.state.rag
+    if load is None or rag is None:
+        raise InvalidRequest("this server cannot read its configuration again (it was not started by `aifab up`)")
+    try:
+        new = await asyncio.to_thread(load)
+    except ConfigError as exc:
+        raise InvalidRequest(exc.message) from None
+    changes, restart = state.reload_plan(rag.settings, new)
+    if not dry_run and changes:
+        routes = rag.settings.gateway.model_copy(update={"routes": new.gateway.routes})
+        rag.settings = rag.settings.model_copy(update={"apps": new.apps, "rag": new.rag, "gateway": routes})
+        if gateway is not None:
+            await gateway.reload_routes(new.gateway)
+    return {"object": "reload", "changes": changes, "restart": restart, "applied": not dry_run and bool(changes)}
+
+
 # --- the corpus, for the CLI beside the server ---------------------------------------------------------
 
 @router.get("/admin/collections/{name}")
@@ -174,6 +207,8 @@ class PathIngest(BaseModel):
     paths: list[str] = Field(min_length=1, description="absolute paths of files or folders on the server's machine")
     acl: list[str] = Field(default_factory=list)
     prune: bool = False
+    chunk_tokens: int | None = Field(None, ge=16, description="default: corpus.chunk_tokens")
+    chunk_overlap: int | None = Field(None, ge=0, description="default: corpus.chunk_overlap")
 
 
 @router.post("/admin/ingest", status_code=202)
@@ -199,7 +234,10 @@ def _ingest(corpus: Corpus, body: PathIngest, paths: list[Path], job_id: str) ->
     """The worker's task. The ingest records its own outcome on the job once it starts; a failure before
     that (another ingest running, a full disk) is recorded here, where the client polling the job sees it."""
     try:
-        corpus.ingest_paths(body.collection, paths, acl=body.acl, prune=body.prune, job_id=job_id)
+        cfg = corpus.settings.corpus
+        chunking = (body.chunk_tokens or cfg.chunk_tokens,
+                    cfg.chunk_overlap if body.chunk_overlap is None else body.chunk_overlap)
+        corpus.ingest_paths(body.collection, paths, acl=body.acl, prune=body.prune, job_id=job_id, chunking=chunking)
     except Exception as exc:
         if corpus.jobs.get(job_id)["status"] == "queued":
             reason = exc.message if isinstance(exc, AifabError) else f"internal error: {type(exc).__name__}"
