@@ -35,11 +35,17 @@ def aifab(data: Path, *args: str) -> None:
     assert r.returncode == 0, r.stderr[-2000:]
 
 
-@pytest.fixture(scope="session")
-def chromium() -> Iterator[Any]:
+def require_browser() -> None:
     require("playwright", available=importlib.util.find_spec("playwright") is not None,
             install="pip install playwright (the browser itself comes from the system: apt-get install chromium)")
     require("chromium", available=Path(CHROMIUM).is_file(), install="apt-get install chromium")
+
+
+@pytest.fixture(scope="module")
+def chromium() -> Iterator[Any]:
+    """Per module: Playwright's sync API keeps an event loop running in this thread while it is open, which
+    async tests elsewhere in the run cannot share."""
+    require_browser()
     from playwright.sync_api import expect, sync_playwright
 
     expect.set_options(timeout=60_000)  # answers from a real model on a busy two-core machine
@@ -50,8 +56,8 @@ def chromium() -> Iterator[Any]:
 
 
 @pytest.fixture(scope="session")
-def server(tmp_path_factory: pytest.TempPathFactory, chromium: Any) -> Iterator[RemoteAifabServer]:
-    """``chromium`` first: without a browser there is no point starting a server."""
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RemoteAifabServer]:
+    require_browser()  # first: without a browser there is no point starting a server
     root = tmp_path_factory.mktemp("web")
     weights = locate(DEFAULTS[0])
     assert weights is not None, "the default chat model's package is not installed"
