@@ -120,8 +120,11 @@ def test_the_openai_sdk_drives_a_fine_tune(tmp_path):
             job = client.fine_tuning.jobs.retrieve(job.id)
         assert job.status == "succeeded", (job.error, [e.message for e in client.fine_tuning.jobs.list_events(job.id)])
         assert job.fine_tuned_model == "tiny-ft-sdk"
-        events = [e.message for e in client.fine_tuning.jobs.list_events(job.id, limit=100).data]
-        assert any("new model created" in m for m in events)
+        listed = client.fine_tuning.jobs.list_events(job.id, limit=100).data
+        assert any("new model created" in e.message for e in listed)
+        # every training step's loss, as OpenAI's metrics events: what a loss chart is drawn from
+        metrics = sorted((e.data["step"], e.data["train_loss"]) for e in listed if e.type == "metrics")
+        assert [s for s, _ in metrics] == list(range(1, 21)) and all(loss > 0 for _, loss in metrics)
         assert job.id in [j.id for j in client.fine_tuning.jobs.list().data]
         out = client.chat.completions.create(model=job.fine_tuned_model, max_tokens=3, temperature=0,
                                              messages=[{"role": "user", "content": questions(1)[0]}])

@@ -1,7 +1,11 @@
 """Fine-tuning jobs (``aifab finetune`` runs, and ``/v1/fine_tuning/jobs``): a table of jobs with their
 events, and a runner that executes one job at a time in a child process — so training never competes
 with the server for its interpreter, a cancel is a kill, and a job interrupted by a restart is picked up
-again and resumes from its last checkpoint."""
+again and resumes from its last checkpoint.
+
+While the child trains, the per-step lines of its ``metrics.jsonl`` become OpenAI ``metrics`` events
+(``"type": "metrics"``, ``"data": {"step", "train_loss", ...}``; ``step`` counts steps done, from 1), which
+is what draws a loss curve; its progress lines on stderr become ``message`` events."""
 
 from __future__ import annotations
 
@@ -34,6 +38,7 @@ FINAL = ("succeeded", "failed", "cancelled")
 class JobStore:
     def __init__(self, db: Database) -> None:
         self.db = db
+        self._write = threading.Lock()  # events are a read-modify-write of one column, from two threads
 
     def create(self, *, base: str, dataset: str, method: str, hyperparameters: dict[str, Any], suffix: str | None,
                key_id: str | None, training_file: str | None = None) -> dict[str, Any]:
@@ -78,14 +83,28 @@ class JobStore:
                 row.finished_at = datetime.now(UTC)
 
     def event(self, job_id: str, message: str, *, level: str = "info", data: dict[str, Any] | None = None) -> None:
-        with self.db.session() as s:
+        self._append(job_id, [_event(message, level=level, data=data or {})])
+
+    def metrics(self, job_id: str, rows: builtins.list[dict[str, Any]]) -> None:
+        """One ``metrics`` event per line of the trainer's ``metrics.jsonl`` (``step`` there counts from 0)."""
+        events = []
+        for r in rows:
+            data: dict[str, Any] = {"step": r["step"] + 1, "train_loss": r["loss"],
+                    **{k: r[k] for k in ("lr", "tokens") if k in r}}
+            events.append(_event(f"step {data['step']}: training loss {r['loss']:.4f}", data=data, type_="metrics"))
+        if events:
+            self._append(job_id, events)
+
+    def last_step(self, job_id: str) -> int:
+        """The last step with a ``metrics`` event, 0 if none: a resumed run reports only the steps after it."""
+        steps = [e["data"]["step"] for e in self.row(job_id).events if e.get("type") == "metrics"]
+        return max(steps, default=0)
+
+    def _append(self, job_id: str, events: builtins.list[dict[str, Any]]) -> None:
+        with self._write, self.db.session() as s:
             row = s.get(FinetuneJobRow, job_id)
-            if row is None:
-                return
-            event = {"id": f"ftevent-{uuid.uuid4().hex[:20]}", "object": "fine_tuning.job.event",
-                     "created_at": int(time.time()), "level": level, "message": message,
-                     "data": data or {}, "type": "message"}
-            row.events = [*row.events, event]
+            if row is not None:
+                row.events = [*row.events, *events]
 
     def events(self, job_id: str, *, limit: int = 20, after: str | None = None) -> builtins.list[dict[str, Any]]:
         events = list(reversed(self.row(job_id).events))  # newest first, as OpenAI lists them
@@ -98,6 +117,49 @@ class JobStore:
         with self.db.session() as s:
             q = select(FinetuneJobRow.id).where(FinetuneJobRow.status.in_(ACTIVE)).order_by(FinetuneJobRow.created_at)
             return list(s.scalars(q))
+
+
+def _event(message: str, *, level: str = "info", data: dict[str, Any], type_: str = "message") -> dict[str, Any]:
+    return {"id": f"ftevent-{uuid.uuid4().hex[:20]}", "object": "fine_tuning.job.event", "created_at": int(time.time()),
+            "level": level, "message": message, "data": data, "type": type_}
+
+
+class MetricsTail:
+    """The lines a training child appends to its ``metrics.jsonl``, read as they come: only whole lines, each
+    step once (``after``: steps, counted from 1, already reported). A file that shrinks was rewritten by a
+    resumed run (which keeps only the steps before its checkpoint) and is read again from its start."""
+
+    def __init__(self, path: Path, *, after: int = 0) -> None:
+        self.path, self.after, self.offset = path, after, 0
+
+    def read(self) -> builtins.list[dict[str, Any]]:
+        try:
+            if self.path.stat().st_size < self.offset:
+                self.offset = 0
+            with open(self.path, "rb") as f:
+                f.seek(self.offset)
+                data = f.read()
+        except FileNotFoundError:
+            return []
+        whole = data[: data.rfind(b"\n") + 1]  # a line still being written waits for the next read
+        self.offset += len(whole)
+        rows = []
+        for line in whole.splitlines():
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if isinstance(row, dict) and isinstance(row.get("step"), int) and row["step"] + 1 > self.after \
+                    and isinstance(row.get("loss"), int | float):
+                rows.append(row)
+                self.after = row["step"] + 1
+        return rows
+
+
+def metrics_file(data_dir: Path, name: str) -> Path:
+    """Where ``aifab finetune --name NAME --data-dir DATA_DIR`` keeps its per-step metrics: the run's
+    ``train/`` folder inside the package it writes under the registry's ``models/`` folder."""
+    return data_dir / "models" / name / "train" / "metrics.jsonl"
 
 
 def to_openai(row: FinetuneJobRow) -> dict[str, Any]:
@@ -188,7 +250,8 @@ class JobRunner:
         self._current = job_id
         self._proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                       start_new_session=True, env={**os.environ, "NO_COLOR": "1"})
-        out = self._follow(job_id, self._proc)
+        tail = MetricsTail(metrics_file(self.data_dir, name), after=self.store.last_step(job_id))
+        out = self._follow(job_id, self._proc, tail)
         code = self._proc.wait()
         self._current = None
         if job_id in self._cancelled or self._stop:
@@ -213,20 +276,37 @@ class JobRunner:
         self.store.update(job_id, status="succeeded", result_model=name, gate=gate)
         self.store.event(job_id, f"new model created: {name}", data={"eval": result.get("eval"), "gate": gate})
 
-    def _follow(self, job_id: str, proc: subprocess.Popen[str]) -> dict[str, Any]:
-        """Progress lines (stderr) become events, at most one every few seconds; stdout is the result."""
+    def _follow(self, job_id: str, proc: subprocess.Popen[str], tail: MetricsTail,
+                every: float = 1.0) -> dict[str, Any]:
+        """Progress lines (stderr) become events, at most one every few seconds; the metrics file is read
+        every ``every`` seconds (a thread: stderr may stay quiet for a whole run) and once more at the end;
+        stdout is the result."""
         lines: list[str] = []
         last = 0.0
+        done = threading.Event()
+
+        def watch() -> None:
+            while not done.wait(every):
+                self.store.metrics(job_id, tail.read())
+
+        watcher = threading.Thread(target=watch, name="aifab-finetune-metrics", daemon=True)
+        watcher.start()
         assert proc.stderr is not None and proc.stdout is not None
-        for line in proc.stderr:
-            line = line.strip()
-            if not line:
-                continue
-            lines.append(line)
-            if time.monotonic() - last > 3 or "error" in line.lower():
-                self.store.event(job_id, line[:500])
-                last = time.monotonic()
-        return {"stdout": proc.stdout.read(), "stderr": lines}
+        try:
+            for line in proc.stderr:
+                line = line.strip()
+                if not line:
+                    continue
+                lines.append(line)
+                if time.monotonic() - last > 3 or "error" in line.lower():
+                    self.store.event(job_id, line[:500])
+                    last = time.monotonic()
+            stdout = proc.stdout.read()
+        finally:
+            done.set()
+            watcher.join()
+        self.store.metrics(job_id, tail.read())
+        return {"stdout": stdout, "stderr": lines}
 
 
 def _result_name(row: FinetuneJobRow) -> str:

@@ -158,7 +158,8 @@ class Loop:
         interrupted = False
         last: dict[str, float] = {}
         self.model.train()
-        with StopFlag() as stop, open(self.metrics_path, "a") as metrics:
+        # line-buffered: each step's line is on disk at once, where a job runner reads the loss as it trains
+        with StopFlag() as stop, open(self.metrics_path, "a", buffering=1) as metrics:
             while self.step < total:
                 if stop.set:
                     interrupted = True

@@ -27,6 +27,7 @@ from aifab.serve.pool import ModelPool
 from aifab.serve.routes import admin, collections, evals, finetuning, openai, ops, rag, reports, tools
 from aifab.serve.service import OpenAIServing
 from aifab.tools import Toolbox
+from aifab.web import install as install_web_ui
 
 log = logging.getLogger("aifab.serve")
 
@@ -63,6 +64,7 @@ def create_app(
     app.include_router(admin.router)
     app.state.evals = EvalRuns(corpus.registry.db) if corpus is not None else None
     app.include_router(evals.router)
+    install_web_ui(app)  # "/" and "/ui/*": the web UI's page and files (no OpenAPI entries)
     uploads = {UPLOADS: corpus.settings.corpus.max_file_bytes * 4} if corpus is not None else {}
     if finetune is not None:
         uploads[FILES] = MAX_FILE_BYTES
