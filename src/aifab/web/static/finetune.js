@@ -33,7 +33,7 @@ export async function render(view) {
     datasets.replaceChildren(table(["Dataset", "Kind", "Train", "Eval", "Source", "Created"], list.map((d) => h("tr", {},
       h("td", {}, `${d.name}@v${d.version}`), h("td", {}, d.kind), h("td", {}, d.counts ? d.counts.train ?? "" : ""),
       h("td", {}, d.counts ? d.counts.eval ?? "" : ""), h("td", {}, d.source ? d.source.kind || d.source.from || "" : ""),
-      h("td", {}, when(d.created_at)))), "Datasets (every version)"));
+      h("td", {}, when(d.created)))), "Datasets (every version)"));
   }
 
   async function drawJobs() {
