@@ -392,6 +392,24 @@ class Settings(BaseSettings):
         return self.engines.threads or (os.cpu_count() or 1)
 
 
+def read_secret(env: str | None, file: Path | None, what: str) -> str | None:
+    """A secret the config names but never holds: the environment variable ``env``, else the file ``file``
+    (None: neither given). ``what`` says whose secret it is in the error."""
+    if env and file:
+        raise ConfigError(f"{what}: give an environment variable or a file, not both")
+    if env:
+        value = os.environ.get(env)
+        if not value:
+            raise ConfigError(f"{what}: the environment variable {env} is not set")
+        return value.strip()
+    if file:
+        try:
+            return Path(file).read_text().strip()
+        except OSError as exc:
+            raise ConfigError(f"{what}: cannot read {file}: {exc.strerror or exc}") from None
+    return None
+
+
 def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
     """Build the settings from the TOML file, the environment and ``overrides`` (CLI flags).
 

@@ -9,13 +9,12 @@ that holds it (``aifab.cli.remote``); ``aifab.testing`` runs one conformance sui
 from __future__ import annotations
 
 import hashlib
-import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from aifab.config import CollectionSettings, KeySettings, Settings
+from aifab.config import CollectionSettings, KeySettings, Settings, read_secret
 from aifab.corpus.sources import discover
 from aifab.errors import ConfigError
 from aifab.gateway.keys import SCOPE_FIELDS
@@ -227,17 +226,5 @@ def _norm(value: Any) -> Any:
 
 def _secret(base: Path, name: str, declared: KeySettings) -> str | None:
     """The declared secret: from the environment or a file, never from the config file itself."""
-    if declared.secret_env and declared.secret_file:
-        raise ConfigError(f"keys.{name}: give secret_env or secret_file, not both")
-    if declared.secret_env:
-        value = os.environ.get(declared.secret_env)
-        if not value:
-            raise ConfigError(f"keys.{name}.secret_env: the environment variable {declared.secret_env} is not set")
-        return value.strip()
-    if declared.secret_file:
-        path = base / declared.secret_file
-        try:
-            return path.read_text().strip()
-        except OSError as exc:
-            raise ConfigError(f"keys.{name}.secret_file: cannot read {path}: {exc.strerror or exc}") from None
-    return None
+    where = f"keys.{name}.secret_env" if declared.secret_env else f"keys.{name}.secret_file"
+    return read_secret(declared.secret_env, base / declared.secret_file if declared.secret_file else None, where)

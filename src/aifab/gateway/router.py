@@ -3,16 +3,14 @@ A model the config does not route is served by this process (an implicit local r
 
 from __future__ import annotations
 
-import os
 import random
 import time
 import zlib
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from starlette.types import ASGIApp
 
-from aifab.config import GatewaySettings, RouteSettings, UpstreamSettings
+from aifab.config import GatewaySettings, RouteSettings, UpstreamSettings, read_secret
 from aifab.errors import ConfigError
 from aifab.gateway.balance import Balancer, make_balancer
 from aifab.gateway.health import Breaker
@@ -118,14 +116,4 @@ def _upstream(us: UpstreamSettings, local_app: ASGIApp) -> Upstream:
 
 
 def _secret(us: UpstreamSettings) -> str | None:
-    if us.api_key_env:
-        value = os.environ.get(us.api_key_env)
-        if not value:
-            raise ConfigError(f"gateway: the environment variable {us.api_key_env} (key of {us.url}) is not set")
-        return value.strip()
-    if us.api_key_file:
-        try:
-            return Path(us.api_key_file).read_text().strip()
-        except OSError as exc:
-            raise ConfigError(f"gateway: cannot read the key file of {us.url}: {exc.strerror}") from exc
-    return None
+    return read_secret(us.api_key_env, us.api_key_file, f"gateway: the key of {us.url}")
