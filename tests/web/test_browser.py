@@ -136,7 +136,29 @@ def test_every_page_module_loads(page, server):
     assert len(names) >= 8 and errors == []
 
 
-@pytest.mark.parametrize("where", ["/#/chat", "/#/documents", "/#/models", "/#/keys"])
+def test_eval_runs_are_listed_and_compared(page, server, tmp_path):
+    from aifab.testing.cli import run_aifab
+
+    (tmp_path / "qa.jsonl").write_text('{"question": "What causes the tides?", "gold": "Tides are caused by the '
+                                       'gravitational pull of the Moon and the Sun on the oceans."}\n')
+    data = str(server.log_path.parent)
+    for limit in (0.5, 1.5):  # the second run asks for more than recall can give: it fails
+        suite = tmp_path / "suite.toml"
+        suite.write_text(f'name = "web"\n[[retrieval]]\ncollection = "kb"\nqa = "qa.jsonl"\n'
+                         f'thresholds = {{ "recall@5" = {limit} }}\n')
+        r = run_aifab("eval", "run", str(suite), "--data-dir", data, timeout=300)  # measured by the server
+        assert r.returncode == 0, r.stderr
+    page.goto("/#/evals")
+    runs = page.get_by_role("table", name="Eval runs")
+    expect(runs).to_contain_text("failed")
+    expect(runs).to_contain_text("passed")
+    verdicts = page.get_by_role("table", name=re.compile("Verdicts of run"))
+    expect(verdicts).to_contain_text("recall@5")
+    expect(verdicts).to_contain_text("≥ 1.5")
+    expect(verdicts).to_contain_text("+0.000")  # compared with the run before: the same recall
+
+
+@pytest.mark.parametrize("where", ["/#/chat", "/#/documents", "/#/models", "/#/evals", "/#/keys"])
 def test_every_page_fits_a_phone(page, server, where):
     page.set_viewport_size({"width": 375, "height": 740})
     page.goto(where)

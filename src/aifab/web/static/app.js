@@ -9,9 +9,10 @@ const PAGES = {
   documents: () => import("./documents.js"),
   models: () => import("./models.js"),
   finetune: () => import("./finetune.js"),
+  evals: () => import("./evals.js"),
   keys: () => import("./keys.js"),
 };
-const ADMIN_ONLY = new Set(["models", "finetune", "keys"]);
+const ADMIN_ONLY = new Set(["models", "finetune", "evals", "keys"]);
 const view = document.getElementById("view");
 let ctx = null;
 let cleanup = null;
