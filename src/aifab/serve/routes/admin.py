@@ -20,12 +20,14 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from aifab.admin import state
 from aifab.admin.answers import Question, answer, resolve_app
+from aifab.admin.backup import make_backup
 from aifab.admin.keys import NewKey, create_key, key_dict
 from aifab.corpus.service import Corpus
 from aifab.errors import AifabError, Forbidden, InvalidRequest, NotFound, error_event
 from aifab.gateway.keys import KeyStore
 from aifab.gateway.rollouts import RolloutStore
 from aifab.gateway.usage import parse_since
+from aifab.identity import ApiKey
 from aifab.serve.deps import Caller, Gateway, Pool
 from aifab.serve.routing import api_router
 
@@ -38,6 +40,13 @@ def _corpus(request: Request) -> Corpus:
     if corpus is None:
         raise NotFound("this server has no state store configured")
     return corpus
+
+
+def _token_holder_only(caller: ApiKey | None, what: str, instead: str) -> None:
+    """Operations on the server's own files: only for the holder of the data directory's token file (a network
+    key, even an admin one, must not read or write the server's files)."""
+    if caller is None or caller.id != LOCAL:
+        raise Forbidden(f"{what} needs the data directory's token file ({instead})")
 
 
 def _keys(request: Request, gateway: Gateway) -> KeyStore:
@@ -181,9 +190,7 @@ async def ingest_paths(request: Request, body: PathIngest, caller: Caller) -> di
     """Ingest files of the server's own machine, as ``aifab ingest`` beside a running server does. Only the
     holder of the data directory's token file may (a network key must not read the server's files); the
     job is followed at ``/v1/ingest/jobs/{id}``."""
-    if caller is None or caller.id != LOCAL:
-        raise Forbidden("ingesting server paths needs the data directory's token file (upload files instead: "
-                        "POST /v1/collections/{name}/documents)")
+    _token_holder_only(caller, "ingesting server paths", "upload files instead: POST /v1/collections/{name}/documents")
     paths = [Path(p) for p in body.paths]
     relative = [str(p) for p in paths if not p.is_absolute()]
     if relative:
@@ -206,6 +213,21 @@ def _ingest(corpus: Corpus, body: PathIngest, paths: list[Path], job_id: str) ->
             corpus.jobs.finish(job_id, "failed", {"error": reason})
         if not isinstance(exc, AifabError):
             raise
+
+
+class BackupRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    path: str = Field(description="absolute path on the server's machine: a new .tar.gz file, or a new directory")
+
+
+@router.post("/admin/backup", status_code=201)
+def backup(request: Request, body: BackupRequest, caller: Caller) -> dict[str, Any]:
+    """A consistent backup of the data directory, made in this process (``aifab backup`` beside a running
+    server): queries go on meanwhile. Only the token file's holder may: it writes the server's files."""
+    _token_holder_only(caller, "a backup", "run `aifab backup` on the server's machine")
+    corpus = _corpus(request)
+    return make_backup(corpus.settings, corpus.store, Path(body.path))
 
 
 @router.post("/admin/ask")
