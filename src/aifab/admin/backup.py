@@ -68,7 +68,8 @@ def make_backup(settings: Settings, store: VectorStore, target: Path) -> dict[st
     manifest without its file list, plus ``path`` and ``bytes``."""
     database = sqlite_path(settings)
     if not isinstance(store, EmbeddedStore):
-        raise ConfigError("aifab backup needs the embedded vector store; back up pgvector with pg_dump")
+        raise ConfigError(f"aifab backup copies the embedded vector store, not a {type(store).__name__} "
+                          "(back up pgvector with pg_dump)")
     data_dir = settings.data_dir.resolve()
     target = _check_target(target, data_dir)
     stage = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent))
