@@ -5,6 +5,7 @@ and a target that is not empty, are refused with nothing half-restored; the CLI'
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import re
 import sqlite3
@@ -23,7 +24,7 @@ from aifab.admin.restore import restore_backup
 from aifab.config import Settings, load_settings
 from aifab.corpus.service import Corpus
 from aifab.corpus.uploads import save_upload
-from aifab.errors import ConfigError, Conflict, InvalidRequest
+from aifab.errors import ConfigError, Conflict, InvalidRequest, NotFound
 from aifab.finetune.datasets import DatasetStore
 from aifab.gateway.keys import KeyStore
 from aifab.rag.retrieval import Retriever
@@ -140,6 +141,11 @@ def original(tmp_path):
 @pytest.mark.parametrize("name", ["backup.tar.gz", "backup-dir"])
 def test_a_restored_data_directory_is_the_same_factory(original, tmp_path, name):
     f, before, secret = original
+    left_out = ["uploads/faq/.danube.md.x1.partial", "datasets/support/.tmp-1/train.jsonl", "runs/r1/ckpt.pt",
+                "server.token"]  # writes in progress, training runs, the running server's own
+    for rel in left_out:
+        (f.settings.data_dir / rel).parent.mkdir(parents=True, exist_ok=True)
+        (f.settings.data_dir / rel).write_text("x")
     made = make_backup(f.settings, f.store, tmp_path / name)
     assert made["counts"] == {"collections": 2, "keys": 3, "models": 2, "datasets": 1, "audit_rows": 3,
                               "chunks": sum(n for c in before["collections"].values() for _, _, n in c["versions"])}
@@ -148,6 +154,7 @@ def test_a_restored_data_directory_is_the_same_factory(original, tmp_path, name)
     done = restore_backup(tmp_path / name, tmp_path / "restored")
     assert done["data_dir"] == str(tmp_path / "restored") and done["migrated_from"] is None
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []  # no work folder left
+    assert not [rel for rel in left_out if (tmp_path / "restored" / rel).exists()]
     with opened(tmp_path / "restored") as copy:
         after = state_of(copy)
         assert after == before
@@ -226,6 +233,14 @@ def test_corrupt_partial_or_foreign_backups_are_refused_and_nothing_is_restored(
     refused(tmp_path / "notes.tar.gz", "is not a readable backup archive")
     (tmp_path / "empty").mkdir()
     refused(tmp_path / "empty", "not an aifab backup: it has no manifest.json")
+    for name, kind in (("../escape.txt", tarfile.REGTYPE), ("link", tarfile.SYMTYPE)):
+        with tarfile.open(tmp_path / "hostile.tar.gz", "w:gz") as tar:
+            tar.add(backup / "manifest.json", arcname="manifest.json")
+            member = tarfile.TarInfo(name)
+            member.type, member.linkname = kind, "/etc/passwd"
+            tar.addfile(member, io.BytesIO(b""))
+        refused(tmp_path / "hostile.tar.gz", f"the archive holds {name!r}, which a backup never does")
+        assert not (tmp_path / "escape.txt").exists()
 
     with sqlite3.connect(backup / "aifab.db") as db:
         db.execute("UPDATE alembic_version SET version_num = '0099'")
@@ -266,10 +281,13 @@ def test_a_backup_of_an_older_aifab_is_migrated_on_restore(tmp_path):
     db.close()
 
 
-def test_state_in_postgresql_is_refused_naming_pg_dump(tmp_path):
+def test_state_in_postgresql_or_no_state_at_all_is_refused(tmp_path):
     settings = load_settings(data_dir=tmp_path, database_url="postgresql://u@localhost/aifab")
     with pytest.raises(ConfigError, match="pg_dump"):
         make_backup(settings, None, tmp_path / "b.tar.gz")  # type: ignore[arg-type]
+    with pytest.raises(NotFound, match="no state database at .*: nothing to back up"):
+        make_backup(load_settings(data_dir=tmp_path), None, tmp_path / "b.tar.gz")  # type: ignore[arg-type]
+    assert not (tmp_path / "b.tar.gz").exists()
 
 
 # --- the CLI -----------------------------------------------------------------------------------------------

@@ -32,7 +32,7 @@ from typing import Any
 
 from aifab import __version__
 from aifab.config import Settings
-from aifab.errors import ConfigError, Conflict, InvalidRequest
+from aifab.errors import ConfigError, Conflict, InvalidRequest, NotFound
 from aifab.state.files import copy_sqlite
 from aifab.stores.embedded import EmbeddedStore
 from aifab.stores.protocol import VectorStore
@@ -53,13 +53,16 @@ def is_archive(path: Path) -> bool:
 
 
 def sqlite_path(settings: Settings) -> Path:
-    """The state database's file, or ``ConfigError`` naming what to use where the state is not in SQLite files."""
+    """The state database's file; ``ConfigError`` naming what to use where the state is not in SQLite files."""
     url = settings.effective_database_url
     if not url.startswith("sqlite:///") or settings.stores.backend != "embedded":
         raise ConfigError("aifab backup copies the embedded state (SQLite and the embedded vector store); this "
                           "configuration keeps its state in PostgreSQL: back that up with pg_dump (and the data "
                           "directory's files with tar)")
-    return Path(url.removeprefix("sqlite:///"))
+    path = Path(url.removeprefix("sqlite:///"))
+    if not path.is_file():
+        raise NotFound(f"no state database at {path}: nothing to back up")
+    return path
 
 
 def make_backup(settings: Settings, store: VectorStore, target: Path) -> dict[str, Any]:
@@ -138,7 +141,7 @@ def _copy_files(data_dir: Path, stage: Path) -> None:
     """Every file of the data directory but ``NOT_COPIED`` and temporary files. A file removed meanwhile (a
     deleted upload, a removed model) is skipped: the copied database no longer names it either way."""
     for entry in sorted(data_dir.iterdir()):
-        if entry.name in NOT_COPIED or entry.name.endswith(TEMPORARY):
+        if entry.name in NOT_COPIED or _is_temporary(entry.name):
             continue
         if entry.is_dir():
             shutil.copytree(entry, stage / entry.name, ignore=_temporary, copy_function=_copy_if_there)
@@ -147,7 +150,13 @@ def _copy_files(data_dir: Path, stage: Path) -> None:
 
 
 def _temporary(_folder: str, names: list[str]) -> list[str]:
-    return [n for n in names if n.endswith(TEMPORARY)]
+    return [n for n in names if _is_temporary(n)]
+
+
+def _is_temporary(name: str) -> bool:
+    """A file or folder a write in progress (or a crash in one) leaves: ``write_atomic``'s ``.partial``, a
+    graph's ``.ann.tmp``, a dataset version's ``.tmp-*`` folder."""
+    return name.endswith(TEMPORARY) or name.startswith(".tmp-")
 
 
 def _copy_if_there(src: str | Path, dst: str | Path) -> None:

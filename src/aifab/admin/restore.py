@@ -85,9 +85,20 @@ def _unpack(source: Path, work: Path) -> None:
         raise InvalidRequest(f"{source} is neither a backup directory nor a .tar.gz backup")
     try:
         with tarfile.open(source, "r:gz") as tar:
-            tar.extractall(work, filter="data")  # refuses absolute paths, links out and "..": a hostile archive
+            tar.extractall(work, members=_plain_members(tar))
     except (tarfile.TarError, EOFError, zlib.error, OSError) as exc:
         raise InvalidRequest(f"{source} is not a readable backup archive ({type(exc).__name__}: {exc})") from None
+
+
+def _plain_members(tar: tarfile.TarFile) -> list[tarfile.TarInfo]:
+    """The archive's files and folders, or ``InvalidRequest``: a backup holds nothing else, and a hostile archive
+    (an absolute path, "..", a link, a device) must not write outside the folder it is unpacked in. Checked
+    here rather than with ``extractall(filter="data")``, which Python 3.11 has only from 3.11.4."""
+    members = tar.getmembers()
+    for m in members:
+        if not (m.isfile() or m.isdir()) or m.name.startswith("/") or ".." in Path(m.name).parts:
+            raise InvalidRequest(f"not an aifab backup: the archive holds {m.name!r}, which a backup never does")
+    return members
 
 
 def _migrate(database: Path, revision: str | None) -> str | None:

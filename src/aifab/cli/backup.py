@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any
 
+import httpx
 import typer
 
 from aifab.admin.backup import make_backup, sqlite_path
@@ -38,7 +39,9 @@ def backup(
     target = path.expanduser().resolve()
     server = server_for(settings)
     if server is not None:
-        made = server.call("POST", "/v1/admin/backup", json={"path": str(target)})
+        # no read timeout: a data directory with large model packages takes as long as copying them takes
+        made = server.call("POST", "/v1/admin/backup", json={"path": str(target)},
+                           timeout=httpx.Timeout(30.0, read=None))
     else:
         sqlite_path(settings)  # PostgreSQL state: say so before opening anything
         store = open_store_of(settings)
