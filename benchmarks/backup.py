@@ -1,16 +1,16 @@
 """``aifab backup`` of a running server while clients query it: failed queries, backup time, and query latency
 during backups against the same server with no backup running (the baseline), in one run.
 
-    .venv/bin/python benchmarks/backup.py                 # ~10k chunks; first run ingests them (~3-5 min on 2 cores)
-    .venv/bin/python benchmarks/backup.py --quick         # ~1k chunks, shorter phases
+    .venv/bin/python benchmarks/backup.py                 # 10k chunks; the first run ingests them (~16 min on a busy 2-core machine)
+    .venv/bin/python benchmarks/backup.py --quick         # 1k chunks, shorter phases
 
 The corpus: generated markdown files, one paragraph (one chunk) each, ingested once with the default embedding
 model into a data directory cached under ``benchmarks/.cache/backup-<chunks>/`` (git-ignored); each run
 copies it to ``--work-dir`` and starts ``aifab up`` there (no chat model). ``--clients`` threads post
 ``/v1/retrieve`` (hybrid, top 5) in a closed loop. Phases alternate, ``--rounds`` times: *idle* (queries
-only, for ``--idle-seconds``) and *backup* (queries while ``POST /v1/admin/backup`` writes a .tar.gz; only
-queries that start and end inside the backup's window count). Prints a table and writes
-``benchmarks/results/backup.json``. Never part of the test run.
+only, for ``--idle-seconds``) and *backup* (queries while ``POST /v1/admin/backup`` writes a .tar.gz, then
+in the next pair a .tar; only queries that start and end inside the backup's window count). Prints a table
+and writes ``benchmarks/results/backup.json``. Never part of the test run.
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results" / "backup.json"
 CACHE = HERE / ".cache"
 CONFIG = '[models]\nchat = ""\n'
+FORMATS = ("tar.gz", "tar")
 WORDS = ("river mountain valley city bridge harbour forest glacier canal tower market castle island lake "
          "railway museum garden desert coast plateau festival library factory vineyard meadow").split()
 
@@ -120,13 +121,13 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--chunks", type=int, default=10_000)
     p.add_argument("--clients", type=int, default=4)
-    p.add_argument("--rounds", type=int, default=3)
-    p.add_argument("--idle-seconds", type=float, default=10.0)
+    p.add_argument("--rounds", type=int, default=2)
+    p.add_argument("--idle-seconds", type=float, default=20.0)
     p.add_argument("--work-dir", type=Path, default=Path("/tmp/aifab-bench-backup"))
-    p.add_argument("--quick", action="store_true", help="1k chunks, 2 rounds, 5 s idle phases")
+    p.add_argument("--quick", action="store_true", help="1k chunks, 1 round, 5 s idle phases")
     args = p.parse_args()
     if args.quick:
-        args.chunks, args.rounds, args.idle_seconds = 1000, 2, 5.0
+        args.chunks, args.rounds, args.idle_seconds = 1000, 1, 5.0
     log = lambda m: print(m, file=sys.stderr, flush=True)  # noqa: E731
     from aifab.testing.server import RemoteAifabServer
 
@@ -139,41 +140,42 @@ def main() -> None:
         token = (data / "server.token").read_text().strip()
         admin = httpx.Client(base_url=server.url, headers={"authorization": f"Bearer {token}"}, timeout=600)
         chunks = admin.get("/v1/admin/collections/bench").json()["chunks"]
-        idle: list[Sample] = []
-        during: list[Sample] = []
-        backups: list[dict[str, Any]] = []
+        phases: dict[str, list[Sample]] = {"no backup running": []} | {f"during {f} backup": [] for f in FORMATS}
+        backups: dict[str, list[dict[str, Any]]] = {f: [] for f in FORMATS}
         with Load(server.url, args.clients) as load:
             time.sleep(2.0)  # warm-up: the embedding model's first calls, the store's read connections
             for r in range(args.rounds):
-                t0 = time.perf_counter()
-                time.sleep(args.idle_seconds)
-                idle += load.between(t0, time.perf_counter())
-                t0 = time.perf_counter()
-                made = admin.post("/v1/admin/backup", json={"path": str(args.work_dir / f"backup{r}.tar.gz")})
-                t1 = time.perf_counter()
-                made.raise_for_status()
-                during += load.between(t0, t1)
-                backups.append({"seconds": t1 - t0, "bytes": made.json()["bytes"]})
-                log(f"round {r + 1}: backup {t1 - t0:.2f}s, {made.json()['bytes'] / 1e6:.1f} MB")
+                for fmt in FORMATS:  # idle, then a backup: the baseline and each format in every round
+                    t0 = time.perf_counter()
+                    time.sleep(args.idle_seconds)
+                    phases["no backup running"] += load.between(t0, time.perf_counter())
+                    t0 = time.perf_counter()
+                    made = admin.post("/v1/admin/backup", json={"path": str(args.work_dir / f"backup{r}.{fmt}")})
+                    t1 = time.perf_counter()
+                    made.raise_for_status()
+                    phases[f"during {fmt} backup"] += load.between(t0, t1)
+                    backups[fmt].append({"seconds": t1 - t0, "bytes": made.json()["bytes"]})
+                    log(f"round {r + 1}: .{fmt} backup {t1 - t0:.2f}s, {made.json()['bytes'] / 1e6:.1f} MB")
         admin.close()
     rows = {}
-    for name, samples in (("no backup running", idle), ("during backup", during)):
+    for name, samples in phases.items():
         ms = [(s.end - s.start) * 1000 for s in samples if s.ok]
         rows[name] = {"queries": len(samples), "failed": sum(not s.ok for s in samples),
                       "p50_ms": percentile(ms, 50), "p95_ms": percentile(ms, 95)}
     result = {"chunks": chunks, "clients": args.clients, "rounds": args.rounds, "phases": rows,
-              "backup_seconds": [round(b["seconds"], 3) for b in backups],
-              "backup_mb": round(backups[-1]["bytes"] / 1e6, 1), "failed_total": len(load.errors),
-              "errors": load.errors[:5]}
+              "backups": {f: {"seconds": [round(b["seconds"], 2) for b in bs], "mb": round(bs[-1]["bytes"] / 1e6, 1)}
+                          for f, bs in backups.items()},
+              "failed_total": len(load.errors), "errors": load.errors[:5]}
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(result, indent=2))
     print(f"\nbackup of {chunks} chunks while {args.clients} clients POST /v1/retrieve ({args.rounds} rounds)")
-    print(f"{'phase':<20} {'queries':>8} {'failed':>7} {'p50 ms':>8} {'p95 ms':>8}")
+    print(f"{'phase':<26} {'queries':>8} {'failed':>7} {'p50 ms':>8} {'p95 ms':>8}")
     for name, row in rows.items():
-        print(f"{name:<20} {row['queries']:>8} {row['failed']:>7} {row['p50_ms']:>8.1f} {row['p95_ms']:>8.1f}")
-    secs = result["backup_seconds"]
-    print(f"backup time: median {statistics.median(secs):.2f}s (each: {', '.join(f'{s:.2f}' for s in secs)}), "
-          f"{result['backup_mb']} MB .tar.gz; failed queries in the whole run: {len(load.errors)}")
+        print(f"{name:<26} {row['queries']:>8} {row['failed']:>7} {row['p50_ms']:>8.1f} {row['p95_ms']:>8.1f}")
+    for fmt, b in result["backups"].items():
+        print(f".{fmt} backup: median {statistics.median(b['seconds']):.2f}s "
+              f"(each: {', '.join(f'{x:.2f}' for x in b['seconds'])}), {b['mb']} MB")
+    print(f"failed queries in the whole run: {len(load.errors)}")
 
 
 if __name__ == "__main__":

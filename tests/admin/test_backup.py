@@ -138,7 +138,7 @@ def original(tmp_path):
         yield f, state_of(f), secret
 
 
-@pytest.mark.parametrize("name", ["backup.tar.gz", "backup-dir"])
+@pytest.mark.parametrize("name", ["backup.tar.gz", "backup.tar", "backup-dir"])
 def test_a_restored_data_directory_is_the_same_factory(original, tmp_path, name):
     f, before, secret = original
     left_out = ["uploads/faq/.danube.md.x1.partial", "datasets/support/.tmp-1/train.jsonl", "runs/r1/ckpt.pt",

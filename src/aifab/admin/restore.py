@@ -82,9 +82,9 @@ def _unpack(source: Path, work: Path) -> None:
         shutil.copytree(source, work, dirs_exist_ok=True)
         return
     if not is_archive(source):
-        raise InvalidRequest(f"{source} is neither a backup directory nor a .tar.gz backup")
+        raise InvalidRequest(f"{source} is neither a backup directory nor a .tar.gz or .tar backup")
     try:
-        with tarfile.open(source, "r:gz") as tar:
+        with tarfile.open(source, "r:*") as tar:
             tar.extractall(work, members=_plain_members(tar))
     except (tarfile.TarError, EOFError, zlib.error, OSError) as exc:
         raise InvalidRequest(f"{source} is not a readable backup archive ({type(exc).__name__}: {exc})") from None

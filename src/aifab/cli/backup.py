@@ -26,7 +26,8 @@ from aifab.errors import ConfigError, NotFound
 
 def backup(
     path: Annotated[Path, typer.Argument(
-        help="where to write it: a new file ending in .tar.gz, or a new directory (any other name)")],
+        help="where to write it: a new file ending in .tar.gz (or .tar: faster, hardly bigger), or a new "
+        "directory (any other name)")],
     config: ConfigOpt = None,
     data_dir: DataDirOpt = None,
     as_json: JsonOpt = False,
@@ -60,7 +61,7 @@ def backup(
 
 
 def restore(
-    path: Annotated[Path, typer.Argument(help="a backup: a .tar.gz file or a directory made by `aifab backup`")],
+    path: Annotated[Path, typer.Argument(help="a backup made by `aifab backup`: a .tar.gz or .tar file, or a directory")],
     config: ConfigOpt = None,
     data_dir: DataDirOpt = None,
     as_json: JsonOpt = False,
