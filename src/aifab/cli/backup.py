@@ -26,8 +26,8 @@ from aifab.errors import ConfigError, NotFound
 
 def backup(
     path: Annotated[Path, typer.Argument(
-        help="where to write it: a new file ending in .tar.gz (or .tar: faster, hardly bigger), or a new "
-        "directory (any other name)")],
+        help="where to write it: a new .tar file (.tar.gz: a little smaller, much slower), or a new directory "
+        "(any other name)")],
     config: ConfigOpt = None,
     data_dir: DataDirOpt = None,
     as_json: JsonOpt = False,
