@@ -158,6 +158,19 @@ async def test_only_the_token_file_may_ingest_the_servers_own_files(factory, tmp
     assert r.status_code == 400 and "absolute" in r.json()["error"]["message"]
 
 
+async def test_only_the_token_file_may_make_a_backup(factory, tmp_path):
+    """A backup writes the server's files: an admin key is not enough."""
+    open_, keys, _ = factory
+    http = open_()
+    admin = keys.create("ops", admin=True)[1]
+    r = await http.post("/v1/admin/backup", json={"path": str(tmp_path / "b.tar.gz")}, headers=bearer(admin))
+    assert r.status_code == 403 and "token file" in r.json()["error"]["message"]
+    assert not (tmp_path / "b.tar.gz").exists()
+    r = await http.post("/v1/admin/backup", json={"path": str(tmp_path / "b.tar.gz")}, headers=bearer(TOKEN))
+    # past the token check: this app's data directory has no state database of its own to copy
+    assert r.status_code == 404 and "no state database" in r.json()["error"]["message"]
+
+
 def test_usage_over_time_is_bucketed_per_key(state_db):
     now = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
     with state_db.session() as s:

@@ -362,3 +362,48 @@ def test_a_namespace_made_before_reranker_data_gets_the_column_on_open(tmp_path,
         assert {r.id: r.rerank for r in store.fetch(NS, ["c0", "c1"], rerank=True)} == {"c0": b"tokens", "c1": None}
     finally:
         store.close()
+
+
+def test_a_snapshot_is_one_instant_of_the_store_while_writes_and_queries_go_on(tmp_path):
+    """Snapshots taken while a writer adds batches of 50: each copy holds whole batches only, as many as the
+    store held at the instant the caller's ``paused`` step ran, and opens with its graph as saved (nothing
+    replayed or rebuilt). A query inside the pause is answered: only writers wait."""
+    rng = np.random.default_rng(11)
+    s = graph_only(tmp_path / "store")
+    s.create_namespace(NS, DIM)
+    s.upsert(NS, records(clustered(rng, 50, DIM), prefix="b0_"))
+    stop = threading.Event()
+
+    def writer() -> None:
+        for b in range(1, 60):
+            if stop.is_set():
+                return
+            s.upsert(NS, records(clustered(rng, 50, DIM), prefix=f"b{b}_"))
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    seen: list[int] = []
+    try:
+        for i in range(3):
+            def paused() -> None:
+                seen.append(s.count(NS))
+                q = threading.Thread(target=lambda: seen.append(len(s.query(NS, clustered(rng, 1, DIM)[0], 5))))
+                q.start()
+                q.join(timeout=60)
+                assert not q.is_alive(), "a query waited for the snapshot"
+            assert s.snapshot(tmp_path / f"copy{i}", paused=paused) == {NS: seen[-2]}
+    finally:
+        stop.set()
+        thread.join()
+    final = s.count(NS)
+    s.close()
+    for i in range(3):
+        count = seen[2 * i]
+        assert count % 50 == 0 and seen[2 * i + 1] == 5
+        with graph_only(tmp_path / f"copy{i}") as copy:
+            info = copy.index_info(NS)
+            assert (info["source"], info["replayed_adds"], info["replayed_removals"]) == ("loaded", 0, 0)
+            assert copy.count(NS) == count == info["visible"]
+            assert len(copy.query(NS, clustered(rng, 1, DIM)[0], count + 10)) == count
+            assert len(copy.fetch(NS, [f"b{b}_{j}" for b in range(count // 50) for j in range(50)])) == count
+    assert seen[0] <= seen[2] <= seen[4] <= final

@@ -9,7 +9,7 @@ import typer
 from typer.core import TyperGroup
 
 from aifab import __version__
-from aifab.cli import config_cmd, corpus, datasets, evals, keys, models, rag, tools
+from aifab.cli import backup, config_cmd, corpus, datasets, evals, keys, models, rag, tools
 from aifab.cli.apply import apply
 from aifab.cli.common import SETTINGS, click_module, looked_in
 from aifab.cli.finetune import finetune
@@ -62,6 +62,8 @@ app.add_typer(datasets.app, name="datasets")
 app.add_typer(tools.app, name="tools")
 app.command("apply")(apply)
 app.command("init")(init)
+app.command("backup")(backup.backup)
+app.command("restore")(backup.restore)
 
 
 def _print_version(value: bool) -> None:

@@ -70,10 +70,11 @@ def may_write(caller: ApiKey | None, collection: str) -> None:
 
 
 def may_read_server_files(caller: ApiKey | None, what: str) -> None:
-    """Work that reads files of the server's own machine (a path to ingest, a question set) is for the holder
-    of the data directory's token file alone: an admin key over the network must not read the server's disk."""
+    """Work on files of the server's own machine (a path to ingest, a question set, a backup to write) is for
+    the holder of the data directory's token file alone: an admin key over the network must not reach the
+    server's disk."""
     if caller is None or caller.id != LOCAL_ADMIN.id:
-        raise Forbidden(f"{what} reads files of the server's machine: it needs the data directory's token file")
+        raise Forbidden(f"{what} works on files of the server's machine: it needs the data directory's token file")
 
 
 def may_use_tool(caller: ApiKey | None, name: str) -> None:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config as AlembicConfig
+from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -31,12 +32,13 @@ class Database:
             event.listen(self.engine, "connect", _sqlite_pragmas)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
 
-    def upgrade(self) -> None:
+    def upgrade(self, revision: str = "head") -> None:
+        """Migrate the schema to ``revision`` (tests pass an older one to make a database of an older aifab)."""
         cfg = AlembicConfig()
         cfg.set_main_option("script_location", str(MIGRATIONS))
         with self.engine.begin() as conn:
             cfg.attributes["connection"] = conn
-            command.upgrade(cfg, "head")
+            command.upgrade(cfg, revision)
 
     @contextmanager
     def session(self) -> Iterator[Session]:
@@ -45,6 +47,12 @@ class Database:
 
     def close(self) -> None:
         self.engine.dispose()
+
+
+def schema_revisions() -> list[str]:
+    """The schema revisions this aifab knows, oldest first (the last is the one ``upgrade`` brings to)."""
+    script = ScriptDirectory(str(MIGRATIONS))
+    return [r.revision for r in reversed(list(script.walk_revisions()))]
 
 
 def _sqlite_pragmas(dbapi_conn, _record) -> None:  # type: ignore[no-untyped-def]

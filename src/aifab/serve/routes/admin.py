@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from aifab.admin import state
 from aifab.admin.answers import Question
+from aifab.admin.backup import make_backup
 from aifab.admin.keys import KeyChange, NewKey, create_key, key_dict, update_key
 from aifab.corpus.service import Corpus
 from aifab.errors import AifabError, ConfigError, InvalidRequest, NotFound, error_event
@@ -242,6 +243,21 @@ def _ingest(corpus: Corpus, body: PathIngest, paths: list[Path], job_id: str) ->
             corpus.jobs.finish(job_id, "failed", {"error": reason})
         if not isinstance(exc, AifabError):
             raise
+
+
+class BackupRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    path: str = Field(description="absolute path on the server's machine: a new .tar.gz file, or a new directory")
+
+
+@router.post("/admin/backup", status_code=201)
+def backup(request: Request, body: BackupRequest, caller: Caller) -> dict[str, Any]:
+    """A consistent backup of the data directory, made in this process (``aifab backup`` beside a running
+    server): queries go on meanwhile. Only the token file's holder may: it writes the server's files."""
+    may_read_server_files(caller, "a backup (run `aifab backup` on the server's machine)")
+    corpus = _corpus(request)
+    return make_backup(corpus.settings, corpus.store, Path(body.path))
 
 
 @router.post("/admin/ask")

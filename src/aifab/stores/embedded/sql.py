@@ -15,6 +15,7 @@ import json
 import math
 import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -216,3 +217,42 @@ def insert_rows(conn: sqlite3.Connection, t: str,
     conn.executemany(f"INSERT INTO {t}_meta (name, value, key) VALUES (?, ?, ?)",
                      [(n, v, r[0]) for r, md in zip(rows, metadata, strict=True)
                       for n, v in md.items() if indexable(v)])
+
+
+@dataclass
+class Prepared:
+    """Records validated and encoded for one write."""
+
+    ids: list[str]
+    rows: list[tuple[int, str, str, str, str, str, bytes, bytes | None]]
+    vectors: np.ndarray
+    metadata: list[dict[str, Any]]
+    acls: list[tuple[str, ...]]
+
+
+def prepare(records: Sequence[ChunkRecord], dims: int) -> Prepared:
+    """Validate and encode before any write: a bad record fails the whole call, and nothing is written."""
+    latest: dict[str, ChunkRecord] = {}
+    for r in records:
+        if r.vector is None:
+            raise InvalidRequest(f"chunk '{r.id}' has no vector", param="vector")
+        latest.pop(r.id, None)
+        latest[r.id] = r  # the last of duplicate ids wins, as if written one after the other
+    vectors = np.empty((len(latest), dims), np.float32)
+    out = Prepared([], [], vectors, [], [])
+    for i, r in enumerate(latest.values()):
+        v = np.asarray(r.vector, dtype=np.float32)
+        if v.shape != (dims,) or not np.all(np.isfinite(v)):
+            raise InvalidRequest(f"chunk '{r.id}' needs a vector of {dims} finite dimensions", param="vector")
+        vectors[i] = v / (np.linalg.norm(v) or 1.0)
+        acl = tuple(dict.fromkeys(str(tag) for tag in r.acl))
+        try:
+            metadata = json.dumps(r.metadata, ensure_ascii=False, allow_nan=False)
+        except (TypeError, ValueError) as exc:
+            raise InvalidRequest(f"chunk '{r.id}': metadata is not JSON ({exc})", param="metadata") from exc
+        out.ids.append(r.id)
+        out.metadata.append(json.loads(metadata))
+        out.acls.append(acl)
+        out.rows.append((0, r.id, r.document_id, r.text, metadata, json.dumps(acl, ensure_ascii=False),
+                         encode_vector(vectors[i]), r.rerank))
+    return out

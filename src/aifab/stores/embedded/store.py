@@ -28,7 +28,7 @@ import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 
 from aifab.errors import AifabError, Conflict, InvalidRequest, NotFound, out_of_space
+from aifab.state.files import copy_sqlite
 from aifab.stores.embedded import snapshot, sql
 from aifab.stores.embedded.ann import AnnIndex
 from aifab.stores.embedded.locks import DirectoryLock, ReadWriteLock
@@ -58,15 +59,6 @@ class _Space:
     ann: AnnIndex
     unsaved: int = 0
     info: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass
-class _Prepared:
-    ids: list[str]
-    rows: list[tuple[int, str, str, str, str, str, bytes, bytes | None]]
-    vectors: np.ndarray
-    metadata: list[dict[str, Any]]
-    acls: list[tuple[str, ...]]
 
 
 class EmbeddedStore:
@@ -161,7 +153,7 @@ class EmbeddedStore:
 
     def upsert(self, namespace: str, records: Sequence[ChunkRecord]) -> None:
         space = self._space(namespace)
-        prepared = _prepare(records, space.dims)
+        prepared = sql.prepare(records, space.dims)
         if not prepared.ids:
             return
         with self._write_lock:
@@ -291,6 +283,23 @@ class EmbeddedStore:
             for space in list(self._spaces.values()):
                 if space.unsaved or not self._ann_path(space).exists():
                     self._save(space)
+
+    def snapshot(self, dest: Path, *, paused: Callable[[], None] | None = None) -> dict[str, int]:
+        """Write a consistent copy of the store into ``dest`` (a new directory), for backups: SQLite through
+        its online backup API and every namespace's graph as it is now, so the copy opens as is, without a
+        rebuild or a replay. Writers wait meanwhile; queries go on (the graphs are only read). ``paused``
+        runs first, inside the same pause: a caller copies its own state (the collections that point at
+        these namespaces) at the same instant. Returns the records per namespace."""
+        with self._write_lock:
+            self._check_open()
+            if paused is not None:
+                paused()
+            dest.mkdir(parents=True)
+            copy_sqlite(self._db, dest / self._db.name)
+            for space in list(self._spaces.values()):  # published in full: the writer lock is ours
+                snapshot.save(space.ann, dest / self._ann_path(space).name, self._ann_identity(space))
+            rows = self._writer.execute("SELECT name, rows FROM namespaces").fetchall()
+            return {str(name): int(n) for name, n in rows}
 
     def close(self) -> None:
         """Save the graphs and release the directory. Idempotent."""
@@ -477,30 +486,3 @@ class EmbeddedStore:
             return
         space.unsaved = 0
 
-
-def _prepare(records: Sequence[ChunkRecord], dims: int) -> _Prepared:
-    """Validate and encode before any write: a bad record fails the whole call, and nothing is written."""
-    latest: dict[str, ChunkRecord] = {}
-    for r in records:
-        if r.vector is None:
-            raise InvalidRequest(f"chunk '{r.id}' has no vector", param="vector")
-        latest.pop(r.id, None)
-        latest[r.id] = r  # the last of duplicate ids wins, as if written one after the other
-    vectors = np.empty((len(latest), dims), np.float32)
-    out = _Prepared([], [], vectors, [], [])
-    for i, r in enumerate(latest.values()):
-        v = np.asarray(r.vector, dtype=np.float32)
-        if v.shape != (dims,) or not np.all(np.isfinite(v)):
-            raise InvalidRequest(f"chunk '{r.id}' needs a vector of {dims} finite dimensions", param="vector")
-        vectors[i] = v / (np.linalg.norm(v) or 1.0)
-        acl = tuple(dict.fromkeys(str(tag) for tag in r.acl))
-        try:
-            metadata = json.dumps(r.metadata, ensure_ascii=False, allow_nan=False)
-        except (TypeError, ValueError) as exc:
-            raise InvalidRequest(f"chunk '{r.id}': metadata is not JSON ({exc})", param="metadata") from exc
-        out.ids.append(r.id)
-        out.metadata.append(json.loads(metadata))
-        out.acls.append(acl)
-        out.rows.append((0, r.id, r.document_id, r.text, metadata, json.dumps(acl, ensure_ascii=False),
-                         sql.encode_vector(vectors[i]), r.rerank))
-    return out
