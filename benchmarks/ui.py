@@ -122,8 +122,10 @@ def eval_runs(data: Path, work: Path) -> None:
     for limit in (0.5, 1.5):
         (work / "suite.toml").write_text(f'name = "helpdesk"\n[[retrieval]]\ncollection = "kb"\nqa = "qa.jsonl"\n'
                                          f'thresholds = {{ "recall@1" = {limit}, "mrr@10" = 0.5 }}\n')
-        subprocess.run([sys.executable, "-m", "aifab.cli.main", "eval", "run", str(work / "suite.toml"),
-                        "--data-dir", str(data)], check=True, capture_output=True)
+        r = subprocess.run([sys.executable, "-m", "aifab.cli.main", "eval", "run", str(work / "suite.toml"),
+                            "--data-dir", str(data)], capture_output=True, text=True)
+        if r.returncode != 0:
+            raise RuntimeError(f"aifab eval run failed: {r.stderr.strip()}")
 
 
 def screenshots(browser: Any, url: str, out: Path, data: Path, work: Path) -> dict[str, int]:

@@ -156,6 +156,10 @@ def test_eval_runs_are_listed_and_compared(page, server, tmp_path):
     expect(verdicts).to_contain_text("recall@5")
     expect(verdicts).to_contain_text("≥ 1.5")
     expect(verdicts).to_contain_text("+0.000")  # compared with the run before: the same recall
+    page.get_by_role("button", name="Run again").click()  # the newest run's suite, measured by the server again
+    expect(page.get_by_role("table", name="Eval runs").locator("tbody tr")).to_have_count(3)
+    runs = httpx.get(f"{server.url}/v1/admin/evals").json()["data"]
+    assert len(runs) == 3 and runs[0]["baseline"] == f"run {runs[1]['id']}" and runs[0]["passed"] is False
 
 
 @pytest.mark.parametrize("where", ["/#/chat", "/#/documents", "/#/models", "/#/evals", "/#/keys"])

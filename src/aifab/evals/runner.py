@@ -119,6 +119,7 @@ def run_suite(suite: Suite, suite_sha256: str, harnesses: Harnesses, *, baseline
     return EvalRun(
         id=f"eval-{uuid.uuid4().hex[:16]}", suite=suite.name, started_at=started, finished_at=clock(),
         passed=not any(r.failed for r in rows), config=suite.to_dict(),
-        hashes={"suite": suite_sha256, "files": files, "inputs": inputs}, metrics=metrics, verdicts=rows,
+        hashes={"suite": suite_sha256, "files": files, "inputs": inputs, "root": str(suite.root())},
+        metrics=metrics, verdicts=rows,
         baseline=baseline.label if baseline else None, seconds=seconds,
     )

@@ -177,6 +177,16 @@ class Suite(BaseModel):
     def checks(self) -> list[Check]:
         return [*self.retrieval, *self.answers, *self.task]
 
+    def root(self) -> Path:
+        """The folder the checks' relative paths start from (the suite file's)."""
+        return next((c.file(Path(".")).resolve() for c in self.checks), Path(".").resolve())
+
+    def rooted(self, root: Path) -> Suite:
+        """This suite with its relative paths starting from ``root`` (a stored run's suite, run again)."""
+        for check in self.checks:
+            check._root = root
+        return self
+
     def files(self) -> dict[str, Path]:
         """The data files the checks read themselves (question sets): as written -> where they are."""
         return {str(qa): check.file(qa) for check in self.checks if (qa := getattr(check, "qa", None)) is not None}
@@ -200,8 +210,7 @@ def load_suite(path: Path) -> tuple[Suite, str]:
         suite = Suite.model_validate(data)
     except ValidationError as exc:
         raise InvalidRequest(f"{path}: {describe_error(exc, Suite, noun='key').replace('Value error, ', '')}") from None
-    for check in suite.checks:
-        check._root = Path(path).parent
+    suite.rooted(Path(path).parent)
     for kind in ("retrieval", "answers"):
         for i, check in enumerate(getattr(suite, kind)):
             if not check.file(check.qa).is_file():

@@ -13,7 +13,8 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from aifab.errors import Forbidden, InvalidRequest, NotFound
 from aifab.evals import EvalRuns
 from aifab.evals.local import LocalHarnesses
-from aifab.evals.suite import AnswersCheck, RetrievalCheck, TaskCheck
+from aifab.evals.runner import Baseline, run_suite
+from aifab.evals.suite import AnswersCheck, RetrievalCheck, Suite, TaskCheck
 from aifab.identity import ApiKey
 from aifab.serve.deps import Caller, may_read_server_files
 from aifab.serve.routing import api_router
@@ -75,3 +76,24 @@ def measure(request: Request, body: Measure, caller: Caller) -> dict[str, Any]:
     harnesses = LocalHarnesses(corpus.settings, rag=lambda: rag, registry=lambda: corpus.registry)
     measured = getattr(harnesses, body.kind)(check, lambda done, total: None)
     return {"object": "eval.measured", "metrics": measured.metrics, "inputs": measured.inputs, "rows": measured.rows}
+
+
+@router.post("/evals/{run_id}/rerun", status_code=201)
+def rerun(request: Request, run_id: str, caller: Caller) -> dict[str, Any]:
+    """Run a stored run's suite again, as it was (the same question sets, read where that run read them), and
+    judge it against that run as the baseline; the new run is stored and returned. The web UI's "Run again"."""
+    runs = _runs(request, caller)
+    rag, corpus = request.app.state.rag, request.app.state.corpus
+    if rag is None:
+        raise NotFound("this server has no corpus configured")
+    before = runs.get(run_id)
+    if "root" not in before.hashes:
+        raise InvalidRequest(f"the run {run_id} does not record where its suite was: run the suite with `aifab eval run`")
+    suite = Suite.model_validate(before.config).rooted(Path(before.hashes["root"]))
+    missing = [str(p) for p in suite.files().values() if not p.is_file()]
+    if missing:
+        raise InvalidRequest(f"the suite's question sets are gone: {', '.join(missing)}")
+    harnesses = LocalHarnesses(corpus.settings, rag=lambda: rag, registry=lambda: corpus.registry)
+    result = run_suite(suite, before.hashes["suite"], harnesses, baseline=Baseline.of_run(before))
+    runs.add(result)
+    return result.to_dict()

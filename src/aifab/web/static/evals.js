@@ -2,7 +2,7 @@
 // a run compared with an earlier run of its suite, metric by metric.
 
 import { api } from "./api.js";
-import { field, h, table, when } from "./ui.js";
+import { attempt, field, h, table, when } from "./ui.js";
 
 const number = (v) => (v === null || v === undefined ? "—" : Number(v).toFixed(3));
 
@@ -20,6 +20,7 @@ function change(now, before) {
 export async function render(view) {
   const runs = (await api("/v1/admin/evals?limit=200")).data;
   const detail = h("section", { "aria-label": "Run", class: "run" });
+  const status = h("p", { role: "status" });
 
   function show(run) {
     const earlier = runs.filter((r) => r.suite === run.suite && r.started_at < run.started_at);
@@ -39,9 +40,21 @@ export async function render(view) {
     };
     other.addEventListener("change", draw);
     if (earlier.length) other.value = earlier[0].id; // the run before it, by default
+    const again = h("button", { type: "button", onclick: () => attempt(async () => {
+      again.disabled = true;
+      status.textContent = `Running ${run.suite} again…`;
+      try {
+        await api(`/v1/admin/evals/${encodeURIComponent(run.id)}/rerun`, { method: "POST" });
+        status.textContent = "";
+        await render(view);
+      } finally {
+        again.disabled = false;
+        if (status.textContent.startsWith("Running")) status.textContent = "";
+      }
+    }) }, "Run again");
     detail.replaceChildren(h("h2", {}, `${run.suite}: ${run.passed ? "passed" : "failed"}`),
       h("p", { class: "muted" }, `${when(run.started_at)}; suite file sha256 ${String(run.hashes.suite || "").slice(0, 12)}`),
-      field("Compare with", other), rows);
+      again, status, field("Compare with", other), rows);
     draw();
   }
 
