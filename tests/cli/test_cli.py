@@ -78,7 +78,7 @@ def test_misspelt_config_key_names_it_and_the_closest_known_one(tmp_path):
     (["ingest", "x", "--colection", "c"], "No such option: --colection (Possible options: --collection)",
      "aifab ingest --help"),
     (["up", "--prot", "8105"], "No such option: --prot", "aifab up --help"),
-    (["ingst", "x"], "No such command 'ingst'. Did you mean 'ingest'?", "aifab --help"),
+    (["ingst", "x"], "No such command 'ingst'. Did you mean 'ingest', 'init'?", "aifab --help"),
     (["ask"], "Missing argument 'question'.", "aifab ask --help"),
     (["up", "--port", "abc"], "Invalid value for '--port'", "aifab up --help"),
     (["eval", "retrieval", "-C", "c", "--qa", "missing.jsonl"],
