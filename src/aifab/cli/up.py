@@ -172,7 +172,8 @@ def _run(settings: Settings, registry: Registry, store: VectorStore, sock: socke
             typer.echo(f"warning: {line}", err=True)
         app = build_gateway(inner, settings, registry.db, inner.state.metrics.registry, local_token=token)
         names = ", ".join([name for name, _ in pool.items()] + app.router.public_names())
-        banner = f"aifab listening on {url}/v1  (models: {names}; data: {Path(settings.data_dir).resolve()})"
+        banner = (f"aifab listening on {url}/v1  (models: {names}; data: {Path(settings.data_dir).resolve()}); "
+                  f"web UI: {url}/")
         gc.collect()
         gc.freeze()  # the start-up heap (models, libraries) is never scanned again: no long GC pauses later
         s = settings.serve
