@@ -3,7 +3,6 @@ the running server's admin API when one holds the data directory."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -18,10 +17,8 @@ from aifab.cli.common import DataDirOpt, open_registry, open_store_of, settings_
 from aifab.cli.remote import Server, server_for
 from aifab.config import DEFAULT_CONFIG_FILE
 from aifab.corpus.service import Corpus
-from aifab.errors import AifabError, ConfigError
+from aifab.errors import ConfigError
 from aifab.gateway.keys import KeyStore
-
-POLL_S = 0.5
 
 
 class RemoteTarget:
@@ -50,16 +47,8 @@ class RemoteTarget:
 
     def ingest(self, name: str, paths: list[str], acl: list[str], prune: bool,
                chunking: tuple[int, int]) -> dict[str, Any]:
-        job = self.server.call("POST", "/v1/admin/ingest", json={
-            "collection": name, "paths": paths, "acl": acl, "prune": prune, "chunk_tokens": chunking[0],
-            "chunk_overlap": chunking[1]})
-        while job["status"] in ("queued", "running"):
-            time.sleep(POLL_S)
-            job = self.server.call("GET", f"/v1/ingest/jobs/{job['id']}")
-        summary = job["summary"] or {}
-        if "collection" not in summary:  # it never started
-            raise AifabError(summary.get("error") or f"the ingest into '{name}' failed")
-        return summary
+        return self.server.ingest({"collection": name, "paths": paths, "acl": acl, "prune": prune,
+                                   "chunk_tokens": chunking[0], "chunk_overlap": chunking[1]})
 
     def promote(self, name: str, version: int) -> None:
         self.server.call("POST", f"/v1/collections/{quote(name, safe='')}/promote", params={"version": version})

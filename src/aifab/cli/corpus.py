@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sys
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import fields
@@ -40,7 +39,7 @@ from aifab.config import Settings
 from aifab.corpus.ingest import IngestReport
 from aifab.corpus.service import Corpus
 from aifab.corpus.sources import discover
-from aifab.errors import AifabError, InvalidRequest
+from aifab.errors import InvalidRequest
 
 app = typer.Typer(help="List, inspect, version and delete document collections.", no_args_is_help=True)
 CollectionArg = Annotated[str, typer.Argument(help="collection name")]
@@ -110,23 +109,12 @@ def ingest(
         raise typer.Exit(2)
 
 
-POLL_S = 0.5  # how often the CLI looks at a server's ingest job
-
-
 def _ingest_through(server: Server, collection: str, paths: list[Path], acl: list[str], prune: bool,
-                    on_progress: Callable[[dict[str, Any]], None], sleep: Callable[[float], None] = time.sleep
-                    ) -> IngestReport:
-    """Ingest by the server that holds the data directory (the same files: it runs on this machine) and
-    follow its job to the end; the report is the one the ingest would have printed here."""
-    body = {"collection": collection, "paths": [str(p.resolve()) for p in paths], "acl": acl, "prune": prune}
-    job = server.call("POST", "/v1/admin/ingest", json=body)
-    while job["status"] in ("queued", "running"):
-        on_progress(job)
-        sleep(POLL_S)
-        job = server.call("GET", f"/v1/ingest/jobs/{job['id']}")
-    summary = job["summary"] or {}
-    if "error" in summary and "collection" not in summary:  # it never started: the error that stopped it
-        raise AifabError(summary["error"])
+                    on_progress: Callable[[dict[str, Any]], None]) -> IngestReport:
+    """Ingest by the server that holds the data directory (the same files: it runs on this machine); the
+    report is the one the ingest would have printed here."""
+    summary = server.ingest({"collection": collection, "paths": [str(p.resolve()) for p in paths], "acl": acl,
+                             "prune": prune}, on_progress)
     known = {f.name for f in fields(IngestReport)}
     return IngestReport(**{k: v for k, v in summary.items() if k in known})
 

@@ -7,7 +7,8 @@ would offline: one line, exit code 1."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,7 @@ from aifab.evals.suite import AnswersCheck, Check, RetrievalCheck, TaskCheck
 
 _BY_STATUS: dict[int, type[AifabError]] = {400: InvalidRequest, 401: Unauthorized, 403: Forbidden, 404: NotFound,
                                            409: Conflict}
+POLL_S = 0.5  # how often the CLI looks at a server's ingest job
 TIMEOUT = httpx.Timeout(30.0, read=600.0)  # an eval or an ingest answers when done
 
 
@@ -50,6 +52,21 @@ class Server:
         if r.status_code >= 400:
             raise _error(r.status_code, r.content)
         return r.json()
+
+    def ingest(self, body: dict[str, Any], on_progress: Callable[[dict[str, Any]], None] | None = None,
+               sleep: Callable[[float], None] = time.sleep) -> dict[str, Any]:
+        """Ingest the server machine's files (``POST /v1/admin/ingest``) and follow the job to its end; its
+        report, as the ingest writes it. A job that never started raises the error that stopped it."""
+        job = self.call("POST", "/v1/admin/ingest", json=body)
+        while job["status"] in ("queued", "running"):
+            if on_progress is not None:
+                on_progress(job)
+            sleep(POLL_S)
+            job = self.call("GET", f"/v1/ingest/jobs/{job['id']}")
+        summary = job["summary"] or {}
+        if "collection" not in summary:
+            raise AifabError(summary.get("error") or f"the ingest into '{body['collection']}' failed")
+        return summary
 
     def events(self, path: str, body: dict[str, Any]) -> Iterator[dict[str, Any]]:
         """The ``data:`` events of a streamed answer, parsed."""
