@@ -26,7 +26,7 @@ def passage(i: int, text: str = "", **meta) -> Passage:
 def test_sources_are_numbered_in_rank_order_with_their_place():
     p = build_prompt("Why?", [], [passage(1), passage(2)], render=render, count_tokens=count, budget=10_000)
     user = p.messages[-1]["content"]
-    assert user.index('<source id="1" file="/docs/d1.md" section="Top &gt; S1">') < user.index('<source id="2"')
+    assert user.index('<source id="1" file="d1.md" section="S1">') < user.index('<source id="2"')
     assert user.endswith("Question: Why?")
     assert p.messages[0] == {"role": "system", "content": DEFAULT_SYSTEM_PROMPT}
     assert [x.id for x in p.passages] == ["c1", "c2"] and p.tokens == count(p.prompt)
@@ -54,8 +54,17 @@ def test_a_document_cannot_close_its_delimiter_or_reach_the_instructions():
     assert "&lt;/source>" in block and "&lt;source id" in block and "&lt;/SOURCE>" in block
     p = build_prompt("What now?", [], [passage(1, evil)], render=render, count_tokens=count, budget=10_000)
     assert "PWNED" not in p.messages[0]["content"] and p.messages[0]["content"] == DEFAULT_SYSTEM_PROMPT
-    attrs = source_block(1, passage(1, "x", source='/d/a" onload="x.md'))
-    assert 'file="/d/a&quot; onload=&quot;x.md"' in attrs
+    attrs = source_block(1, passage(1, "x", source='/d/a" onload="x.md', section=['<b>"S"</b>']))
+    assert 'file="a&quot; onload=&quot;x.md"' in attrs and 'section="&lt;b>&quot;S&quot;&lt;/b>"' in attrs
+
+
+@pytest.mark.parametrize(("source", "label"), [
+    ("/srv/docs/guide/intro.md", "intro.md"), ("C:\\docs\\a.txt", "a.txt"), ("https://example.com/faq/", "faq"),
+    ("https://example.com", "example.com"), ("notes.rst", "notes.rst"),
+])
+def test_the_model_sees_a_source_by_its_name_not_its_path(source, label):
+    block = source_block(1, passage(1, "x", source=source))
+    assert block.startswith(f'<source id="1" file="{label}" section="S1">')
 
 
 def test_citation_markers_map_to_sources():

@@ -34,11 +34,25 @@ class GroundedPrompt:
     tokens: int
 
 
+def source_label(source: str) -> str:
+    """What the model is told of a source's file: its name, not its path or URL. A path costs the prompt
+    tens of tokens a source (the model prefills every one of them) and tells it nothing the name does
+    not; the citation still carries the whole ``source``."""
+    name = source.replace("\\", "/").rstrip("/").rsplit("/", 1)[-1]
+    return name or source
+
+
+def _attr(value: str) -> str:
+    return html.escape(value, quote=True).replace("&gt;", ">")
+
+
 def source_block(number: int, passage: Passage) -> str:
+    """A passage as a numbered source: its file's name and the innermost section heading (the whole
+    heading path and the file's path are in the citation, not in the prompt)."""
     m = passage.metadata
-    attrs = [f'id="{number}"', f'file="{html.escape(str(m.get("source", "")), quote=True)}"']
+    attrs = [f'id="{number}"', f'file="{_attr(source_label(str(m.get("source", ""))))}"']
     if m.get("section"):
-        attrs.append(f'section="{html.escape(" > ".join(m["section"]), quote=True)}"')
+        attrs.append(f'section="{_attr(str(m["section"][-1]))}"')
     if m.get("page"):
         attrs.append(f'page="{m["page"]}"')
     body = _TAG.sub(lambda x: f"&lt;{x.group(1)}{x.group(2)}", passage.text)
