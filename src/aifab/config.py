@@ -55,6 +55,14 @@ class EngineSettings(_Section):
         "f16", description="llama.cpp KV-cache precision; q8_0 halves its memory at a small cost in accuracy"
     )
     embedding_batch: int = Field(64, ge=1)
+    cpu_weights: Literal["auto", "q8_0", "as-is"] = Field(
+        "auto", description="llama.cpp: requantise a GGUF whose type has no fast prompt kernel (Q4_1, Q5_1, "
+        "K-quants) to Q8_0 once, into cache_dir (auto: models up to about 1B weights, on x86-64)",
+    )
+    cache_dir: Path | None = Field(
+        None, description="files aifab can rebuild (requantised weights), shared by data directories; "
+        "default: $XDG_CACHE_HOME/aifab or ~/.cache/aifab, else data_dir/cache where home is not writable",
+    )
     prefix_cache: bool = Field(
         True, description="reuse a slot's KV cache for a prompt that starts with the same tokens (skips their prefill)"
     )
@@ -390,6 +398,19 @@ class Settings(BaseSettings):
 
     def threads(self) -> int:
         return self.engines.threads or (os.cpu_count() or 1)
+
+    def cache_dir(self, kind: str) -> Path:
+        """A writable folder for rebuildable files of ``kind`` (created)."""
+        roots = [self.engines.cache_dir] if self.engines.cache_dir else [
+            Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "aifab", self.data_dir / "cache"]
+        for root in roots:
+            try:
+                (root / kind).mkdir(parents=True, exist_ok=True)
+            except OSError:
+                continue
+            if os.access(root / kind, os.W_OK):
+                return root / kind
+        raise OSError(f"no writable cache folder: tried {', '.join(str(r) for r in roots)}; set engines.cache_dir")
 
 
 def read_secret(env: str | None, file: Path | None, what: str) -> str | None:

@@ -91,9 +91,9 @@ class GbnfWalker:
     def __init__(self, gguf: Path, candidates: int = 2048) -> None:
         import llama_cpp as C
 
-        from aifab.engines.llamacpp.runtime import _init_backend
+        from aifab.engines.llamacpp.runtime import init_backend
 
-        _init_backend()
+        init_backend()
         params = C.llama_model_default_params()
         params.vocab_only = True
         self.C = C

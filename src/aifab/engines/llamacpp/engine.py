@@ -5,6 +5,7 @@ from __future__ import annotations
 from aifab.config import Settings
 from aifab.engines.generative import GenerativeEngine
 from aifab.engines.llamacpp.runtime import LlamaCppRuntime
+from aifab.engines.llamacpp.weights import weights_for
 from aifab.engines.registry import register
 from aifab.registry.package import ModelPackage
 
@@ -15,7 +16,8 @@ class LlamaCppEngine(GenerativeEngine):
 
     def __init__(self, package: ModelPackage, settings: Settings) -> None:
         options = self.runtime_options(package, settings)
-        self.runtime = LlamaCppRuntime(package.path, kv_cache_type=settings.engines.kv_cache_type,
+        path = weights_for(package.path, settings.engines.cpu_weights, lambda: settings.cache_dir("gguf"))
+        self.runtime = LlamaCppRuntime(path, kv_cache_type=settings.engines.kv_cache_type,
                                        prefix_cache=settings.engines.prefix_cache, **options)
         super().__init__(
             package, self.runtime, context_length=options["ctx_per_seq"], max_queue=settings.serve.max_queue

@@ -33,7 +33,7 @@ def _quiet_log(level: int, text: bytes, user_data: Any) -> None:
     return None
 
 
-def _init_backend() -> None:
+def init_backend() -> None:
     global _backend_ready
     with _backend_lock:
         if not _backend_ready:
@@ -68,7 +68,7 @@ class LlamaCppRuntime:
     ) -> None:
         if C is None:
             raise EngineError("llama-cpp-python is not installed: pip install llama-cpp-python")
-        _init_backend()
+        init_backend()
         mparams = C.llama_model_default_params()
         self.model = C.llama_model_load_from_file(path.encode(), mparams)
         if not self.model:
