@@ -80,3 +80,41 @@ async def test_full_queue_is_refused_with_overloaded(slow_engine):
     for task in running:
         task.cancel()
     await asyncio.gather(*running, return_exceptions=True)
+
+
+class FeedLog(FakeRuntime):
+    """Records each step's feeds as (request tag, tokens, prompt tokens left before the step)."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.steps: list[list[tuple[str, int, int]]] = []
+
+    def step(self, seqs, feeds):
+        self.steps.append([(s.request.prompt[:2], len(f), len(s.prompt_ids) - s.fed) for s, f in zip(seqs, feeds, strict=True)])
+        return super().step(seqs, feeds)
+
+
+async def test_prompts_are_prefilled_first_come_first_served_within_one_chunk_a_step():
+    runtime = FeedLog("ok", max_batch=4, step_delay=0.002)
+    engine = FakeEngine(runtime=runtime, context_length=2048)
+    engine._scheduler.prefill_chunk = 100
+    try:
+        prompts = [f"p{i}" + "x" * 248 for i in range(4)]  # 250 tokens each: three chunks' worth
+        order: list[str] = []
+
+        async def one(prompt: str) -> None:
+            request = GenerationRequest(prompt=prompt, sampling=SamplingParams(temperature=0, max_tokens=3))
+            async for delta in engine.generate(request):
+                if delta.completion_tokens == 1 and prompt[:2] not in order:
+                    order.append(prompt[:2])
+
+        await asyncio.gather(*(one(p) for p in prompts))
+    finally:
+        engine.close()
+    assert order == ["p0", "p1", "p2", "p3"]  # first tokens in arrival order
+    for feeds in runtime.steps:
+        prompt_feeds = [(tag, n, left) for tag, n, left in feeds if left > 0]
+        assert sum(n for _, n, _ in prompt_feeds) <= 100  # one chunk of prompt a step, decode tokens beside it
+        # every prompt fed in a step but the last one is finished by it: none is started before the
+        # one ahead of it is done
+        assert all(n == left for _, n, left in prompt_feeds[:-1])

@@ -268,17 +268,26 @@ class BatchScheduler:
             self._finish(seq)
         if not self._live:
             return
-        # Decoding sequences are served first (one token each) so a long prompt never stalls them;
-        # prompts fill what is left of the step's token budget, in arrival order. The batch itself
-        # is laid out by slot: llama.cpp's per-sequence KV streams decode markedly slower when the
-        # batch visits them out of order.
+        # Decoding sequences are served first (one token each) so a long prompt never stalls them.
+        # Prompts then share ONE chunk of ``prefill_chunk`` tokens a step, in arrival order: the first
+        # prompt is finished before the next one starts (first come, first served, as vLLM's chunked
+        # prefill does), so with eight prompts at once the first answer starts after one prompt's work,
+        # not after all eight; and no step grows past one chunk, which bounds the pause that a burst of
+        # prompts puts between the tokens of the streams already decoding. The batch itself is laid
+        # out by slot: llama.cpp's per-sequence KV streams decode markedly slower when the batch
+        # visits them out of order.
         budget = self.runtime.max_step_tokens
         chosen: list[tuple[Sequence, list[int]]] = []
-        for seq in sorted(self._live, key=lambda s: s.prefilling):
+        decoding = [s for s in self._live if not s.prefilling]
+        for seq in decoding:
+            chosen.append((seq, seq.pending(budget)))
+        budget = min(budget - len(decoding), self.prefill_chunk)
+        for seq in (s for s in self._live if s.prefilling):
+            if budget <= 0:
+                break
             feed = seq.pending(budget)
-            if feed:
-                budget -= len(feed)
-                chosen.append((seq, feed))
+            budget -= len(feed)
+            chosen.append((seq, feed))
         chosen.sort(key=lambda item: item[0].slot)
         batch = [seq for seq, _ in chosen]
         feeds = [feed for _, feed in chosen]
