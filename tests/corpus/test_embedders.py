@@ -277,6 +277,25 @@ def test_one_pass_gives_the_vectors_and_the_token_vectors_of_each_text(minilm):
 
 
 @pytest.mark.slow
+def test_a_query_is_encoded_once_for_the_search_and_the_reranker(minilm, monkeypatch):
+    query = "What is a decorator?"
+    vector = minilm.embed_query(query)
+    np.testing.assert_allclose(vector, minilm.embed([query])[0], atol=1e-5)
+    expected = minilm.embed_with_tokens([query])[1][0]
+    passes = []
+    encode = minilm._encode
+    monkeypatch.setattr(minilm, "_encode", lambda texts, tokens: passes.append(texts) or encode(texts, tokens=tokens))
+    (rows,) = minilm.token_vectors([query])  # the reranker, after the search: no second forward pass
+    np.testing.assert_allclose(rows, expected, atol=1e-5)
+    assert passes == []
+    minilm.token_vectors(["another question?"])  # not searched before: encoded
+    assert passes == [["another question?"]]
+    for i in range(embedders.QUERY_MEMO):
+        minilm.embed_query(f"question {i}")
+    assert len(minilm._memo) == embedders.QUERY_MEMO and query not in minilm._memo  # bounded, oldest out
+
+
+@pytest.mark.slow
 @pytest.mark.integration
 def test_openai_embedder_against_a_real_server_gives_the_local_vectors(minilm, tmp_path):
     from aifab.testing.server import RemoteAifabServer

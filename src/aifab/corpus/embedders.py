@@ -14,6 +14,7 @@ import os
 import re
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any
@@ -31,6 +32,7 @@ if TYPE_CHECKING:
     from aifab.engines.protocol import Engine
     from aifab.registry import ModelPackage, Registry
 
+QUERY_MEMO = 64  # queries whose token vectors the local embedder keeps for the reranker
 sleep = time.sleep  # module-level so that tests can skip the waits between retries
 
 
@@ -55,6 +57,8 @@ class SentenceTransformerEmbedder:
         self.batch_size = batch_size
         self._model: Any = None
         self._lock = threading.Lock()
+        self._memo: OrderedDict[str, np.ndarray] = OrderedDict()  # query -> its token vectors
+        self._memo_lock = threading.Lock()
         if model is not None:
             self._adopt(model)
         elif package.embedding_dimensions and package.context_length:
@@ -101,6 +105,25 @@ class SentenceTransformerEmbedder:
         longest first by exact token count, so each pads little; rows go straight to their place."""
         return self._encode(texts, tokens=False)[0]
 
+    def embed_query(self, text: str) -> np.ndarray:
+        """One query's vector. Its token vectors come from the same forward pass and are kept (the last
+        ``QUERY_MEMO`` queries) for the maxsim reranker that follows the search: a query is encoded once."""
+        vectors, tokens = self._encode([text], tokens=True)
+        with self._memo_lock:
+            self._memo[text] = tokens[0]
+            self._memo.move_to_end(text)
+            while len(self._memo) > QUERY_MEMO:
+                self._memo.popitem(last=False)
+        return vectors[0]
+
+    def token_spans(self, texts: Sequence[str]) -> list[np.ndarray]:
+        """int (rows, 2): the character places in each text of the rows ``token_vectors`` gives it (the
+        model's tokenizer and truncation, special tokens dropped)."""
+        encoded = self.model.tokenizer(
+            list(texts), return_offsets_mapping=True, truncation=True, max_length=self.max_tokens,
+        )
+        return [np.asarray(offsets[1:-1], dtype=np.int64).reshape(-1, 2) for offsets in encoded["offset_mapping"]]
+
     def embed_with_tokens(self, texts: Sequence[str]) -> tuple[np.ndarray, list[np.ndarray]]:
         """``embed`` and ``token_vectors`` of the same texts from one forward pass: what ingest stores so
         that the maxsim reranker never re-encodes a passage."""
@@ -109,6 +132,11 @@ class SentenceTransformerEmbedder:
     def token_vectors(self, texts: Sequence[str]) -> list[np.ndarray]:
         """Per-token contextual vectors (float32 (tokens, dimensions), rows L2-normalised, padding and
         special tokens dropped) of each text: what late-interaction scoring compares."""
+        if len(texts) == 1:
+            with self._memo_lock:
+                kept = self._memo.get(texts[0])
+            if kept is not None:
+                return [kept]
         return self._encode(texts, tokens=True)[1]
 
     def _encode(self, texts: Sequence[str], *, tokens: bool) -> tuple[np.ndarray, list[np.ndarray]]:
