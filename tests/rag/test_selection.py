@@ -6,7 +6,7 @@ import re
 
 from aifab.config import RetrievalSettings
 from aifab.rag.protocol import Passage
-from aifab.rag.selection import GAP, select_context
+from aifab.rag.selection import GAP, embedded_similarity, select_context, stored_similarity
 from aifab.testing import FakeEmbedder
 
 DOCS = {
@@ -35,7 +35,7 @@ def test_selection_keeps_the_best_sentences_and_their_exact_places(corpus_tools,
 
     rag = Rag(corpus.settings, corpus)
     passages = rag.retrieve("kb", "delta in Romania", settings=RetrievalSettings(reranker="none"))
-    picked = select_context("delta in Romania", passages, embed=FakeEmbedder().embed,
+    picked = select_context("delta in Romania", passages, similarity=embedded_similarity(FakeEmbedder().embed),
                             count_tokens=count, budget=18)
     assert sum(count(p.text) for p in picked) <= 18
     danube = next(p for p in picked if "delta" in p.text)
@@ -62,7 +62,7 @@ def test_runs_that_are_not_adjacent_are_joined_with_a_gap():
         at = start + len(s)
     p = Passage("p", "d", text, 1.0, 0.5, {"source": "x.txt", "start": 100, "end": 100 + len(text),
                                             "sentences": sentences})
-    (out,) = select_context("alpha epsilon", [p], embed=FakeEmbedder().embed, count_tokens=count, budget=8,
+    (out,) = select_context("alpha epsilon", [p], similarity=embedded_similarity(FakeEmbedder().embed), count_tokens=count, budget=8,
                             neighbours=0)
     assert out.text == "Alpha one here." + GAP + "Epsilon five here."
     assert out.metadata["spans"] == [[100, 115], [100 + text.index("Epsilon"), 100 + len(text)]]
@@ -70,9 +70,9 @@ def test_runs_that_are_not_adjacent_are_joined_with_a_gap():
 
 def test_a_budget_the_passages_fit_in_changes_nothing():
     p = Passage("p", "d", "Short text. Two sentences.", 1.0, 0.5, {"source": "x.txt"})
-    assert select_context("q", [p], embed=FakeEmbedder().embed, count_tokens=count, budget=100) == [p]
-    assert select_context("q", [p], embed=FakeEmbedder().embed, count_tokens=count, budget=0) == [p]
-    (cut,) = select_context("short text", [p], embed=FakeEmbedder().embed, count_tokens=count, budget=3,
+    assert select_context("q", [p], similarity=embedded_similarity(FakeEmbedder().embed), count_tokens=count, budget=100) == [p]
+    assert select_context("q", [p], similarity=embedded_similarity(FakeEmbedder().embed), count_tokens=count, budget=0) == [p]
+    (cut,) = select_context("short text", [p], similarity=embedded_similarity(FakeEmbedder().embed), count_tokens=count, budget=3,
                             neighbours=0)
     assert cut.text == "Short text." and cut.metadata["spans_in"] == "passage"  # no stored places: its own text
 
@@ -100,3 +100,23 @@ async def test_the_model_is_given_the_selected_sentences_and_citations_keep_thei
     (cite,) = [c for c in cites if c["cited"]]
     (start, end), = cite["spans"]
     assert DOCS["rivers.md"][start:end] == "Its delta is in Romania"
+
+
+def test_stored_token_vectors_score_each_sentence_without_encoding_it():
+    from aifab.stores.tokens import pack
+
+    fake = FakeEmbedder()
+    text = DOCS["rivers.md"]
+    rows = fake.token_vectors([text])[0]
+    cut = len(fake.token_spans([text])[0]) - 6  # as if the embedder had stopped before the last sentence
+    p = Passage("c1", "d1", text, 1.0, 0.5, {"source": "rivers.md"}, stored=pack(rows[:cut]))
+    sentences = [(0, m.start(), m.end()) for m in re.finditer(r"[^.\n]+\.", text)]
+    score = stored_similarity(fake.token_vectors, fake.token_spans)("delta in Romania", [p], sentences)
+    texts = [text[a:b].strip() for _, a, b in sentences]
+    assert texts[int(score.argmax())] == "Its delta is in Romania."
+    assert score[texts.index("Storks nest there in spring.")] < score.max()
+    assert texts[-1] == "It reaches the North Sea at Rotterdam." and score[-1] == 0  # past the stored rows
+    fake.calls.clear()
+    picked = select_context("delta in Romania", [p], similarity=stored_similarity(fake.token_vectors, fake.token_spans),
+                            count_tokens=count, budget=18)
+    assert "Its delta is in Romania." in picked[0].text and fake.calls == []  # nothing embedded

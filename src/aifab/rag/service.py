@@ -24,7 +24,7 @@ from aifab.rag.prompting import build_prompt
 from aifab.rag.protocol import Passage, Reranker
 from aifab.rag.rerank import make_reranker
 from aifab.rag.retrieval import Retriever
-from aifab.rag.selection import select_context
+from aifab.rag.selection import Similarity, embedded_similarity, select_context, stored_similarity
 from aifab.stores.protocol import Filter, Scalar
 
 log = logging.getLogger("aifab.rag")
@@ -128,7 +128,17 @@ class Rag:
         )
 
     def _embed_query(self, query: str) -> np.ndarray:
-        return self.corpus.embedder().embed([query])[0]
+        embedder = self.corpus.embedder()
+        one_pass = getattr(embedder, "embed_query", None)  # the local embedder keeps the query's token vectors
+        return one_pass(query) if one_pass is not None else embedder.embed([query])[0]
+
+    def _similarity(self, passages: Sequence[Passage]) -> Similarity:
+        """How context selection scores sentences: from the token vectors stored at ingest where the passages
+        carry them (the maxsim reranker fetched them) and the embedder can place them, else by embedding."""
+        embedder = self.corpus.embedder()
+        if passages and all(p.stored is not None for p in passages) and hasattr(embedder, "token_spans"):
+            return stored_similarity(embedder.token_vectors, embedder.token_spans)
+        return embedded_similarity(embedder.embed)
 
     def _reranker(self, name: str) -> Reranker | None:
         """The named reranker; None (with one warning) when the embedder cannot feed it, e.g. an
@@ -164,7 +174,7 @@ class Rag:
             return Prepared(app, query, fallback=DONT_KNOW.format(collection=app.collection))
         if retrieval.context_tokens > 0:
             passages = await asyncio.to_thread(
-                select_context, query, passages, embed=self.corpus.embedder().embed,
+                select_context, query, passages, similarity=self._similarity(passages),
                 count_tokens=engine.count_tokens, budget=retrieval.context_tokens,
             )
         window = min(engine.package.context_length, self.settings.engines.context_per_sequence)

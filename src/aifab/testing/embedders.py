@@ -44,6 +44,11 @@ class FakeEmbedder:
             out.append(np.stack([r / (np.linalg.norm(r) or 1.0) for r in rows]).astype(np.float32))
         return out
 
+    def token_spans(self, texts: Sequence[str]) -> list[np.ndarray]:
+        """The places of the words ``token_vectors`` gives rows for."""
+        return [np.array([m.span() for m in re.finditer(r"\w+", t.lower())], dtype=np.int64).reshape(-1, 2)
+                for t in texts]
+
     def embed_with_tokens(self, texts: Sequence[str]) -> tuple[np.ndarray, list[np.ndarray]]:
         return self.embed(texts), self.token_vectors(texts)
 
