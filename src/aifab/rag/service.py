@@ -136,8 +136,9 @@ class Rag:
         """How context selection scores sentences: from the token vectors stored at ingest where the passages
         carry them (the maxsim reranker fetched them) and the embedder can place them, else by embedding."""
         embedder = self.corpus.embedder()
-        if passages and all(p.stored is not None for p in passages) and hasattr(embedder, "token_spans"):
-            return stored_similarity(embedder.token_vectors, embedder.token_spans)
+        vectors, spans = getattr(embedder, "token_vectors", None), getattr(embedder, "token_spans", None)
+        if passages and all(p.stored is not None for p in passages) and vectors and spans:
+            return stored_similarity(vectors, spans)
         return embedded_similarity(embedder.embed)
 
     def _reranker(self, name: str) -> Reranker | None:
