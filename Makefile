@@ -16,7 +16,7 @@ run: $(STAMP)  ## start aifab on its embedded defaults
 test: $(TSTAMP)  ## the whole test suite this machine can run
 	@if [ "$$(id -u)" = 0 ] && ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then \
 	  .ci/install-pgvector.sh || echo "pgvector could not be installed: its tests will be skipped"; fi
-	$(BIN)/python -m pytest $(ARGS)
+	$(BIN)/python -m pytest --durations=25 $(ARGS)  # the slowest tests, to keep the run short
 
 install: $(STAMP)
 
