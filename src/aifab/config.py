@@ -63,6 +63,10 @@ class EngineSettings(_Section):
         None, description="files aifab can rebuild (requantised weights), shared by data directories; "
         "default: $XDG_CACHE_HOME/aifab or ~/.cache/aifab, else data_dir/cache where home is not writable",
     )
+    prefill_chunk: int = Field(
+        256, ge=16, description="prompt tokens one decode step carries, shared by the prompts waiting, oldest first; "
+        "a step's time is also the pause it puts between the tokens of the streams already decoding",
+    )
     prefix_cache: bool = Field(
         True, description="reuse a slot's KV cache for a prompt that starts with the same tokens (skips their prefill)"
     )

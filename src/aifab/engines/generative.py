@@ -20,11 +20,13 @@ class GenerativeEngine:
     package: ModelPackage
     context_length: int  # tokens one sequence may hold (prompt + completion)
 
-    def __init__(self, package: ModelPackage, runtime: Runtime, *, context_length: int, max_queue: int) -> None:
+    def __init__(
+        self, package: ModelPackage, runtime: Runtime, *, context_length: int, max_queue: int, prefill_chunk: int = 256,
+    ) -> None:
         self.package = package
         self.context_length = context_length
         self._runtime = runtime
-        self._scheduler = BatchScheduler(runtime, max_queue=max_queue, name=package.name)
+        self._scheduler = BatchScheduler(runtime, max_queue=max_queue, prefill_chunk=prefill_chunk, name=package.name)
 
     @staticmethod
     def runtime_options(package: ModelPackage, settings: Settings) -> dict[str, int]:

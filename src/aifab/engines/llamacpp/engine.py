@@ -20,7 +20,8 @@ class LlamaCppEngine(GenerativeEngine):
         self.runtime = LlamaCppRuntime(path, kv_cache_type=settings.engines.kv_cache_type,
                                        prefix_cache=settings.engines.prefix_cache, **options)
         super().__init__(
-            package, self.runtime, context_length=options["ctx_per_seq"], max_queue=settings.serve.max_queue
+            package, self.runtime, context_length=options["ctx_per_seq"], max_queue=settings.serve.max_queue,
+            prefill_chunk=settings.engines.prefill_chunk,
         )
         # The GGUF stores special tokens as ids; the chat template wants their text.
         self._special = {

@@ -23,7 +23,8 @@ class TorchEngine(GenerativeEngine):
         for name, path in package.adapters.items():
             self.runtime.load_adapter(name, path)
         super().__init__(
-            package, self.runtime, context_length=options["ctx_per_seq"], max_queue=settings.serve.max_queue
+            package, self.runtime, context_length=options["ctx_per_seq"], max_queue=settings.serve.max_queue,
+            prefill_chunk=settings.engines.prefill_chunk,
         )
 
     def tokenize(self, text: str) -> list[int]:
