@@ -31,3 +31,18 @@ def test_disabled_it_keeps_nothing():
     cache = PrefixCache(1, enabled=False)
     cache.keep(0, [1, 2, 3])
     assert cache.match(0, [1, 2, 3, 4]) == 0
+
+
+def test_a_longer_prefix_in_another_slot_is_a_source_until_copied():
+    cache = PrefixCache(4)
+    cache.keep(0, [1, 2, 3, 4, 5])
+    cache.keep(2, [1, 2, 9])
+    assert cache.source(1, [1, 2, 3, 4, 8]) == (0, 4)
+    assert cache.source(0, [1, 2, 3, 4, 8]) == (2, 2)  # never the slot itself
+    assert cache.source(1, [7, 7]) == (-1, 0)
+    cache.copied(0, 1, 4)
+    assert cache.match(1, [1, 2, 3, 4, 8]) == 4 and cache.copies == 1
+    assert cache.source(3, [1, 2, 3, 4, 6]) == (0, 4)  # slot 1's copy is not applied yet: no source
+    cache.applied()
+    cache.keep(0, [])
+    assert cache.source(3, [1, 2, 3, 4, 6]) == (1, 4)  # now it is

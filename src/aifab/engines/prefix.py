@@ -4,7 +4,10 @@ far, a tool loop's previous step) skips their prefill (llama.cpp server's ``cach
 caching at slot granularity).
 
 The scheduler gives a new request the free slot whose cache shares the longest prefix with its prompt;
-the runtime keeps that many positions, drops the rest, and starts the sequence with ``fed`` there. At
+the runtime keeps that many positions, drops the rest, and starts the sequence with ``fed`` there. When
+another slot, busy or free, holds a longer shared prefix (eight questions to one app arrive together:
+one slot holds the app's instructions, seven do not), a runtime that can copy between slots (llama.cpp)
+copies it over instead of prefilling it again (``source``, ``copied``). At
 least the prompt's last token is always fed again, since its logits give the first sampled token. The
 result is the same as without reuse: the kept keys and values are those the same tokens at the same
 positions produce (``tests/engines`` checks greedy output on the real models, with and without).
@@ -26,6 +29,8 @@ class PrefixCache:
         self._tokens: list[list[int]] = [[] for _ in range(slots)]
         self._keys: list[Hashable] = [None] * slots
         self.reused = 0  # prompt tokens not prefilled again, in all (for metrics and tests)
+        self.copies = 0  # prefixes copied from another slot, in all
+        self._pending: set[int] = set()  # slots whose copy the runtime applies at its next step
 
     def match(self, slot: int, prompt: Sequence[int], key: Hashable = None) -> int:
         """How many leading tokens of ``prompt`` slot ``slot`` could reuse (at most all but the last)."""
@@ -44,6 +49,26 @@ class PrefixCache:
         n, neg = max(scored)
         return -neg, n
 
+    def source(self, dst: int, prompt: Sequence[int], key: Hashable = None) -> tuple[int, int]:
+        """(slot, tokens) of the slot other than ``dst``, busy or free, whose cache shares most with
+        ``prompt``; a slot whose own copy is not applied yet is no source. (-1, 0) when none shares any."""
+        best = (0, 0)
+        for slot in range(len(self._tokens)):
+            if slot != dst and slot not in self._pending:
+                best = max(best, (self.match(slot, prompt, key), -slot))
+        return (-best[1], best[0]) if best[0] else (-1, 0)
+
+    def copied(self, src: int, dst: int, n: int) -> None:
+        """``dst`` now holds the first ``n`` tokens of ``src`` (applied at the runtime's next step)."""
+        self._tokens[dst] = self._tokens[src][:n]
+        self._keys[dst] = self._keys[src]
+        self._pending.add(dst)
+        self.copies += 1
+
+    def applied(self) -> None:
+        """The runtime ran a step: every copy made before it is in place."""
+        self._pending.clear()
+
     def take(self, slot: int, n: int) -> None:
         """A sequence starts in ``slot`` reusing its first ``n`` tokens."""
         self._tokens[slot] = self._tokens[slot][:n]
@@ -59,3 +84,4 @@ class PrefixCache:
         for s in range(len(self._tokens)) if slot is None else (slot,):
             self._tokens[s] = []
             self._keys[s] = None
+            self._pending.discard(s)
