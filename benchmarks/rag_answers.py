@@ -21,6 +21,7 @@ from aifab.rag.evaluate import (
     QA,
     Gold,
     containment,
+    grounded_share,
     judge_answer,
     relevance,
     retrieval_metrics,
@@ -128,14 +129,25 @@ def answers(rag: Rag, collection: str, qas: Sequence[QA], n: int, log: Callable[
                 (prepared, text), first = asyncio.run(_one(rag, app, engine, qa.question))
                 ttft.append(first)
                 prompt_tokens.append(prepared.prompt_tokens)
-                rows.append(judge_answer(qa, text, rag.cite(prepared, text)))
+                row = judge_answer(qa, text, rag.cite(prepared, text))
+                row["grounded_whole"] = grounded_share(text, whole_texts(rag, collection, prepared, retrieval))
+                rows.append(row)
             metrics = summarise_answers(rows)
+            metrics["grounded_whole"] = float(np.mean([r["grounded_whole"] for r in rows])) if rows else 0.0
             metrics.update({"ttft_p50_ms": pct(ttft, 50), "prompt_tokens_p50": pct(prompt_tokens, 50)})
             out[name] = metrics
             log(f"answers, {name}: cites gold {metrics.get('cites_gold', 0):.2f}, TTFT p50 {metrics['ttft_p50_ms']:.0f} ms")
     finally:
         engine.close()
     return out
+
+
+def whole_texts(rag: Rag, collection: str, prepared: Any, retrieval: Any) -> list[str]:
+    """The whole chunks of the passages the model was given. ``grounded`` judges an answer against the
+    text in the prompt, and selected sentences are a third of a chunk: fewer words for an answer sentence
+    to be found in. Judged against the whole chunks, both prompts are measured by one yardstick."""
+    given = {p.id for p in prepared.passages}
+    return [p.text for p in rag.retrieve(collection, prepared.query, settings=retrieval) if p.id in given]
 
 
 async def _one(rag: Rag, app: Any, engine: Any, question: str) -> tuple[tuple[Any, str], float]:
@@ -172,8 +184,8 @@ def print_extra(report: dict[str, Any]) -> None:
     ans = report.get("answers")
     if ans:
         print("\nAnswers by the default chat model (greedy, 128 tokens), one user, in process")
-        keys = ("cites_gold", "gold_in_sources", "attributed", "supported", "grounded", "abstained", "ttft_p50_ms",
-                "prompt_tokens_p50")
+        keys = ("cites_gold", "gold_in_sources", "attributed", "supported", "grounded", "grounded_whole", "f1",
+                "abstained", "ttft_p50_ms", "prompt_tokens_p50")
         print(f"{'setup':<44}" + "".join(f"{k:>17}" for k in keys))
         for name, m in ans.items():
             print(f"{name:<44}" + "".join(f"{m.get(k, float('nan')):>17.3f}" if not k.endswith(("_ms", "_p50"))
