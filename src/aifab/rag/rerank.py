@@ -10,7 +10,7 @@ every part of the question: on the Python-glossary dev set it lifts recall@5 of 
 - ``maxsim`` (default) reads the passages' token vectors stored at ingest (int8, ``aifab.stores.tokens``),
   ColBERT/PLAID's way: the query is encoded once, each passage costs a matrix product. A collection
   version ingested without them is an error that names the fix, never a silent slow path.
-- ``maxsim-encode`` re-encodes the passages on every query (about 1.4 s for 20 passages on two CPU
+- ``maxsim-encode`` re-encodes the passages on every query (about 1.7 s for 20 passages on two CPU
   threads): for collections ingested with ``corpus.token_vectors = false``.
 """
 
