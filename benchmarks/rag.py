@@ -16,7 +16,8 @@ chunks, and time-to-first-token of an app through ``/v1/chat/completions``; base
    vector is their normalised mean plus noise), so the index and the text index have the real sizes.
 3. **End to end.** ``aifab up`` with ``[apps.pydocs]``; streamed chat completions at 1 and 8 concurrent
    users, time to the first content token; the same questions to the bare chat model (no retrieval)
-   beside it, so the RAG overhead is the difference.
+   beside it, so the RAG overhead is the difference; at 8 users also the app with ``attribute = false``
+   (what attributing streamed sentences costs the other users' prefill).
 4. **Issue #17** (``rag_answers.py``): every quality figure judged by the strict gold rule and, beside
    it, the old loose one; rankings another checkout dumped (``--dump-rankings`` there,
    ``--before-rankings`` here) judged by the same rules; the rerank step alone, stored token vectors
@@ -292,15 +293,23 @@ def end_to_end(qa_path: Path, args: argparse.Namespace) -> dict[str, Any]:
     questions = [q.question for q in load_qa(qa_path)]
     random.Random(1).shuffle(questions)
     config = Path(args.data_dir) / "bench.toml"
-    config.write_text(f'[apps.{COLLECTION}]\ncollection = "{COLLECTION}"\n')
+    config.write_text(f'[apps.{COLLECTION}]\ncollection = "{COLLECTION}"\n'
+                      f'[apps.{COLLECTION}-no-attribution]\ncollection = "{COLLECTION}"\n'
+                      'retrieval = {attribute = false}\n')
     results: dict[str, Any] = {}
     with RemoteAifabServer(Path(args.data_dir), args=["--config", str(config)], startup_timeout=600) as server:
         chat = load_settings().models.chat
-        asyncio.run(ttft_round(server.url, COLLECTION, questions[:4], 1, 4))  # warm-up: models, caches
+        asyncio.run(ttft_round(server.url, COLLECTION, questions[-4:], 1, 4))  # warm-up: models, caches
         for users in (1, 8):
-            for model, label in ((COLLECTION, "app (RAG)"), (chat, "chat model alone")):
+            setups = [(COLLECTION, "app (RAG)"), (chat, "chat model alone")]
+            if users > 1:  # what the attribution of streamed sentences costs the others' prefill
+                setups.insert(1, (f"{COLLECTION}-no-attribution", "app, attribute = false"))
+            for model, label in setups:
                 rounds = max(1, -(-args.e2e_requests // users))
-                ttft = asyncio.run(ttft_round(server.url, model, questions, users, rounds))
+                # questions no earlier setting asked: a prompt asked before would be found whole in a slot
+                # (prefix reuse) and skip its prefill
+                fresh, questions = questions[: rounds * users], questions[rounds * users :] + questions[: rounds * users]
+                ttft = asyncio.run(ttft_round(server.url, model, fresh, users, rounds))
                 results[f"{label} @ {users}"] = {"users": users, "ttft_p50_ms": pct(ttft, 50),
                                                  "ttft_p99_ms": pct(ttft, 99), "requests": len(ttft)}
                 log(f"{label} @ {users}: TTFT p50 {pct(ttft, 50):.0f} ms")

@@ -277,6 +277,22 @@ def test_one_pass_gives_the_vectors_and_the_token_vectors_of_each_text(minilm):
 
 
 @pytest.mark.slow
+def test_embedding_aside_narrows_only_the_calling_thread_and_gives_the_same_vectors(minilm):
+    import torch
+
+    width = torch.get_num_threads()
+    seen = []
+    encode = minilm._encode
+    minilm._encode = lambda texts, tokens: seen.append(torch.get_num_threads()) or encode(texts, tokens=tokens)
+    try:
+        aside = minilm.embed_aside(TEXTS)
+    finally:
+        del minilm._encode
+    assert seen == [1] and torch.get_num_threads() == width
+    np.testing.assert_allclose(aside, minilm.embed(TEXTS), atol=1e-5)
+
+
+@pytest.mark.slow
 def test_a_query_is_encoded_once_for_the_search_and_the_reranker(minilm, monkeypatch):
     query = "What is a decorator?"
     vector = minilm.embed_query(query)

@@ -227,7 +227,9 @@ class Rag:
     def _attributor(self, prepared: Prepared) -> Attributor | None:
         settings = prepared.app.retrieval or self.settings.rag
         if settings.attribute and prepared.passages:
-            return Attributor(self.corpus.embedder().embed, threshold=settings.attribution_threshold)
+            embedder = self.corpus.embedder()  # attribution runs while answers decode: aside, if it can
+            embed = getattr(embedder, "embed_aside", embedder.embed)
+            return Attributor(embed, threshold=settings.attribution_threshold)
         return None
 
     @staticmethod
