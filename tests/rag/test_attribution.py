@@ -72,3 +72,10 @@ def test_a_stream_cited_sentence_by_sentence_agrees_with_the_whole_answer():
     for event in filter(None, found):
         for n in event["sources"]:
             assert tuple(event["answer_span"]) in whole[n]["answer_spans"]
+    # the stream's own list at the end is the whole answer's, without embedding anything again
+    embed = citer.attributor.embed
+    citer.attributor.embed = lambda texts: (_ for _ in ()).throw(AssertionError("embedded again"))
+    try:
+        assert citer.citations() == list(whole.values())
+    finally:
+        citer.attributor.embed = embed

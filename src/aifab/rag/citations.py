@@ -50,6 +50,13 @@ def citations(
         for span, picked in zip(unmarked, sources, strict=True):
             for k in picked:
                 by_attribution.setdefault(k + 1, []).append(span)
+    return _listed(passages, by_marker, by_attribution)
+
+
+def _listed(
+    passages: Sequence[Passage], by_marker: dict[int, list[tuple[int, int]]],
+    by_attribution: dict[int, list[tuple[int, int]]],
+) -> list[dict[str, Any]]:
     out = []
     for number, p in enumerate(passages, start=1):
         found = "marker" if number in by_marker else "attributed" if number in by_attribution else None
@@ -78,6 +85,8 @@ class StreamCiter:
         self.sources: Sources | None = None  # embedded at the first sentence that needs attribution
         self.text = ""
         self.done = 0  # sentences handed out so far
+        self.finished = False
+        self._cited: dict[str, dict[int, list[tuple[int, int]]]] = {"marker": {}, "attributed": {}}
 
     def feed(self, text: str) -> list[tuple[int, int]]:
         self.text += text
@@ -85,7 +94,13 @@ class StreamCiter:
         return self._new(spans)
 
     def finish(self) -> list[tuple[int, int]]:
+        self.finished = True
         return self._new(sentence_spans(self.text))
+
+    def citations(self) -> list[dict[str, Any]]:
+        """The whole answer's list, as :func:`citations` gives it, from the sentences already cited one by
+        one (every sentence ``finish`` handed out must have been cited): nothing is embedded again."""
+        return _listed(self.passages, self._cited["marker"], self._cited["attributed"])
 
     def _new(self, spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
         out = spans[self.done :]
@@ -109,4 +124,6 @@ class StreamCiter:
             numbers, found = [k + 1 for k in sources.attribute([strip_markers(sentence)])[0]], "attributed"
         if not numbers:
             return None
+        for n in numbers:
+            self._cited[found].setdefault(n, []).append(span)
         return {"answer_span": list(span), "sources": numbers, "found": found}

@@ -167,11 +167,15 @@ class OpenAIServing:
         if conversation is None and (req.tools or runs_tools):  # no sources (none configured, or none relevant)
             conversation = tool_conversation(app, messages)
         rag, loop = self.rag, None
+        citer: StreamCiter | None = None  # a stream's sentences, cited as they complete
 
         def extra(answer: str) -> dict[Kind, Any]:
             out: dict[Kind, Any] = {}
             if prepared is not None:  # an app over a collection always lists its sources, if none
-                out["citations"] = rag.cite(prepared, answer)
+                if citer is not None and citer.finished:  # a stream: its sentences were cited as they completed
+                    out["citations"] = citer.citations()
+                else:
+                    out["citations"] = rag.cite(prepared, answer)
                 if call is not None:
                     call.context = cited_chunks(out["citations"])
             if loop is not None and not req.stream:  # a stream had them as events, step by step
@@ -190,7 +194,8 @@ class OpenAIServing:
         events = loop.events if loop is not None else None
         if req.stream and loop is None and prepared is not None and prepared.passages and not req.tools:
             cited: list[tuple[Kind, Any]] = []
-            gen = _cite_as_it_goes(gen, self.rag.citer(prepared), cited)
+            citer = self.rag.citer(prepared)
+            gen = _cite_as_it_goes(gen, citer, cited)
             events = partial(drain, cited)
         return await self._generate(gen, req, request_id, CHAT, engine.package.fingerprint, call, extra, events)
 
