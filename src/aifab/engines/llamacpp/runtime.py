@@ -18,8 +18,8 @@ try:
 except ImportError:  # pragma: no cover - llama-cpp-python is a core dependency
     C = None  # type: ignore[assignment]
 
-GRAMMAR_CACHE = 64
-MIN_COPY = 16  # a prefix another slot holds is copied when it saves at least this many prompt tokens  # compiled grammars kept, least recently used dropped first
+GRAMMAR_CACHE = 64  # compiled grammars kept, least recently used dropped first
+MIN_COPY = 16  # a prefix another slot holds is copied when it saves at least this many prompt tokens
 _CHAR_RULE = re.compile(r"^char ::= .*$", re.MULTILINE)
 STRICT_CHAR = r'char ::= [^"\\\x00-\x1F\x7F] | "\\" ["\\/bfnrt]'
 _NUMBER_RULE = re.compile(r"^number ::= .*$", re.MULTILINE)

@@ -2,10 +2,10 @@
 
 Prompt prefill is matrix-matrix work, and llama.cpp's fast CPU kernels for it (llamafile's tinyBLAS and the
 CPU repack) cover F32, F16, BF16, Q8_0 and Q4_0 but not Q4_1 or Q5_1, which fall back to one dot product
-per row; the K-quants were slower than Q8_0 too. Measured on an x86-64 machine with AVX2 (SmolLM2-135M, 700 prompt tokens, 2
-threads): Q4_1 189 tokens/s, Q5_1 129, Q4_K_M 208, Q8_0 268, F16 307; decode 63, 57, 63, 59 and 42
-tokens/s. So a small model shipped in one of the slow types is requantised to Q8_0 once, into
-the cache folder (``engines.cache_dir``), and that copy is loaded.
+per row; the K-quants were slower than Q8_0 too. Measured on an x86-64 machine with AVX2 (SmolLM2-135M,
+700 prompt tokens, 2 threads): Q4_1 189 tokens/s, Q5_1 129, Q4_K_M 208, Q8_0 268, F16 307; decode 63, 57,
+63, 59 and 42 tokens/s. So a small model shipped in one of the slow types is requantised to Q8_0 once,
+into the cache folder (``engines.cache_dir``), and that copy is loaded.
 
 Q8_0 holds every value of a 4- or 5-bit block to within half an 8-bit step, so it is the same model
 (greedy output can differ at rare near-ties). A large model is left as it is by default: there decode is
