@@ -5,10 +5,12 @@ Every sentence of every passage is scored by its similarity to the query (``0.9 
 the share of the query's content words it holds, as attribution scores). The similarity is
 ``stored_similarity`` where the passages carry the token vectors ingest stored for the reranker: MaxSim
 of the query's token vectors against the sentence's own rows of its passage's vectors, so nothing is
-encoded (about 5 ms for five passages, against about a second to embed their hundred-odd sentences on
-two cores); else ``embedded_similarity``, the cosine of each sentence's embedding. Sentences are taken best first, each with ``neighbours`` sentences on either side so that a
+encoded (the whole selection takes about 25 ms for five passages, against about a second to embed their
+hundred-odd sentences on two cores); else ``embedded_similarity``, the cosine of each sentence's
+embedding. Sentences are taken best first, each with ``neighbours`` sentences on either side so that a
 pronoun keeps its referent (alone when the neighbours do not fit), until ``budget`` tokens of source
-text (in the chat model's tokenizer) are used. Each passage keeps its picked sentences in their order; runs that are not adjacent are joined with
+text (in the chat model's tokenizer) are used. Each passage keeps its picked sentences in their order;
+runs that are not adjacent are joined with
 ``GAP``. A passage none of whose sentences were picked is left out, so the model sees fewer sources.
 
 Offsets stay exact: a selected passage's ``metadata["spans"]`` lists each run as ``[start, end]`` in the
