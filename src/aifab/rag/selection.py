@@ -10,8 +10,8 @@ hundred-odd sentences on two cores); else ``embedded_similarity``, the cosine of
 embedding. Sentences are taken best first, each with ``neighbours`` sentences on either side so that a
 pronoun keeps its referent (alone when the neighbours do not fit), until ``budget`` tokens of source
 text (in the chat model's tokenizer) are used. Each passage keeps its picked sentences in their order;
-runs that are not adjacent are joined with
-``GAP``. A passage none of whose sentences were picked is left out, so the model sees fewer sources.
+runs that are not adjacent are joined with ``GAP``. A passage none of whose sentences were picked is left
+out, so the model sees fewer sources.
 
 Offsets stay exact: a selected passage's ``metadata["spans"]`` lists each run as ``[start, end]`` in the
 file (ingest stored every sentence's place, ``metadata["sentences"]``), and ``start``/``end`` become
