@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from aifab.config import load_settings
+from aifab.config import Settings, load_settings
 from aifab.errors import ConfigError
 
 
@@ -74,3 +74,17 @@ def test_misspelt_key_in_a_list_of_sections():
     Path("aifab.toml").write_text('[gateway.routes.chat]\nupstreams = [{urll = "http://x/v1"}]\n')
     with pytest.raises(ConfigError, match=r"gateway\.routes\.chat\.upstreams\.0\.urll: did you mean 'url'\?"):
         load_settings()
+
+
+def test_the_cache_folder_is_shared_by_data_directories_and_falls_back_to_one_of_them(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    settings = Settings(data_dir=tmp_path / "data")
+    assert settings.cache_dir("gguf") == tmp_path / "xdg" / "aifab" / "gguf" and (tmp_path / "xdg/aifab/gguf").is_dir()
+    (tmp_path / "ro").write_text("a file, so no folder can be made under it")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "ro"))
+    assert settings.cache_dir("gguf") == tmp_path / "data" / "cache" / "gguf"
+    chosen = Settings(data_dir=tmp_path / "data", engines={"cache_dir": str(tmp_path / "mine")})
+    assert chosen.cache_dir("gguf") == tmp_path / "mine" / "gguf"
+    (tmp_path / "blocked").write_text("")
+    with pytest.raises(OSError, match="set engines.cache_dir"):
+        Settings(data_dir=tmp_path / "data", engines={"cache_dir": str(tmp_path / "blocked")}).cache_dir("gguf")
