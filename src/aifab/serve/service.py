@@ -432,22 +432,17 @@ async def _sse(
 async def _cite_as_it_goes(gen: AsyncGenerator[Delta, None], citer: StreamCiter,
                            out: list[tuple[Kind, Any]]) -> AsyncGenerator[Delta, None]:
     """``gen``, with a ``citation`` event in ``out`` for each sentence that cites a source, once the sentence
-    is complete (the full ``citations`` list still comes at the end)."""
-    ready: asyncio.Task[Any] | None = None
+    is complete (the full ``citations`` list still comes at the end). The sources' sentences are embedded
+    when the first sentence completes, not at the first token: with several questions at once, the others'
+    prompts are then prefilled first, and their first tokens come sooner."""
     try:
         async for delta in gen:
             spans = citer.feed(delta.text) + (citer.finish() if delta.finish_reason is not None else [])
             for span in spans:
-                if ready is not None:
-                    await ready
                 found = await asyncio.to_thread(citer.cite, span)  # an embedding call: off the event loop
                 if found is not None:
                     out.append(("citation", found))
             yield delta
-            if ready is None:  # the sources' sentences are embedded while the answer is decoded, not before
-                ready = asyncio.create_task(asyncio.to_thread(citer.prepare))
     finally:
-        if ready is not None and not ready.done():
-            ready.cancel()
         await gen.aclose()
 
