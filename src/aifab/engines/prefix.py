@@ -7,10 +7,10 @@ The scheduler gives a new request the free slot whose cache shares the longest p
 the runtime keeps that many positions, drops the rest, and starts the sequence with ``fed`` there. When
 another slot, busy or free, holds a longer shared prefix (eight questions to one app arrive together:
 one slot holds the app's instructions, seven do not), a runtime that can copy between slots (llama.cpp)
-copies it over instead of prefilling it again (``source``, ``copied``). At
-least the prompt's last token is always fed again, since its logits give the first sampled token. The
-result is the same as without reuse: the kept keys and values are those the same tokens at the same
-positions produce (``tests/engines`` checks greedy output on the real models, with and without).
+copies it over instead of prefilling it again (``source``, ``copied``). At least the prompt's last token
+is always fed again, since its logits give the first sampled token. The result is the same as without
+reuse: the kept keys and values are those the same tokens at the same positions produce
+(``tests/engines`` checks greedy output on the real models, with and without).
 """
 
 from __future__ import annotations

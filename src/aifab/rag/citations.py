@@ -108,7 +108,7 @@ class StreamCiter:
         return out
 
     def prepare(self) -> Sources | None:
-        """Embed the passages' sentences now (blocking), rather than at the first sentence to attribute."""
+        """The passages' sentences, embedded once (blocking), at the first sentence to attribute."""
         if self.sources is None and self.attributor is not None and self.passages:
             self.sources = self.attributor.against(self.passages)
         return self.sources
