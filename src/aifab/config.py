@@ -67,6 +67,10 @@ class EngineSettings(_Section):
         256, ge=16, description="prompt tokens one decode step carries, shared by the prompts waiting, oldest first; "
         "a step's time is also the pause it puts between the tokens of the streams already decoding",
     )
+    first_tokens: int = Field(
+        3, ge=0, description="tokens a stream that just started decodes before the next prompt chunk is fed: its "
+        "first words reach the client a decode step after its prefill, not a prefill chunk later",
+    )
     prefix_cache: bool = Field(
         True, description="reuse a slot's KV cache for a prompt that starts with the same tokens (skips their prefill)"
     )

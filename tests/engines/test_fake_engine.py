@@ -118,3 +118,30 @@ async def test_prompts_are_prefilled_first_come_first_served_within_one_chunk_a_
         # every prompt fed in a step but the last one is finished by it: none is started before the
         # one ahead of it is done
         assert all(n == left for _, n, left in prompt_feeds[:-1])
+
+
+@pytest.mark.parametrize("first_tokens", [3, 0])
+async def test_a_stream_that_just_started_gets_its_first_tokens_before_the_next_prompt_chunk(first_tokens):
+    runtime = FeedLog("ok", max_batch=4, step_delay=0.002)
+    engine = FakeEngine(runtime=runtime, context_length=2048)
+    engine._scheduler.prefill_chunk = 100
+    engine._scheduler.first_tokens = first_tokens
+    try:
+        async def one(prompt: str) -> None:
+            request = GenerationRequest(prompt=prompt, sampling=SamplingParams(temperature=0, max_tokens=6))
+            async for _ in engine.generate(request):
+                pass
+
+        await asyncio.gather(*(one(f"p{i}" + "x" * 148) for i in range(2)))  # 150 tokens: two chunks each
+    finally:
+        engine.close()
+    # the step that finishes p0's prompt samples its first token; then p0 decodes alone for first_tokens - 1
+    # steps while p1's prompt waits, and only then does p1's next chunk come
+    done = next(i for i, feeds in enumerate(runtime.steps) if ("p0", 50, 50) in feeds)
+    following = runtime.steps[done + 1 : done + 1 + max(first_tokens - 1, 1)]
+    p1_fed = [any(tag == "p1" and left > 0 for tag, _, left in feeds) for feeds in following]
+    if first_tokens:
+        assert p1_fed == [False] * (first_tokens - 1)
+        assert all(any(tag == "p0" and n == 1 for tag, n, _ in feeds) for feeds in following)
+    else:
+        assert p1_fed == [True]  # the old order: the next chunk at once

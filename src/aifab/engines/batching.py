@@ -148,8 +148,10 @@ def _put_all(group: list[tuple[Sequence, Item]]) -> None:
 class BatchScheduler:
     """Admits requests into ``runtime.max_batch`` slots and decodes them together."""
 
-    def __init__(self, runtime: Runtime, *, max_queue: int = 64, prefill_chunk: int = 256, name: str = "") -> None:
+    def __init__(self, runtime: Runtime, *, max_queue: int = 64, prefill_chunk: int = 256, first_tokens: int = 3,
+                 name: str = "") -> None:
         self.runtime = runtime
+        self.first_tokens = first_tokens
         self.max_queue = max_queue
         self.prefill_chunk = prefill_chunk
         self._inbox: queue.Queue[Sequence | None] = queue.Queue()
@@ -275,6 +277,11 @@ class BatchScheduler:
         # not after all eight; and no step grows past one chunk, which bounds the pause that a burst of
         # prompts puts between the tokens of the streams already decoding (``engines.prefill_chunk``, 256:
         # llama.cpp prefills chunks of 256 as fast as chunks of 512 on two cores, in half the time a step).
+        # A stream that has just started decodes its first ``first_tokens`` tokens on steps without a
+        # prompt chunk (``engines.first_tokens``, 3): a client shows words, and a word is whole only once
+        # the next token begins (the output guardrails hold the word in progress), so a first token
+        # followed by a whole chunk's step (~0.9 s on two cores) reached the user as late as that step.
+        # A decode-only step of eight streams costs tens of milliseconds.
         # The batch itself is laid out by slot: llama.cpp's per-sequence KV streams decode markedly
         # slower when the batch visits them out of order.
         budget = self.runtime.max_step_tokens
@@ -283,6 +290,8 @@ class BatchScheduler:
         for seq in decoding:
             chosen.append((seq, seq.pending(budget)))
         budget = min(budget - len(decoding), self.prefill_chunk)
+        if any(len(s.generated) < self.first_tokens for s in decoding):
+            budget = 0
         for seq in (s for s in self._live if s.prefilling):
             if budget <= 0:
                 break

@@ -22,11 +22,14 @@ class GenerativeEngine:
 
     def __init__(
         self, package: ModelPackage, runtime: Runtime, *, context_length: int, max_queue: int, prefill_chunk: int = 256,
+        first_tokens: int = 3,
     ) -> None:
         self.package = package
         self.context_length = context_length
         self._runtime = runtime
-        self._scheduler = BatchScheduler(runtime, max_queue=max_queue, prefill_chunk=prefill_chunk, name=package.name)
+        self._scheduler = BatchScheduler(
+            runtime, max_queue=max_queue, prefill_chunk=prefill_chunk, first_tokens=first_tokens, name=package.name
+        )
 
     @staticmethod
     def runtime_options(package: ModelPackage, settings: Settings) -> dict[str, int]:

@@ -22,6 +22,7 @@ class LlamaCppEngine(GenerativeEngine):
         super().__init__(
             package, self.runtime, context_length=options["ctx_per_seq"], max_queue=settings.serve.max_queue,
             prefill_chunk=settings.engines.prefill_chunk,
+            first_tokens=settings.engines.first_tokens,
         )
         # The GGUF stores special tokens as ids; the chat template wants their text.
         self._special = {

@@ -25,6 +25,7 @@ class TorchEngine(GenerativeEngine):
         super().__init__(
             package, self.runtime, context_length=options["ctx_per_seq"], max_queue=settings.serve.max_queue,
             prefill_chunk=settings.engines.prefill_chunk,
+            first_tokens=settings.engines.first_tokens,
         )
 
     def tokenize(self, text: str) -> list[int]:
