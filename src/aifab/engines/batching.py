@@ -173,6 +173,11 @@ class BatchScheduler:
         """Requests not yet given a slot (including those that will get a free one next step)."""
         return self._unadmitted
 
+    @property
+    def prefilling(self) -> int:
+        """Requests whose prompt the model has not read whole yet: queued, or in a slot and prefilling."""
+        return self._unadmitted + sum(1 for s in list(self._live) if s.prefilling)
+
     def _queued_beyond_slots(self) -> int:
         return self._unadmitted - len(self._free)
 

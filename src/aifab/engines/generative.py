@@ -89,7 +89,8 @@ class GenerativeEngine:
         raise InvalidRequest(f"model '{self.package.name}' does not produce embeddings", param="model")
 
     def health(self) -> EngineHealth:
-        return EngineHealth(ok=True, running=self._scheduler.running, waiting=self._scheduler.waiting)
+        s = self._scheduler
+        return EngineHealth(ok=True, running=s.running, waiting=s.waiting, prefilling=s.prefilling)
 
     async def load_adapter(self, name: str, path: str) -> None:
         raise InvalidRequest(f"model '{self.package.name}' ({self.package.format}) cannot load adapters")

@@ -62,6 +62,7 @@ class EngineHealth:
     ok: bool
     running: int = 0  # sequences being decoded now
     waiting: int = 0  # requests queued for a slot
+    prefilling: int = 0  # requests whose prompt is not read yet (queued, or in a slot and prefilling)
     detail: str = ""
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import time
 import uuid
@@ -23,6 +22,7 @@ from aifab.errors import EngineError, Forbidden, InvalidRequest
 from aifab.identity import ApiKey
 from aifab.registry.package import ModelPackage
 from aifab.serve.agent import Guard, ToolLoop, drain, no_guard, tool_conversation
+from aifab.serve.citing import cite_as_it_goes
 from aifab.serve.metrics import Metrics
 from aifab.serve.pool import ModelPool
 from aifab.serve.toolcalls import call_json, fragment_json, parse_calls, plan_tools
@@ -195,7 +195,7 @@ class OpenAIServing:
         if req.stream and loop is None and prepared is not None and prepared.passages and not req.tools:
             cited: list[tuple[Kind, Any]] = []
             citer = self.rag.citer(prepared)
-            gen = _cite_as_it_goes(gen, citer, cited)
+            gen = cite_as_it_goes(gen, citer, cited, busy=lambda: engine.health().prefilling > 0)
             events = partial(drain, cited)
         return await self._generate(gen, req, request_id, CHAT, engine.package.fingerprint, call, extra, events)
 
@@ -427,22 +427,3 @@ async def _sse(
         yield b"data: [DONE]\n\n"
     finally:
         await rest.aclose()  # frees the engine slot at once when the client went away
-
-
-async def _cite_as_it_goes(gen: AsyncGenerator[Delta, None], citer: StreamCiter,
-                           out: list[tuple[Kind, Any]]) -> AsyncGenerator[Delta, None]:
-    """``gen``, with a ``citation`` event in ``out`` for each sentence that cites a source, once the sentence
-    is complete (the full ``citations`` list still comes at the end). The sources' sentences are embedded
-    when the first sentence completes, not at the first token: with several questions at once, the others'
-    prompts are then prefilled first, and their first tokens come sooner."""
-    try:
-        async for delta in gen:
-            spans = citer.feed(delta.text) + (citer.finish() if delta.finish_reason is not None else [])
-            for span in spans:
-                found = await asyncio.to_thread(citer.cite, span)  # an embedding call: off the event loop
-                if found is not None:
-                    out.append(("citation", found))
-            yield delta
-    finally:
-        await gen.aclose()
-

@@ -126,7 +126,9 @@ class EngineConformance:
         req = GenerationRequest(prompt=self.prompt, sampling=SamplingParams(temperature=0.8, max_tokens=400))
         gen = engine.generate(req)
         await anext(gen)
-        assert engine.health().running >= 1
+        health = engine.health()
+        assert health.running >= 1
+        assert health.prefilling == 0  # its first token is out: its prompt is read (callers wait on this count)
         await gen.aclose()
         deadline = time.monotonic() + 5
         while engine.health().running and time.monotonic() < deadline:

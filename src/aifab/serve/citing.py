@@ -1,0 +1,70 @@
+"""A streamed app answer's sentences cited as they complete, without taking the cores from prompts waiting
+to be read.
+
+Attributing a sentence embeds it (and, at the first one, the sources' sentences: about twenty). On a small
+machine that competes with the chat model's prefill of the other users' prompts, so with eight questions at
+once the attribution of the first answers pushed back everyone else's first token. Here a stream's
+sentences go to one worker per stream that cites them in order, and, while ``busy()`` (the chat model has
+prompts not yet read), waits: the text streams on, and a sentence's ``citation`` event comes once the
+prompts are read. When nothing waits, each sentence is cited before the next piece of text is handed on, so
+an idle server's events come right after their sentence. The end of the answer waits for every sentence
+(the final ``citations`` list is built from them), busy or not.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncGenerator, Callable
+from typing import Any
+
+from aifab.api.events import Kind
+from aifab.engines.protocol import Delta
+from aifab.rag.citations import StreamCiter
+
+POLL_S = 0.05  # how often a waiting worker looks whether the prompts are read
+
+
+async def cite_as_it_goes(
+    gen: AsyncGenerator[Delta, None], citer: StreamCiter, out: list[tuple[Kind, Any]], busy: Callable[[], bool],
+    poll: float = POLL_S,
+) -> AsyncGenerator[Delta, None]:
+    """``gen``, with a ``citation`` event appended to ``out`` for each sentence that cites a source."""
+    spans: asyncio.Queue[tuple[int, int]] = asyncio.Queue()
+    uncited = 0  # spans queued and not cited yet
+
+    async def work() -> None:
+        nonlocal uncited
+        while True:
+            span = await spans.get()
+            try:
+                while busy() and not citer.finished:
+                    await asyncio.sleep(poll)
+                found = await asyncio.to_thread(citer.cite, span)  # an embedding call: off the event loop
+                if found is not None:
+                    out.append(("citation", found))
+            finally:
+                uncited -= 1
+                spans.task_done()
+
+    worker = asyncio.create_task(work())
+    try:
+        async for delta in gen:
+            new = citer.feed(delta.text) + (citer.finish() if delta.finish_reason is not None else [])
+            for span in new:
+                spans.put_nowait(span)
+            uncited += len(new)
+            if uncited and (citer.finished or not busy()):
+                await _drained(spans, worker)
+            yield delta
+    finally:
+        worker.cancel()
+        await gen.aclose()
+
+
+async def _drained(spans: asyncio.Queue[tuple[int, int]], worker: asyncio.Task[None]) -> None:
+    """Until the worker has cited every span queued; what stopped the worker, if it failed."""
+    joined = asyncio.ensure_future(spans.join())
+    done, _ = await asyncio.wait({joined, worker}, return_when=asyncio.FIRST_COMPLETED)
+    if worker in done:
+        joined.cancel()
+        worker.result()
