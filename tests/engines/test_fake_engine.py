@@ -145,3 +145,22 @@ async def test_a_stream_that_just_started_gets_its_first_tokens_before_the_next_
         assert all(any(tag == "p0" and n == 1 for tag, n, _ in feeds) for feeds in following)
     else:
         assert p1_fed == [True]  # the old order: the next chunk at once
+
+
+async def test_prompts_read_returns_once_no_prompt_waits():
+    runtime = FeedLog("ok", max_batch=4, step_delay=0.002)
+    engine = FakeEngine(runtime=runtime, context_length=2048)
+    engine._scheduler.prefill_chunk = 100
+    try:
+        await engine.prompts_read()  # nothing to read: at once
+        gen = engine.generate(GenerationRequest(prompt="p0" + "x" * 248, sampling=SamplingParams(max_tokens=50)))
+        first = asyncio.ensure_future(anext(gen))
+        while not engine.health().prefilling:
+            await asyncio.sleep(0)
+        await engine.prompts_read()
+        assert engine.health().prefilling == 0
+        assert sum(n for feeds in runtime.steps for tag, n, left in feeds if left > 0) == 250  # all of it read
+        assert (await first).completion_tokens == 1
+        await gen.aclose()
+    finally:
+        engine.close()

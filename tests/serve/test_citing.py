@@ -51,11 +51,16 @@ async def _run(busy_steps: int):
     go: asyncio.Queue[None] = asyncio.Queue()
     log: list[str] = []
     seen = []
-    stream = cite_as_it_goes(_deltas(log, go), citer, out, busy=lambda: handed < busy_steps, poll=0)
+    read = asyncio.Event()  # set once the engine has read its prompts
+    stream = cite_as_it_goes(_deltas(log, go), citer, out, busy=lambda: not read.is_set(), read=read.wait)
+    if not busy_steps:
+        read.set()
     for _ in ANSWER:
         go.put_nowait(None)
         await anext(stream)
         handed += 1
+        if handed == busy_steps:
+            read.set()
         seen.append((recorder.calls, len(out)))
     with pytest.raises(StopAsyncIteration):
         go.put_nowait(None)
@@ -73,8 +78,9 @@ async def test_an_idle_engine_gets_each_sentence_cited_before_the_next_text():
 
 
 async def test_while_prompts_wait_the_text_streams_on_and_citations_come_once_they_are_read():
-    seen, out, citer = await _run(busy_steps=4)
-    assert seen[:4] == [(0, 0)] * 4  # nothing embedded while the engine had prompts to read
+    seen, out, citer = await _run(busy_steps=3)
+    assert seen[:3] == [(0, 0)] * 3  # nothing embedded while the engine had prompts to read
+    assert seen[3][1] == 1  # once they are read, the first sentence's event comes before the answer ends
     # the last delta ends the answer: every sentence is cited before it goes on, in order
     assert [e["sources"] for _, e in out] == [[1], [2]]
     assert [tuple(e["answer_span"]) for _, e in out] == sorted(tuple(e["answer_span"]) for _, e in out)
@@ -93,5 +99,9 @@ async def test_a_failing_citation_ends_the_stream_with_its_error():
     for _ in range(len(ANSWER) + 1):
         go.put_nowait(None)
     with pytest.raises(RuntimeError, match="embedder down"):
-        async for _ in cite_as_it_goes(_deltas([], go), citer, [], busy=lambda: False, poll=0):
+        async for _ in cite_as_it_goes(_deltas([], go), citer, [], busy=lambda: False, read=_never_called):
             pass
+
+
+async def _never_called() -> None:
+    raise AssertionError("an idle engine is not waited for")

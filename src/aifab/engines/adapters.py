@@ -38,6 +38,9 @@ class AdapterView:
     def health(self) -> EngineHealth:
         return self.base.health()
 
+    async def prompts_read(self) -> None:
+        await self.base.prompts_read()
+
     async def load_adapter(self, name: str, path: str) -> None:
         await self.base.load_adapter(name, path)
 

@@ -140,6 +140,11 @@ def _deliver(items: list[tuple[Sequence, Item]]) -> None:
                 seq.cancelled = True
 
 
+def _settle(done: asyncio.Future[None]) -> None:
+    if not done.done():  # a waiter that was cancelled meanwhile is left as it is
+        done.set_result(None)
+
+
 def _put_all(group: list[tuple[Sequence, Item]]) -> None:
     for seq, delta in group:
         seq.out.put_nowait(delta)
@@ -161,6 +166,7 @@ class BatchScheduler:
         self._closed = False
         self._unadmitted = 0  # submitted, not yet admitted or dropped
         self._count_lock = threading.Lock()
+        self._read_waiters: list[asyncio.Future[None]] = []  # prompts_read() callers, woken together
         self._thread = threading.Thread(target=self._run, name=f"aifab-batch-{name}", daemon=True)
         self._thread.start()
 
@@ -177,6 +183,29 @@ class BatchScheduler:
     def prefilling(self) -> int:
         """Requests whose prompt the model has not read whole yet: queued, or in a slot and prefilling."""
         return self._unadmitted + sum(1 for s in list(self._live) if s.prefilling)
+
+    async def prompts_read(self) -> None:
+        """Returns once no prompt waits to be read (``prefilling`` is 0): the scheduler thread wakes the
+        waiters after the step that reads the last one, or when it shuts down. Nothing polls."""
+        loop = asyncio.get_running_loop()
+        with self._count_lock:
+            if self.prefilling == 0 or self._closed:
+                return
+            done = loop.create_future()
+            self._read_waiters.append(done)
+        await done
+
+    def _wake_readers(self) -> None:
+        """Wake the ``prompts_read`` waiters if no prompt waits (scheduler thread, after each step)."""
+        with self._count_lock:
+            if not self._read_waiters or (self.prefilling and not self._closed):
+                return
+            waiters, self._read_waiters = self._read_waiters, []
+        for done in waiters:
+            try:
+                done.get_loop().call_soon_threadsafe(_settle, done)
+            except RuntimeError:  # that event loop is gone
+                pass
 
     def _queued_beyond_slots(self) -> int:
         return self._unadmitted - len(self._free)
@@ -220,6 +249,7 @@ class BatchScheduler:
                 break
             self._admit()
             if not self._live:
+                self._wake_readers()  # the prompts waiting were all cancelled
                 continue
             try:
                 self._step()
@@ -229,8 +259,10 @@ class BatchScheduler:
                     seq.emit(EngineError(f"decode failed: {exc}"))
                     seq.fed = 0  # its cache cannot be trusted: nothing of it is kept for reuse
                     self._finish(seq)
+            self._wake_readers()
         for seq in self._live + list(self._waiting):
             seq.emit(EngineError("engine is shut down"))
+        self._wake_readers()
 
     def _take_inbox(self, *, block: bool) -> bool:
         try:

@@ -88,6 +88,9 @@ class SentenceTransformerEngine:
         arr = self.model.encode(texts, batch_size=self.batch_size, normalize_embeddings=True, convert_to_numpy=True)
         return arr.tolist()
 
+    async def prompts_read(self) -> None:
+        return None
+
     def health(self) -> EngineHealth:
         return EngineHealth(ok=True, running=self._busy, waiting=len(self._pending))
 

@@ -88,6 +88,9 @@ class GenerativeEngine:
     async def embed(self, texts: list[str]) -> Embeddings:
         raise InvalidRequest(f"model '{self.package.name}' does not produce embeddings", param="model")
 
+    async def prompts_read(self) -> None:
+        await self._scheduler.prompts_read()
+
     def health(self) -> EngineHealth:
         s = self._scheduler
         return EngineHealth(ok=True, running=s.running, waiting=s.waiting, prefilling=s.prefilling)

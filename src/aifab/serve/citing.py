@@ -14,22 +14,22 @@ an idle server's events come right after their sentence. The end of the answer w
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from typing import Any
 
 from aifab.api.events import Kind
 from aifab.engines.protocol import Delta
 from aifab.rag.citations import StreamCiter
 
-POLL_S = 0.05  # how often a waiting worker looks whether the prompts are read
-
 
 async def cite_as_it_goes(
     gen: AsyncGenerator[Delta, None], citer: StreamCiter, out: list[tuple[Kind, Any]], busy: Callable[[], bool],
-    poll: float = POLL_S,
+    read: Callable[[], Awaitable[None]],
 ) -> AsyncGenerator[Delta, None]:
-    """``gen``, with a ``citation`` event appended to ``out`` for each sentence that cites a source."""
+    """``gen``, with a ``citation`` event appended to ``out`` for each sentence that cites a source.
+    ``busy()``: whether the chat model has prompts to read; ``read()``: returns once it has none."""
     spans: asyncio.Queue[tuple[int, int]] = asyncio.Queue()
+    ended = asyncio.Event()  # the answer is complete: cite the rest now, busy or not
     uncited = 0  # spans queued and not cited yet
 
     async def work() -> None:
@@ -37,8 +37,8 @@ async def cite_as_it_goes(
         while True:
             span = await spans.get()
             try:
-                while busy() and not citer.finished:
-                    await asyncio.sleep(poll)
+                if busy() and not ended.is_set():
+                    await _first(read(), ended.wait())
                 found = await asyncio.to_thread(citer.cite, span)  # an embedding call: off the event loop
                 if found is not None:
                     out.append(("citation", found))
@@ -49,22 +49,27 @@ async def cite_as_it_goes(
     worker = asyncio.create_task(work())
     try:
         async for delta in gen:
-            new = citer.feed(delta.text) + (citer.finish() if delta.finish_reason is not None else [])
+            new = citer.feed(delta.text)
+            if delta.finish_reason is not None:
+                new += citer.finish()
+                ended.set()
             for span in new:
                 spans.put_nowait(span)
             uncited += len(new)
-            if uncited and (citer.finished or not busy()):
-                await _drained(spans, worker)
+            if uncited and (ended.is_set() or not busy()):
+                await _first(spans.join(), worker)  # a worker that is done has failed: its error ends the stream
+                if worker.done():
+                    worker.result()
             yield delta
     finally:
         worker.cancel()
         await gen.aclose()
 
 
-async def _drained(spans: asyncio.Queue[tuple[int, int]], worker: asyncio.Task[None]) -> None:
-    """Until the worker has cited every span queued; what stopped the worker, if it failed."""
-    joined = asyncio.ensure_future(spans.join())
-    done, _ = await asyncio.wait({joined, worker}, return_when=asyncio.FIRST_COMPLETED)
-    if worker in done:
-        joined.cancel()
-        worker.result()
+async def _first(*waits: Awaitable[Any]) -> None:
+    """Until the first of ``waits`` is done; the others are cancelled (a task passed in is left running)."""
+    futures = [asyncio.ensure_future(w) for w in waits]
+    await asyncio.wait(futures, return_when=asyncio.FIRST_COMPLETED)
+    for f, w in zip(futures, waits, strict=True):
+        if f is not w:
+            f.cancel()

@@ -129,6 +129,7 @@ class EngineConformance:
         health = engine.health()
         assert health.running >= 1
         assert health.prefilling == 0  # its first token is out: its prompt is read (callers wait on this count)
+        await asyncio.wait_for(engine.prompts_read(), 5)  # and whoever waits for that is not kept waiting
         await gen.aclose()
         deadline = time.monotonic() + 5
         while engine.health().running and time.monotonic() < deadline:
