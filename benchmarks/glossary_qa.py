@@ -4,10 +4,11 @@ The corpus is the Python 3.11 documentation's reST sources from Debian ``python3
 ``corpora.py``); its ``glossary.rst.txt`` maps terms to definitions. Each definition becomes one question
 about its (first) term, phrased by one of three templates chosen by position, with the definition
 (reST roles reduced to their text, its first 60 words) as the gold passage, located in
-``glossary.rst.txt``:
+``glossary.rst.txt``, and the definition's first sentence as the reference answer (for answer F1):
 
     {"question": "What is an abstract base class?", "gold": {"source": "glossary.rst.txt",
-     "text": "Abstract base classes complement duck-typing by providing ..."}, "term": "abstract base class"}
+     "text": "Abstract base classes complement duck-typing by providing ..."}, "term": "abstract base class",
+     "answer": "Abstract base classes complement duck-typing by providing a way to define interfaces ..."}
 
 The whole documentation is the haystack: a passage elsewhere that mentions the term is not gold. Stdlib
 only; deterministic (same package, same file):
@@ -31,6 +32,7 @@ GOLD_WORDS = 60
 TEMPLATES = ("What is {article}{term}?", "What does the term '{term}' mean in Python?", "Explain {term} in Python.")
 _ROLE = re.compile(r":[\w:+-]+:`([^`<]*?)\s*(?:<[^`>]*>)?`")  # :term:`text <target>` -> text
 _LITERAL = re.compile(r"``([^`]+)``")
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9(])")  # "e.g. a list" does not end a sentence
 
 
 def plain(text: str) -> str:
@@ -66,7 +68,9 @@ def questions(glossary: str) -> list[dict]:
         article = ("an " if term[0].lower() in "aeiou" else "a ") if term[0].isalpha() else ""
         question = TEMPLATES[i % len(TEMPLATES)].format(term=term, article=article)
         gold = " ".join(definition.split()[:GOLD_WORDS])
-        rows.append({"question": question, "gold": {"source": "glossary.rst.txt", "text": gold}, "term": term})
+        answer = _SENTENCE_END.split(definition, maxsplit=1)[0]
+        rows.append({"question": question, "gold": {"source": "glossary.rst.txt", "text": gold}, "term": term,
+                     "answer": answer})
     return rows
 
 
