@@ -3,12 +3,15 @@ embedder, in-memory store, real loaders, chunker, retrieval and prompt)."""
 
 from __future__ import annotations
 
+import threading
+
 import httpx
 import openai
 import pytest
 
 from aifab.config import load_settings
 from aifab.corpus.service import Corpus
+from aifab.rag import Rag
 from aifab.registry import Registry
 from aifab.serve import ModelPool, create_app
 from aifab.state import Database
@@ -114,6 +117,22 @@ async def test_an_answer_without_markers_still_cites_its_source_by_attribution(a
     (start, end), = cited[0]["answer_spans"]
     assert answer[start:end] == "The Danube flows through Vienna and Budapest."  # not the unrelated sentence
     assert all(c["found"] is None for c in cites if not c["cited"])
+
+
+async def test_a_whole_answer_is_attributed_off_the_event_loop(api, monkeypatch):
+    on_loop: list[bool] = []  # attributing embeds sentences: on the event loop it would stall every stream
+    cite = Rag.cite
+
+    def recording(self, prepared, answer):
+        on_loop.append(threading.current_thread() is threading.main_thread())
+        return cite(self, prepared, answer)
+
+    monkeypatch.setattr(Rag, "cite", recording)
+    reply = await _client(api).chat.completions.create(
+        model="plain", messages=[{"role": "user", "content": "Where does the Danube flow?"}]
+    )
+    assert on_loop == [False]
+    assert any(c["cited"] for c in reply.choices[0].message.model_extra["citations"])
 
 
 async def test_a_streamed_sentence_is_cited_as_soon_as_it_is_complete(api):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import time
 import uuid
@@ -249,7 +250,9 @@ class OpenAIServing:
             call.report_calls(calls)
         choice: dict[str, Any] = {"index": 0, "finish_reason": last.finish_reason, "logprobs": None}
         if kind.chat:
-            choice["message"] = {"role": "assistant", "content": content, **(extra(content) if extra else {})}
+            # off the event loop: attributing the answer embeds its sentences, and the other streams go on
+            fields = await asyncio.to_thread(extra, content) if extra else {}
+            choice["message"] = {"role": "assistant", "content": content, **fields}
             if calls:
                 choice["message"].update(content=content or None, tool_calls=call_json(calls))
         else:
