@@ -122,6 +122,29 @@ class EngineConformance:
         finally:
             prefix.enabled = True
 
+    async def test_a_prompt_prefilled_in_chunks_answers_as_one_read_whole(self, engine: Engine) -> None:
+        """Greedy output is the same whether the prompt goes in as one batch or in many small chunks."""
+        scheduler = getattr(engine, "_scheduler", None)
+        if scheduler is None:
+            pytest.skip("the engine has no batch scheduler whose prefill chunk can be set")
+        prefix = getattr(getattr(engine, "runtime", None), "prefix", None)
+        prompt = " ".join([self.prompt] * 6)  # ~70 tokens: several chunks of 16
+        chunk = scheduler.prefill_chunk
+        answers = []
+        try:
+            if prefix is not None:
+                prefix.enabled = False  # each run reads the whole prompt
+                prefix.forget()
+            for size in (4096, 16):
+                scheduler.prefill_chunk = size
+                answers.append((await collect(engine, prompt, temperature=0, max_tokens=12))[0])
+        finally:
+            scheduler.prefill_chunk = chunk
+            if prefix is not None:
+                prefix.enabled = True
+        assert engine.count_tokens(prompt) > 3 * 16
+        assert answers[1] == answers[0]
+
     async def test_closing_the_stream_frees_the_slot(self, engine: Engine) -> None:
         req = GenerationRequest(prompt=self.prompt, sampling=SamplingParams(temperature=0.8, max_tokens=400))
         gen = engine.generate(req)
