@@ -30,6 +30,7 @@ from aifab.rag.evaluate import (
 from aifab.rag.rerank import make_reranker
 
 Ranked = list[tuple[str, dict[str, Any]]]
+WHOLE = ("grounded_whole", "cites_gold_whole", "gold_in_sources_whole")
 
 
 def pct(values: Sequence[float], q: float) -> float:
@@ -129,11 +130,18 @@ def answers(rag: Rag, collection: str, qas: Sequence[QA], n: int, log: Callable[
                 (prepared, text), first = asyncio.run(_one(rag, app, engine, qa.question))
                 ttft.append(first)
                 prompt_tokens.append(prepared.prompt_tokens)
-                row = judge_answer(qa, text, rag.cite(prepared, text))
-                row["grounded_whole"] = grounded_share(text, whole_texts(rag, collection, prepared, retrieval))
+                cites = rag.cite(prepared, text)
+                row = judge_answer(qa, text, cites)
+                whole = whole_chunks(rag, collection, prepared, retrieval)
+                row["grounded_whole"] = grounded_share(text, list(whole.values()))
+                # the gold judged against the chunk each citation points to, not the excerpt the model saw
+                by_chunk = judge_answer(qa, text, [{**c, "text": whole.get(c["chunk_id"], c["text"])} for c in cites])
+                row["cites_gold_whole"] = by_chunk.get("cites_gold", False)
+                row["gold_in_sources_whole"] = by_chunk.get("gold_in_sources", False)
                 rows.append(row)
             metrics = summarise_answers(rows)
-            metrics["grounded_whole"] = float(np.mean([r["grounded_whole"] for r in rows])) if rows else 0.0
+            for key in WHOLE:
+                metrics[key] = float(np.mean([r[key] for r in rows])) if rows else 0.0
             metrics.update({"ttft_p50_ms": pct(ttft, 50), "prompt_tokens_p50": pct(prompt_tokens, 50)})
             out[name] = metrics
             log(f"answers, {name}: cites gold {metrics.get('cites_gold', 0):.2f}, TTFT p50 {metrics['ttft_p50_ms']:.0f} ms")
@@ -142,12 +150,13 @@ def answers(rag: Rag, collection: str, qas: Sequence[QA], n: int, log: Callable[
     return out
 
 
-def whole_texts(rag: Rag, collection: str, prepared: Any, retrieval: Any) -> list[str]:
-    """The whole chunks of the passages the model was given. ``grounded`` judges an answer against the
-    text in the prompt, and selected sentences are a third of a chunk: fewer words for an answer sentence
-    to be found in. Judged against the whole chunks, both prompts are measured by one yardstick."""
+def whole_chunks(rag: Rag, collection: str, prepared: Any, retrieval: Any) -> dict[str, str]:
+    """The whole chunk of each passage the model was given, by chunk id. ``grounded`` judges an answer
+    against the text in the prompt, and ``cites_gold`` a citation by its text, the excerpt; selected
+    sentences are a third of a chunk. Judged against the whole chunks (``*_whole``), both prompts are
+    measured by one yardstick: the one the whole-passage baseline is judged by."""
     given = {p.id for p in prepared.passages}
-    return [p.text for p in rag.retrieve(collection, prepared.query, settings=retrieval) if p.id in given]
+    return {p.id: p.text for p in rag.retrieve(collection, prepared.query, settings=retrieval) if p.id in given}
 
 
 async def _one(rag: Rag, app: Any, engine: Any, question: str) -> tuple[tuple[Any, str], float]:
@@ -184,9 +193,10 @@ def print_extra(report: dict[str, Any]) -> None:
     ans = report.get("answers")
     if ans:
         print("\nAnswers by the default chat model (greedy, 128 tokens), one user, in process")
-        keys = ("cites_gold", "gold_in_sources", "attributed", "supported", "grounded", "grounded_whole", "f1",
-                "abstained", "ttft_p50_ms", "prompt_tokens_p50")
-        print(f"{'setup':<44}" + "".join(f"{k:>17}" for k in keys))
+        keys = ("cites_gold", "cites_gold_whole", "gold_in_sources", "gold_in_sources_whole", "attributed",
+                "supported", "grounded", "grounded_whole", "f1", "abstained", "ttft_p50_ms", "prompt_tokens_p50")
+        width = {k: max(12, len(k) + 2) for k in keys}
+        print(f"{'setup':<44}" + "".join(f"{k:>{width[k]}}" for k in keys))
         for name, m in ans.items():
-            print(f"{name:<44}" + "".join(f"{m.get(k, float('nan')):>17.3f}" if not k.endswith(("_ms", "_p50"))
-                                            else f"{m.get(k, float('nan')):>17.0f}" for k in keys))
+            print(f"{name:<44}" + "".join(f"{m.get(k, float('nan')):>{width[k]}.3f}" if not k.endswith(("_ms", "_p50"))
+                                            else f"{m.get(k, float('nan')):>{width[k]}.0f}" for k in keys))
