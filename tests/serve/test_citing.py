@@ -7,7 +7,7 @@ from collections.abc import AsyncGenerator
 
 import pytest
 
-from aifab.engines.protocol import Delta
+from aifab.engines.protocol import Delta, EngineHealth
 from aifab.rag.attribution import Attributor
 from aifab.rag.citations import StreamCiter
 from aifab.rag.protocol import Passage
@@ -34,6 +34,21 @@ class Recorder:
         return self.inner.embed(texts)
 
 
+class Reading:
+    """The engine as the citing sees it: prompts wait to be read until ``read`` is set (None: never)."""
+
+    def __init__(self, read: asyncio.Event | None) -> None:
+        self.read = read
+
+    def health(self) -> EngineHealth:
+        return EngineHealth(ok=True, prefilling=int(self.read is not None and not self.read.is_set()))
+
+    async def prompts_read(self) -> None:
+        if self.read is None:
+            raise AssertionError("an idle engine is not waited for")
+        await self.read.wait()
+
+
 async def _deltas(log: list[str], go: asyncio.Queue[None]) -> AsyncGenerator[Delta, None]:
     for i, text in enumerate(ANSWER):
         await go.get()
@@ -52,7 +67,7 @@ async def _run(busy_steps: int):
     log: list[str] = []
     seen = []
     read = asyncio.Event()  # set once the engine has read its prompts
-    stream = cite_as_it_goes(_deltas(log, go), citer, out, busy=lambda: not read.is_set(), read=read.wait)
+    stream = cite_as_it_goes(_deltas(log, go), citer, out, Reading(read))
     if not busy_steps:
         read.set()
     for _ in ANSWER:
@@ -99,9 +114,6 @@ async def test_a_failing_citation_ends_the_stream_with_its_error():
     for _ in range(len(ANSWER) + 1):
         go.put_nowait(None)
     with pytest.raises(RuntimeError, match="embedder down"):
-        async for _ in cite_as_it_goes(_deltas([], go), citer, [], busy=lambda: False, read=_never_called):
+        async for _ in cite_as_it_goes(_deltas([], go), citer, [], Reading(None)):
             pass
 
-
-async def _never_called() -> None:
-    raise AssertionError("an idle engine is not waited for")

@@ -4,8 +4,8 @@ to be read.
 Attributing a sentence embeds it (and, at the first one, the sources' sentences: about twenty). On a small
 machine that competes with the chat model's prefill of the other users' prompts, so with eight questions at
 once the attribution of the first answers pushed back everyone else's first token. Here a stream's
-sentences go to one worker per stream that cites them in order, and, while ``busy()`` (the chat model has
-prompts not yet read), waits: the text streams on, and a sentence's ``citation`` event comes once the
+sentences go to one worker per stream that cites them in order, and, while the chat model has prompts
+not yet read (``Engine.health().prefilling``), waits until it has read them (``Engine.prompts_read``): the text streams on, and a sentence's ``citation`` event comes once the
 prompts are read. When nothing waits, each sentence is cited before the next piece of text is handed on, so
 an idle server's events come right after their sentence. The end of the answer waits for every sentence
 (the final ``citations`` list is built from them), busy or not.
@@ -14,20 +14,23 @@ an idle server's events come right after their sentence. The end of the answer w
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncGenerator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable
 from typing import Any
 
 from aifab.api.events import Kind
-from aifab.engines.protocol import Delta
+from aifab.engines.protocol import Delta, Engine
 from aifab.rag.citations import StreamCiter
 
 
 async def cite_as_it_goes(
-    gen: AsyncGenerator[Delta, None], citer: StreamCiter, out: list[tuple[Kind, Any]], busy: Callable[[], bool],
-    read: Callable[[], Awaitable[None]],
+    gen: AsyncGenerator[Delta, None], citer: StreamCiter, out: list[tuple[Kind, Any]], engine: Engine,
 ) -> AsyncGenerator[Delta, None]:
-    """``gen``, with a ``citation`` event appended to ``out`` for each sentence that cites a source.
-    ``busy()``: whether the chat model has prompts to read; ``read()``: returns once it has none."""
+    """``gen`` (``engine``'s answer), with a ``citation`` event appended to ``out`` for each sentence that
+    cites a source."""
+
+    def busy() -> bool:
+        return engine.health().prefilling > 0
+
     spans: asyncio.Queue[tuple[int, int]] = asyncio.Queue()
     ended = asyncio.Event()  # the answer is complete: cite the rest now, busy or not
     uncited = 0  # spans queued and not cited yet
@@ -38,7 +41,7 @@ async def cite_as_it_goes(
             span = await spans.get()
             try:
                 if busy() and not ended.is_set():
-                    await _first(read(), ended.wait())
+                    await _first(engine.prompts_read(), ended.wait())
                 found = await asyncio.to_thread(citer.cite, span)  # an embedding call: off the event loop
                 if found is not None:
                     out.append(("citation", found))

@@ -196,8 +196,7 @@ class OpenAIServing:
         if req.stream and loop is None and prepared is not None and prepared.passages and not req.tools:
             cited: list[tuple[Kind, Any]] = []
             citer = self.rag.citer(prepared)
-            gen = cite_as_it_goes(gen, citer, cited, busy=lambda: engine.health().prefilling > 0,
-                                  read=engine.prompts_read)
+            gen = cite_as_it_goes(gen, citer, cited, engine)
             events = partial(drain, cited)
         return await self._generate(gen, req, request_id, CHAT, engine.package.fingerprint, call, extra, events)
 
